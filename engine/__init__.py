@@ -1,0 +1,72 @@
+"""Sluice engine: back-pressured LLM streaming sessions with live-tunable buffers and limits.
+
+The engine is a library and never imports the UI. Start here:
+
+    async with Engine(load_config()) as engine:
+        engine.add_demo_sessions(12)
+        await engine.wait_idle()
+        print(engine.snapshot().totals)
+"""
+
+from engine.backends.base import Backend, BackendError, StreamInfo, StreamTruncated
+from engine.backends.demo import DemoModel
+from engine.buffer import BufferClosed, BufferStats, TokenBuffer
+from engine.chunk import Chunk
+from engine.config import Config, ConfigError, load_config, save_config
+from engine.consumers import (
+    Consumer,
+    NullConsumer,
+    SleepConsumer,
+    SqliteConsumer,
+    StdoutConsumer,
+    make_consumer,
+)
+from engine.engine import Engine, KnobError
+from engine.histogram import Histogram, Percentiles
+from engine.limiter import AdjustableLimiter, LimiterStats
+from engine.session import Session
+from engine.snapshot import (
+    BackendSnapshot,
+    EngineSnapshot,
+    Knobs,
+    ProcessSnapshot,
+    SessionDetail,
+    SessionSnapshot,
+    Totals,
+)
+
+__all__ = [
+    "AdjustableLimiter",
+    "Backend",
+    "BackendError",
+    "BackendSnapshot",
+    "BufferClosed",
+    "BufferStats",
+    "Chunk",
+    "Config",
+    "ConfigError",
+    "Consumer",
+    "DemoModel",
+    "Engine",
+    "EngineSnapshot",
+    "Histogram",
+    "KnobError",
+    "Knobs",
+    "LimiterStats",
+    "NullConsumer",
+    "Percentiles",
+    "ProcessSnapshot",
+    "Session",
+    "SessionDetail",
+    "SessionSnapshot",
+    "SleepConsumer",
+    "SqliteConsumer",
+    "StdoutConsumer",
+    "StreamInfo",
+    "StreamTruncated",
+    "TokenBuffer",
+    "Totals",
+    "load_config",
+    "make_consumer",
+    "save_config",
+]

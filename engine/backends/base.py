@@ -1,0 +1,56 @@
+"""The backend protocol shared by the demo model, Claude and Ollama.
+
+A backend's `stream(prompt)` is an async generator of `Chunk`s. The session always wraps it in
+`contextlib.aclosing`, so a backend's cleanup (closing an HTTP response, say) runs on every
+path: normal end, backend error, consumer error, cancellation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+from engine.chunk import Chunk
+
+__all__ = ["Backend", "BackendError", "StreamInfo", "StreamTruncated"]
+
+
+class BackendError(Exception):
+    """A backend failed in a way worth a one-line reason on the session."""
+
+
+class StreamTruncated(BackendError):
+    """The stream ended without the backend's end-of-message marker."""
+
+
+class StreamInfo:
+    """What a backend reports about one stream besides its chunks; the session shows it.
+
+    Backends fill in what they know: `attempts` (requests made, retries included), token usage
+    from the wire, the model that answered and why it stopped.
+    """
+
+    __slots__ = ("attempts", "input_tokens", "model", "output_tokens", "stop_reason")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.model: str | None = None
+        self.stop_reason: str | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Something that streams a model's answer to a prompt.
+
+    `name` is the backend's key (`demo`, `claude`, `ollama`, or a user's own), which picks the
+    concurrency limiter the session waits on.
+    """
+
+    name: str
+
+    def stream(self, prompt: str, info: StreamInfo) -> AsyncIterator[Chunk]:
+        """Yield the answer's chunks in order, filling `info`; raise on failure; clean up
+        when closed."""
+        ...

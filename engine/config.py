@@ -1,0 +1,513 @@
+"""config.toml: load and validate every value, save tuned knobs atomically.
+
+Every bad value is reported in one line naming the file, the key, the value and what is
+allowed, e.g. `config.toml: [queue] maxsize = -3: must be an integer from 0 to 1024
+(0 = unbounded)`. Saving writes a temporary file beside the target, fsyncs it, keeps the
+previous file as `config.toml.bak` and swaps the new one in with `os.replace`; keys and
+tables the app does not own, and the comments around the keys it does, are kept.
+API keys never live here: they come from the environment only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from engine.consumers import CONSUMER_KINDS
+
+__all__ = [
+    "BACKENDS",
+    "KNOB_SPECS",
+    "ClaudeConfig",
+    "Config",
+    "ConfigError",
+    "ConsumerConfig",
+    "DemoConfig",
+    "KnobSpec",
+    "LimitsConfig",
+    "OllamaConfig",
+    "QueueConfig",
+    "load_config",
+    "save_config",
+]
+
+BACKENDS = ("claude", "ollama", "demo")
+DEFAULT_PATH = Path("config.toml")
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message is the one line the user sees."""
+
+
+@dataclass(frozen=True, slots=True)
+class KnobSpec:
+    """The allowed range of one number in the config and on its slider."""
+
+    minimum: float
+    maximum: float
+    integer: bool = True
+    note: str = ""
+
+    def describe(self) -> str:
+        """What is allowed, in words."""
+        kind = "an integer" if self.integer else "a number"
+        upper = f"{self.maximum:g}"
+        text = f"must be {kind} from {self.minimum:g} to {upper}"
+        return f"{text} ({self.note})" if self.note else text
+
+    def check(self, value: object) -> bool:
+        """True when `value` is of the right type and inside the range."""
+        if isinstance(value, bool):
+            return False
+        if self.integer and not isinstance(value, int):
+            return False
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        return self.minimum <= value <= self.maximum
+
+
+# One table of ranges for the config, the engine's setters and the app's sliders.
+KNOB_SPECS: dict[str, KnobSpec] = {
+    "maxsize": KnobSpec(0, 1024, note="0 = unbounded"),
+    "batch_max": KnobSpec(1, 256),
+    "limit": KnobSpec(1, 10_000),
+    "delay_ms": KnobSpec(0, 10_000, integer=False),
+    "rate": KnobSpec(0.1, 10_000, integer=False, note="tokens per second"),
+    "sessions": KnobSpec(0, 10_000),
+    "tokens": KnobSpec(1, 100_000),
+    "ttft_ms": KnobSpec(0, 600_000, integer=False),
+    "max_tokens": KnobSpec(1, 1_000_000),
+    "timeout_s": KnobSpec(0.1, 3_600, integer=False),
+    "retries": KnobSpec(0, 20),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """`[queue]`: the per-session buffer."""
+
+    maxsize: int = 16
+    batch_max: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """`[limits]`: concurrent sessions allowed per backend."""
+
+    claude: int = 4
+    ollama: int = 6
+    demo: int = 4
+
+    def as_dict(self) -> dict[str, int]:
+        """Backend name to limit."""
+        return {"claude": self.claude, "ollama": self.ollama, "demo": self.demo}
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    """`[consumer]`: the built-in work done per batch."""
+
+    kind: str = "sleep"
+    delay_ms: float = 50.0
+    path: str = "sluice.db"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoConfig:
+    """`[demo]`: the simulated model and how many sessions run on it."""
+
+    sessions: int = 12
+    tokens: int = 200
+    rate: float = 40.0
+    ttft_ms: float = 300.0
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ClaudeConfig:
+    """`[claude]`: Claude through the anthropic SDK (the key comes from the environment)."""
+
+    model: str = "claude-sonnet-4-5"
+    max_tokens: int = 1024
+    system: str = ""
+    base_url: str = ""
+    timeout_s: float = 60.0
+    retries: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class OllamaConfig:
+    """`[ollama]`: a local or remote Ollama server."""
+
+    host: str = ""
+    model: str = "llama3.2"
+    timeout_s: float = 60.0
+    retries: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated config; `path` is where it came from (None: built-in defaults)."""
+
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    claude: ClaudeConfig = field(default_factory=ClaudeConfig)
+    ollama: OllamaConfig = field(default_factory=OllamaConfig)
+    path: Path | None = None
+
+    def with_knobs(
+        self,
+        *,
+        maxsize: int | None = None,
+        batch_max: int | None = None,
+        limits: Mapping[str, int] | None = None,
+        delay_ms: float | None = None,
+        rate: float | None = None,
+        sessions: int | None = None,
+    ) -> Config:
+        """A copy with the given live knobs changed."""
+        queue = replace(
+            self.queue,
+            maxsize=self.queue.maxsize if maxsize is None else maxsize,
+            batch_max=self.queue.batch_max if batch_max is None else batch_max,
+        )
+        merged = self.limits.as_dict()
+        merged.update({k: v for k, v in (limits or {}).items() if k in BACKENDS})
+        consumer = replace(
+            self.consumer, delay_ms=self.consumer.delay_ms if delay_ms is None else delay_ms
+        )
+        demo = replace(
+            self.demo,
+            rate=self.demo.rate if rate is None else rate,
+            sessions=self.demo.sessions if sessions is None else sessions,
+        )
+        return replace(
+            self, queue=queue, limits=LimitsConfig(**merged), consumer=consumer, demo=demo
+        )
+
+    def owned_values(self) -> dict[str, dict[str, Any]]:
+        """Every key the app owns, by table, as it would be written to config.toml."""
+        return {
+            "queue": {"maxsize": self.queue.maxsize, "batch_max": self.queue.batch_max},
+            "limits": self.limits.as_dict(),
+            "consumer": {
+                "kind": self.consumer.kind,
+                "delay_ms": _plain_number(self.consumer.delay_ms),
+                "path": self.consumer.path,
+            },
+            "demo": {
+                "sessions": self.demo.sessions,
+                "tokens": self.demo.tokens,
+                "rate": _plain_number(self.demo.rate),
+                "ttft_ms": _plain_number(self.demo.ttft_ms),
+                "seed": self.demo.seed,
+            },
+            "claude": {
+                "model": self.claude.model,
+                "max_tokens": self.claude.max_tokens,
+                "system": self.claude.system,
+                "base_url": self.claude.base_url,
+                "timeout_s": _plain_number(self.claude.timeout_s),
+                "retries": self.claude.retries,
+            },
+            "ollama": {
+                "host": self.ollama.host,
+                "model": self.ollama.model,
+                "timeout_s": _plain_number(self.ollama.timeout_s),
+                "retries": self.ollama.retries,
+            },
+        }
+
+
+def _plain_number(value: float) -> int | float:
+    """Write 50.0 as 50 so a saved file reads like the shipped one."""
+    return int(value) if float(value).is_integer() else value
+
+
+# -- loading --------------------------------------------------------------------------------
+
+_SECRET_WORDS = ("api_key", "apikey", "secret", "token_key", "password")
+
+
+class _Validator:
+    """Checks one table's keys, collecting the values or raising the first error."""
+
+    def __init__(self, label: str, table: str, data: Mapping[str, Any], allowed: tuple[str, ...]):
+        self.label = label
+        self.table = table
+        self.data = data
+        for key in data:
+            if any(word in key.lower() for word in _SECRET_WORDS):
+                raise ConfigError(
+                    f"{label}: [{table}] {key}: secrets are not read from the config file; "
+                    "set the environment variable instead (ANTHROPIC_API_KEY for Claude)"
+                )
+            if key not in allowed:
+                raise ConfigError(
+                    f"{label}: [{table}] {key}: unknown key; allowed keys: {', '.join(allowed)}"
+                )
+
+    def _fail(self, key: str, value: object, allowed: str) -> ConfigError:
+        shown = tomli_w.dumps({"v": value})[4:].strip() if _tomlable(value) else repr(value)
+        return ConfigError(f"{self.label}: [{self.table}] {key} = {shown}: {allowed}")
+
+    def number(self, key: str, default: float, spec: KnobSpec) -> Any:
+        value = self.data.get(key, default)
+        if not spec.check(value):
+            raise self._fail(key, value, spec.describe())
+        return value if spec.integer else float(value)
+
+    def integer(self, key: str, default: int) -> int:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._fail(key, value, "must be an integer")
+        return value
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.data.get(key, default)
+        if value not in choices:
+            raise self._fail(key, value, f"must be one of {', '.join(map(repr, choices))}")
+        return str(value)
+
+    def text(self, key: str, default: str, *, nonempty: bool = False, url: bool = False) -> str:
+        value = self.data.get(key, default)
+        if not isinstance(value, str):
+            raise self._fail(key, value, "must be a string")
+        if nonempty and not value.strip():
+            raise self._fail(key, value, "must be a non-empty string")
+        if (
+            url
+            and value
+            and not re.match(r"^(https?://)?[A-Za-z0-9.\-\[\]:]+(:\d+)?(/.*)?$", value)
+        ):
+            raise self._fail(key, value, "must be a URL like http://127.0.0.1:11434 (or empty)")
+        return value
+
+
+def _tomlable(value: object) -> bool:
+    try:
+        tomli_w.dumps({"v": value})
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def parse_config(data: Mapping[str, Any], label: str = "config.toml") -> Config:
+    """Validate an already-parsed TOML document; raise ConfigError on the first bad value."""
+
+    def table(name: str) -> Mapping[str, Any]:
+        value = data.get(name, {})
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{label}: [{name}] must be a table, got {type(value).__name__}")
+        return value
+
+    specs = KNOB_SPECS
+    v = _Validator(label, "queue", table("queue"), ("maxsize", "batch_max"))
+    queue = QueueConfig(
+        maxsize=v.number("maxsize", 16, specs["maxsize"]),
+        batch_max=v.number("batch_max", 1, specs["batch_max"]),
+    )
+    v = _Validator(label, "limits", table("limits"), BACKENDS)
+    defaults = LimitsConfig()
+    limits = LimitsConfig(
+        **{name: v.number(name, getattr(defaults, name), specs["limit"]) for name in BACKENDS}
+    )
+    v = _Validator(label, "consumer", table("consumer"), ("kind", "delay_ms", "path"))
+    consumer = ConsumerConfig(
+        kind=v.choice("kind", "sleep", CONSUMER_KINDS),
+        delay_ms=v.number("delay_ms", 50.0, specs["delay_ms"]),
+        path=v.text("path", "sluice.db", nonempty=True),
+    )
+    v = _Validator(label, "demo", table("demo"), ("sessions", "tokens", "rate", "ttft_ms", "seed"))
+    demo = DemoConfig(
+        sessions=v.number("sessions", 12, specs["sessions"]),
+        tokens=v.number("tokens", 200, specs["tokens"]),
+        rate=v.number("rate", 40.0, specs["rate"]),
+        ttft_ms=v.number("ttft_ms", 300.0, specs["ttft_ms"]),
+        seed=v.integer("seed", 0),
+    )
+    claude_defaults = ClaudeConfig()
+    v = _Validator(
+        label,
+        "claude",
+        table("claude"),
+        ("model", "max_tokens", "system", "base_url", "timeout_s", "retries"),
+    )
+    claude = ClaudeConfig(
+        model=v.text("model", claude_defaults.model, nonempty=True),
+        max_tokens=v.number("max_tokens", claude_defaults.max_tokens, specs["max_tokens"]),
+        system=v.text("system", ""),
+        base_url=v.text("base_url", "", url=True),
+        timeout_s=v.number("timeout_s", claude_defaults.timeout_s, specs["timeout_s"]),
+        retries=v.number("retries", claude_defaults.retries, specs["retries"]),
+    )
+    ollama_defaults = OllamaConfig()
+    v = _Validator(label, "ollama", table("ollama"), ("host", "model", "timeout_s", "retries"))
+    ollama = OllamaConfig(
+        host=v.text("host", "", url=True),
+        model=v.text("model", ollama_defaults.model, nonempty=True),
+        timeout_s=v.number("timeout_s", ollama_defaults.timeout_s, specs["timeout_s"]),
+        retries=v.number("retries", ollama_defaults.retries, specs["retries"]),
+    )
+    return Config(queue, limits, consumer, demo, claude, ollama)
+
+
+def load_config(path: str | Path | None = None, *, must_exist: bool = False) -> Config:
+    """Load and validate `path` (default ./config.toml).
+
+    A missing default file means the built-in defaults (the same values config.toml ships
+    with); a missing file the user named explicitly is an error.
+    """
+    explicit = path is not None
+    path = Path(path) if path is not None else DEFAULT_PATH
+    label = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if explicit or must_exist:
+            raise ConfigError(f"{label}: no such file") from None
+        return replace(Config(), path=path)
+    except IsADirectoryError:
+        raise ConfigError(f"{label}: is a directory, expected a TOML file") from None
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{label}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{label}: not valid TOML: {exc}") from None
+    return replace(parse_config(data, label), path=path)
+
+
+# -- saving ---------------------------------------------------------------------------------
+
+
+def save_config(config: Config, path: str | Path | None = None) -> Path:
+    """Write the app's keys to `path` atomically, keeping everything else in the file.
+
+    Returns the path written. The previous file, if any, is kept as `<name>.bak`.
+    """
+    path = Path(path) if path is not None else (config.path or DEFAULT_PATH)
+    owned = config.owned_values()
+    try:
+        old_text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        old_text = None
+    if old_text is None:
+        new_text = tomli_w.dumps(owned)
+    else:
+        try:
+            old_data = tomllib.loads(old_text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML, refusing to overwrite it: {exc}") from None
+        expected = _merge(old_data, owned)
+        new_text = _edit_in_place(old_text, owned)
+        if new_text is None or _parse_or_none(new_text) != expected:
+            new_text = tomli_w.dumps(expected)
+    _atomic_write(path, new_text, keep_backup=old_text is not None)
+    return path
+
+
+def _parse_or_none(text: str) -> dict[str, Any] | None:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return None
+
+
+def _merge(old: Mapping[str, Any], owned: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in old.items()}
+    for table, values in owned.items():
+        target = merged.setdefault(table, {})
+        if not isinstance(target, dict):
+            target = merged[table] = {}
+        target.update(values)
+    return merged
+
+
+_HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_\-]+)\s*\]\s*(#.*)?$")
+_ANY_HEADER = re.compile(r"^\s*\[")
+
+
+def _edit_in_place(text: str, owned: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """Change the owned keys' values line by line so comments and layout survive.
+
+    Returns None when the file's shape is beyond simple edits; the caller then verifies the
+    result by parsing it and falls back to a full rewrite if anything differs.
+    """
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    for table, values in owned.items():
+        start = next(
+            (i for i, line in enumerate(lines) if (m := _HEADER.match(line)) and m[1] == table),
+            None,
+        )
+        if start is None:
+            lines.append(f"\n[{table}]\n")
+            lines.extend(f"{key} = {_toml_value(value)}\n" for key, value in values.items())
+            continue
+        end = next(
+            (i for i in range(start + 1, len(lines)) if _ANY_HEADER.match(lines[i])), len(lines)
+        )
+        for key, value in values.items():
+            pattern = re.compile(rf"^(\s*{re.escape(key)}\s*=\s*)([^#\n]*?)(\s*#[^\n]*)?(\n?)$")
+            for i in range(start + 1, end):
+                m = pattern.match(lines[i])
+                if m:
+                    lines[i] = f"{m[1]}{_toml_value(value)}{m[3] or ''}{m[4]}"
+                    break
+            else:
+                # Insert after the table's last key line, before trailing blanks/comments.
+                insert_at = end
+                while insert_at - 1 > start and not lines[insert_at - 1].strip():
+                    insert_at -= 1
+                lines.insert(insert_at, f"{key} = {_toml_value(value)}\n")
+                end += 1
+    return "".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    return tomli_w.dumps({"v": value})[4:].strip()
+
+
+def _atomic_write(path: Path, text: str, *, keep_backup: bool) -> None:
+    """Write via a temp file in the same folder, fsync, keep a .bak, then os.replace."""
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        if keep_backup:
+            backup = path.with_name(path.name + ".bak")
+            shutil.copy2(path, backup)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,86 @@
+"""ProcessSampler: process-wide figures (RSS, CPU, the memory limit, event-loop lag).
+
+It runs as one small task on the engine's loop. Loop lag is how late a short sleep wakes up:
+the time the loop was too busy to run anything else, the figure that tells whether the UI
+and the sessions still get their turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import psutil
+
+from engine.cgroup import memory_limit
+from engine.histogram import Histogram
+from engine.snapshot import ProcessSnapshot
+
+__all__ = ["ProcessSampler"]
+
+
+class ProcessSampler:
+    """Samples RSS and CPU at most every `refresh` seconds and measures loop lag."""
+
+    def __init__(
+        self,
+        interval: float = 0.1,
+        refresh: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self.refresh = refresh
+        self._clock = clock
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)  # prime: the first call always returns 0.0
+        self._machine_memory = psutil.virtual_memory().total
+        self._memory_limit = memory_limit()
+        self._lag = Histogram()
+        self._last_lag = 0.0
+        self._sampled_at = -1.0e18
+        self._rss = self._process.memory_info().rss
+        self._peak_rss = self._rss
+        self._cpu = 0.0
+
+    async def run(self) -> None:
+        """Measure loop lag forever (cancel to stop)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(self.interval)
+            lag = max(0.0, loop.time() - started - self.interval)
+            self._last_lag = lag
+            self._lag.record(lag)
+            self._sample()
+
+    def _sample(self, force: bool = False) -> None:
+        now = self._clock()
+        if not force and now - self._sampled_at < self.refresh:
+            return
+        self._sampled_at = now
+        try:
+            self._rss = self._process.memory_info().rss
+            self._cpu = self._process.cpu_percent(None)
+        except psutil.Error:
+            return
+        if self._rss > self._peak_rss:
+            self._peak_rss = self._rss
+
+    def reset_lag(self) -> None:
+        """Forget loop-lag history (between benchmark phases)."""
+        self._lag = Histogram()
+        self._last_lag = 0.0
+
+    def snapshot(self) -> ProcessSnapshot:
+        """The latest figures; samples RSS and CPU now if the last sample is stale."""
+        self._sample()
+        return ProcessSnapshot(
+            rss=self._rss,
+            cpu_percent=self._cpu,
+            memory_limit=self._memory_limit,
+            machine_memory=self._machine_memory,
+            loop_lag=self._last_lag,
+            loop_lag_p99=self._lag.quantile(0.99),
+            peak_rss=self._peak_rss,
+        )
