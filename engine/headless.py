@@ -21,7 +21,9 @@ from engine.engine import Engine
 from engine.report import format_seconds, summary_json, summary_table
 from engine.snapshot import EngineSnapshot
 
-__all__ = ["add_arguments", "run_command", "run_headless"]
+__all__ = ["HELP", "add_arguments", "run_command", "run_headless"]
+
+HELP = "run sessions without the app and print a summary table (or --json)"
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 

@@ -1,13 +1,14 @@
 """The `sluice` command: the app by default, plus headless subcommands.
 
-Each subcommand lives in its own module exposing `add_arguments(parser)` and
-`run_command(args, config) -> int`; this file only wires them up, loads the config, and turns
-bad input into a one-line message with exit code 2.
+Each subcommand lives in its own module exposing `HELP` (one line), `add_arguments(parser)`
+and `run_command(args, config) -> int`; this file only wires them up, loads and validates the
+config, and turns bad input into a one-line message with exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -15,11 +16,15 @@ from engine.config import ConfigError, load_config
 
 EXIT_USAGE = 2
 
+# Subcommand name -> module implementing it. Modules are imported only when listed here,
+# so the headless commands never load Textual.
+COMMANDS: dict[str, str] = {
+    "run": "engine.headless",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for `sluice` and its subcommands."""
-    from engine import headless
-
     parser = argparse.ArgumentParser(
         prog="sluice",
         description="Back-pressure for LLM token streams, with a live app to tune it.",
@@ -30,9 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="config file (default: ./config.toml, or built-in defaults if it is absent)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    run = commands.add_parser("run", help="run sessions headless and print a summary")
-    run.add_argument("--config", metavar="PATH", dest="sub_config", help=argparse.SUPPRESS)
-    headless.add_arguments(run)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(name, help=module.HELP, description=module.HELP)
+        # `sluice run --config X` works as well as `sluice --config X run`.
+        sub.add_argument("--config", metavar="PATH", dest="sub_config", help="config file")
+        module.add_arguments(sub)
     return parser
 
 
@@ -46,13 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"sluice: {exc}\n")
         return EXIT_USAGE
+    if args.command is not None:
+        module = importlib.import_module(COMMANDS[args.command])
+        return int(module.run_command(args, config))
+    # No subcommand: until the app lands, run the demo headless.
     from engine import headless
 
-    if args.command == "run":
-        return headless.run_command(args, config)
-    # No subcommand: until the app lands, run the demo headless.
-    defaults = parser.parse_args(["run"])
-    return headless.run_command(defaults, config)
+    return headless.run_command(parser.parse_args(["run"]), config)
 
 
 if __name__ == "__main__":
