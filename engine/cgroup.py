@@ -49,33 +49,45 @@ def _v2_limit(root: Path, cgroup_path: str | None) -> int | None:
     candidates.append(root / "memory.max")
     best: int | None = None
     for candidate in candidates:
-        value = _read(candidate)
-        if value is None or value == "max":
-            continue
-        try:
-            limit = int(value)
-        except ValueError:
+        limit = _parse_limit(_read(candidate))
+        if limit is None:
             continue
         best = limit if best is None else min(best, limit)
     return best
 
 
 def _v1_limit(root: Path, cgroup_path: str | None) -> int | None:
+    """The tightest `memory.limit_in_bytes` from this cgroup up to the memory root, or None.
+
+    v1 limits nest like v2's (a child cannot use more than its parent allows), so every level
+    is read, not just the first file found.
+    """
     base = root / "memory"
-    candidates = []
+    candidates: list[Path] = []
     if cgroup_path:
-        candidates.append(base / cgroup_path.lstrip("/") / "memory.limit_in_bytes")
+        current = base / cgroup_path.lstrip("/")
+        while current != base and base in current.parents:
+            candidates.append(current / "memory.limit_in_bytes")
+            current = current.parent
     candidates.append(base / "memory.limit_in_bytes")
+    best: int | None = None
     for candidate in candidates:
-        value = _read(candidate)
-        if value is None:
+        limit = _parse_limit(_read(candidate))
+        if limit is None or limit >= _V1_UNLIMITED:
             continue
-        try:
-            limit = int(value)
-        except ValueError:
-            continue
-        return None if limit >= _V1_UNLIMITED else limit
-    return None
+        best = limit if best is None else min(best, limit)
+    return best
+
+
+def _parse_limit(value: str | None) -> int | None:
+    """A positive byte count from a limit file, or None ('max', empty, garbage, <= 0)."""
+    if value is None:
+        return None
+    try:
+        limit = int(value)
+    except ValueError:
+        return None
+    return limit if limit > 0 else None
 
 
 def memory_limit(

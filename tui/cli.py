@@ -20,6 +20,7 @@ EXIT_USAGE = 2
 # so the headless commands never load Textual.
 COMMANDS: dict[str, str] = {
     "run": "engine.headless",
+    "calibrate": "engine.calibrate_cmd",
 }
 
 

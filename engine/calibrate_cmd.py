@@ -1,0 +1,243 @@
+"""`sluice calibrate`: time the configured consumer and recommend maxsize and batch_max.
+
+Runs at least 50 chunks one per call through the consumer `config.toml` names (and a shorter
+run at a larger batch to see how the call cost grows with the batch), prints the timing and
+the recommendation with its arithmetic, and with `--save` writes the two knobs to the config
+file the safe way (temp file, fsync, `.bak`, `os.replace`). Exit codes: 0 done, 1 the
+consumer or the save failed, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from dataclasses import asdict
+from typing import TextIO
+
+import psutil
+
+from engine.cgroup import memory_limit
+from engine.config import KNOB_SPECS, Config, ConfigError, save_config
+from engine.consumers import make_consumer
+from engine.report import format_bytes
+from engine.tuning import (
+    BATCH_MAX,
+    ConsumerTiming,
+    Recommendation,
+    measure_consumer,
+    parse_size,
+    recommend,
+)
+
+__all__ = ["HELP", "add_arguments", "run_command"]
+
+HELP = "time the configured consumer and recommend maxsize and batch_max (--save writes them)"
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+MIN_CHUNKS = 50
+
+
+class UsageError(Exception):
+    """Bad command-line input; the message is shown and the exit code is 2."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `sluice calibrate`."""
+    parser.add_argument(
+        "--target-buffer-ms",
+        type=float,
+        default=500.0,
+        metavar="MS",
+        help="how much consumer work a full buffer should hold (default 500)",
+    )
+    parser.add_argument(
+        "--memory-ceiling",
+        metavar="SIZE",
+        help="memory all buffers together may use, like 512M or 2G (default: the container's "
+        "cgroup limit minus this process's RSS, when a limit is set)",
+    )
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        metavar="N",
+        help="sessions streaming at once, each holding a buffer (default: sum of [limits])",
+    )
+    parser.add_argument(
+        "--chunks",
+        type=int,
+        default=MIN_CHUNKS,
+        metavar="N",
+        help=f"chunks to send one per call (at least {MIN_CHUNKS}, the default)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=16,
+        metavar="N",
+        help="the larger batch timed to fit the call cost (default 16)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        metavar="TOKENS_S",
+        help="the model's chunks per second per session (default: [demo] rate)",
+    )
+    parser.add_argument("--save", action="store_true", help="write the recommendation to config")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+
+
+def _check(args: argparse.Namespace) -> int | None:
+    """Validate the options; return the memory ceiling in bytes (or None)."""
+    target = args.target_buffer_ms
+    if not (0 < target <= 600_000):
+        raise UsageError(f"--target-buffer-ms {target:g}: must be a number of ms in (0, 600000]")
+    if args.sessions is not None and not (1 <= args.sessions <= 1_000_000):
+        raise UsageError(f"--sessions {args.sessions}: must be an integer from 1 to 1000000")
+    if not (MIN_CHUNKS <= args.chunks <= 100_000):
+        raise UsageError(f"--chunks {args.chunks}: must be an integer from {MIN_CHUNKS} to 100000")
+    if not (2 <= args.batch <= BATCH_MAX):
+        raise UsageError(f"--batch {args.batch}: must be an integer from 2 to {BATCH_MAX}")
+    if args.rate is not None and not KNOB_SPECS["rate"].check(args.rate):
+        raise UsageError(f"--rate {args.rate:g}: {KNOB_SPECS['rate'].describe()}")
+    if args.memory_ceiling is None:
+        return None
+    try:
+        return parse_size(args.memory_ceiling)
+    except ValueError as exc:
+        raise UsageError(f"--memory-ceiling {exc}") from None
+
+
+async def _measure(
+    config: Config, chunks: int, batch: int
+) -> tuple[ConsumerTiming, ConsumerTiming]:
+    c = config.consumer
+    consumer = make_consumer(c.kind, delay_ms=c.delay_ms, path=c.path)
+    try:
+        # The stdout consumer would print the calibration text into the report.
+        with contextlib.redirect_stdout(sys.stderr):
+            single = await measure_consumer(consumer, chunks=chunks, batch_max=1)
+            batched = await measure_consumer(consumer, chunks=chunks, batch_max=batch)
+    finally:
+        closer = getattr(consumer, "aclose", None)
+        if closer is not None:
+            await closer()
+    return single, batched
+
+
+def run_command(
+    args: argparse.Namespace,
+    config: Config,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Carry out `sluice calibrate`; returns the exit code."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    try:
+        ceiling = _check(args)
+    except UsageError as exc:
+        stderr.write(f"sluice calibrate: {exc}\n")
+        return EXIT_USAGE
+    sessions = args.sessions if args.sessions is not None else sum(config.limits.as_dict().values())
+    rate = args.rate if args.rate is not None else config.demo.rate
+    reserved = 0
+    source = "--memory-ceiling" if ceiling is not None else None
+    if ceiling is None:
+        ceiling = memory_limit()
+        if ceiling is not None:
+            source = "cgroup memory limit"
+            reserved = psutil.Process().memory_info().rss
+    try:
+        single, batched = asyncio.run(_measure(config, args.chunks, args.batch))
+    except Exception as exc:
+        stderr.write(f"sluice calibrate: the {config.consumer.kind} consumer failed: {exc}\n")
+        return EXIT_FAILED
+    rec = recommend(
+        single,
+        sessions=sessions,
+        target_buffer_ms=args.target_buffer_ms,
+        memory_ceiling=ceiling,
+        reserved_bytes=reserved,
+        batched=batched,
+        rate=rate,
+    )
+    saved = None
+    if args.save:
+        try:
+            saved = save_config(config.with_knobs(maxsize=rec.maxsize, batch_max=rec.batch_max))
+        except (ConfigError, OSError) as exc:
+            stderr.write(f"sluice calibrate: could not save: {exc}\n")
+            return EXIT_FAILED
+    if args.json:
+        out = {
+            "consumer": config.consumer.kind,
+            "single": asdict(single),
+            "batched": asdict(batched),
+            "recommendation": asdict(rec),
+            "ceiling_source": source,
+            "saved_to": str(saved) if saved else None,
+        }
+        stdout.write(json.dumps(out) + "\n")
+    else:
+        stdout.write(format_report(config, single, batched, rec, source, saved) + "\n")
+    stdout.flush()
+    return EXIT_OK
+
+
+def format_report(
+    config: Config,
+    single: ConsumerTiming,
+    batched: ConsumerTiming,
+    rec: Recommendation,
+    ceiling_source: str | None,
+    saved: object | None,
+) -> str:
+    """The human-readable calibration report."""
+    kind = config.consumer.kind
+    what = f"{kind} (delay_ms {config.consumer.delay_ms:g})" if kind == "sleep" else kind
+    lines = [
+        f"consumer: {what}",
+        f"  {single.calls} calls of 1 chunk: mean {single.mean_ms:.3g} ms, "
+        f"p99 {single.p99_ms:.3g} ms, max {single.max * 1000:.3g} ms",
+        f"  {batched.calls} calls of {batched.batch_size} chunks: mean {batched.mean_ms:.3g} ms, "
+        f"p99 {batched.p99_ms:.3g} ms",
+        f"  chunk size: {single.bytes_per_chunk} bytes (text plus event metadata)",
+        "",
+    ]
+    rule = (
+        f"ceil({rec.target_buffer_ms:g} ms / {single.mean_ms:.3g} ms) = {rec.target_maxsize}"
+        if rec.target_maxsize is not None
+        else "consumer time not measurable"
+    )
+    lines.append(f"maxsize   = {rec.maxsize:<5}  {rule}" + ("  (clamped)" if rec.clamped else ""))
+    keep = (
+        f"; batches of {rec.keep_up_batch} keep up with {rec.rate:g} chunks/s"
+        if rec.keep_up_batch is not None and rec.rate is not None
+        else ""
+    )
+    lines.append(
+        f"batch_max = {rec.batch_max:<5}  a call takes all that waits, up to maxsize{keep}"
+    )
+    memory = (
+        f"memory: {rec.sessions} sessions x {rec.maxsize} x {rec.bytes_per_chunk} B = "
+        f"{format_bytes(rec.buffer_bytes)} of buffers"
+    )
+    if rec.memory_ceiling is not None:
+        budget = rec.memory_ceiling - rec.reserved_bytes
+        memory += f", ceiling {format_bytes(rec.memory_ceiling)} ({ceiling_source}"
+        if rec.reserved_bytes:
+            memory += f", {format_bytes(rec.reserved_bytes)} kept for this process's RSS"
+        memory += f"): fits up to maxsize {rec.ceiling_maxsize} ({format_bytes(max(0, budget))})"
+    else:
+        memory += " (no memory ceiling: none given and no cgroup limit set)"
+    lines.append(memory)
+    lines.extend(f"note: {note}" for note in rec.notes)
+    if saved is not None:
+        lines.append(f"saved maxsize and batch_max to {saved} (previous file kept as .bak)")
+    else:
+        lines.append("run with --save to write maxsize and batch_max to the config file")
+    return "\n".join(lines)
