@@ -1,0 +1,24 @@
+"""Fixtures: fresh loopback Anthropic and Ollama servers for each test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from backends.helpers import TEST_KEY
+from backends.servers import AnthropicServer, OllamaServer
+
+
+@pytest.fixture
+def anthropic_server() -> Iterator[AnthropicServer]:
+    """A fresh Anthropic-speaking server."""
+    with AnthropicServer(api_key=TEST_KEY, stall_s=10.0) as server:
+        yield server
+
+
+@pytest.fixture
+def ollama_server() -> Iterator[OllamaServer]:
+    """A fresh Ollama-speaking server."""
+    with OllamaServer(stall_s=10.0) as server:
+        yield server

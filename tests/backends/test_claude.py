@@ -1,0 +1,171 @@
+"""The real anthropic client against a loopback server speaking Messages SSE, faults included."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from backends.helpers import TEST_KEY, RecordingConsumer, run_prompts, stray_tasks, wait_until
+from backends.servers import AnthropicServer
+from engine.backends.base import BackendError
+from engine.backends.claude import ClaudeBackend
+
+
+def claude(server: AnthropicServer, **overrides: object) -> ClaudeBackend:
+    """A Claude backend pointed at the loopback server, with short timeouts."""
+    options: dict[str, object] = {
+        "api_key": TEST_KEY,
+        "model": "claude-test-1",
+        "max_tokens": 64,
+        "base_url": server.url,
+        "timeout_s": 0.5,
+        "retries": 2,
+    }
+    options.update(overrides)
+    return ClaudeBackend(**options)  # type: ignore[arg-type]
+
+
+def assert_whole(consumer: RecordingConsumer, session_id: str, expected: str, n: int) -> None:
+    """Every chunk processed exactly once, in order."""
+    assert consumer.indexes(session_id) == list(range(n))
+    assert consumer.text(session_id) == expected
+
+
+async def test_clean_stream_records_usage_and_every_chunk(anthropic_server: AnthropicServer):
+    anthropic_server.chunks = 12
+    details, consumer = await run_prompts(claude(anthropic_server, system="be brief"), ["hello"])
+    d = details["hello"]
+    s = d.snapshot
+    assert (s.state, s.error, s.attempts) == ("done", None, 1)
+    assert_whole(consumer, s.id, anthropic_server.text("hello"), 12)
+    assert (s.input_tokens, s.output_tokens) == (1, 12)
+    assert (d.model, d.stop_reason) == ("claude-test-1", "end_turn")
+    sent = anthropic_server.requests[0]
+    assert TEST_KEY in (sent.headers.get("x-api-key"), sent.headers.get("authorization", "")[7:])
+    body = sent.json()
+    assert (body["model"], body["max_tokens"], body["system"], body["stream"]) == (
+        "claude-test-1",
+        64,
+        "be brief",
+        True,
+    )
+
+
+@pytest.mark.parametrize("status", ["429", "529"])
+async def test_retryable_status_is_retried_before_the_stream_and_counted(
+    anthropic_server: AnthropicServer, status: str
+):
+    anthropic_server.script["p"] = [status, status, "ok"]
+    details, consumer = await run_prompts(claude(anthropic_server), ["p"])
+    s = details["p"].snapshot
+    assert (s.state, s.attempts) == ("done", 3)
+    assert anthropic_server.attempts["p"] == 3
+    assert_whole(consumer, s.id, anthropic_server.text("p"), anthropic_server.chunks)
+
+
+async def test_retries_exhausted_fails_with_status_and_attempts(anthropic_server: AnthropicServer):
+    anthropic_server.script["p"] = ["429"]
+    details, consumer = await run_prompts(claude(anthropic_server, retries=1), ["p"])
+    s = details["p"].snapshot
+    assert s.state == "failed"
+    assert s.attempts == 2 and anthropic_server.attempts["p"] == 2
+    reason = "HTTP 429 rate_limit_error: test rate_limit_error after 2 attempts"
+    assert s.error == f"backend: BackendError: {reason}"
+    assert consumer.seen == []
+
+
+async def test_bad_key_is_not_retried_and_never_echoed(anthropic_server: AnthropicServer):
+    backend = claude(anthropic_server, api_key="sk-ant-wrong-key-123")
+    details, _ = await run_prompts(backend, ["p"])
+    s = details["p"].snapshot
+    assert s.state == "failed" and s.attempts == 1
+    assert "authentication_error" in (s.error or "")
+    assert "sk-ant-wrong-key-123" not in (s.error or "") + (details["p"].error_detail or "")
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("error_event", "error event after 4 chunks: overloaded_error: Overloaded"),
+        ("drop", "connection dropped after 4 chunks"),
+        ("stall", "no data for 0.5s after 4 chunks (read timeout)"),
+        ("cut", "StreamTruncated: stream ended after 4 chunks without message_stop"),
+    ],
+)
+async def test_failure_after_the_first_chunk_fails_the_session_without_retry(
+    anthropic_server: AnthropicServer, fault: str, reason: str
+):
+    anthropic_server.script["bad"] = [fault]
+    details, consumer = await run_prompts(claude(anthropic_server), ["bad", "good"])
+    bad, good = details["bad"].snapshot, details["good"].snapshot
+    assert bad.state == "failed"
+    assert reason in (bad.error or "")
+    assert bad.error.startswith("backend: ")
+    assert "\n" not in bad.error and "Traceback" not in bad.error
+    assert anthropic_server.attempts["bad"] == 1  # no silent restart
+    assert bad.attempts == 1
+    words = anthropic_server.words("bad")[:4]
+    assert_whole(consumer, bad.id, "".join(words), 4)  # what arrived was processed, once
+    assert (bad.tokens_in, bad.tokens_out, bad.tokens_lost) == (4, 4, 0)
+    assert good.state == "done"
+    assert_whole(consumer, good.id, anthropic_server.text("good"), anthropic_server.chunks)
+
+
+async def test_many_sessions_with_mixed_faults_leave_nothing_open(
+    anthropic_server: AnthropicServer,
+):
+    faults = {"a": ["error_event"], "b": ["drop"], "c": ["cut"], "d": ["429", "ok"], "e": ["stall"]}
+    anthropic_server.script.update(faults)
+    anthropic_server.pace = 0.001
+    prompts = ["a", "b", "c", "d", "e", "f", "g", "h"]
+    details, consumer = await run_prompts(claude(anthropic_server), prompts, limit=3, maxsize=2)
+    states = {p: details[p].snapshot.state for p in prompts}
+    assert states == {
+        "a": "failed",
+        "b": "failed",
+        "c": "failed",
+        "d": "done",
+        "e": "failed",
+        "f": "done",
+        "g": "done",
+        "h": "done",
+    }
+    for p in ("d", "f", "g", "h"):
+        s = details[p].snapshot
+        assert_whole(consumer, s.id, anthropic_server.text(p), anthropic_server.chunks)
+    assert anthropic_server.streaming_peak["claude-test-1"] <= 3
+    assert stray_tasks() == []
+    assert await wait_until(lambda: anthropic_server.open_connections == 0)
+
+
+async def test_unreachable_server_fails_with_a_clear_reason():
+    backend = ClaudeBackend(
+        api_key=TEST_KEY,
+        model="m",
+        max_tokens=8,
+        base_url="http://127.0.0.1:9",
+        timeout_s=0.5,
+        retries=0,
+    )
+    details, _ = await run_prompts(backend, ["p"])
+    s = details["p"].snapshot
+    assert s.state == "failed"
+    assert "cannot reach http://127.0.0.1:9 after 1 attempt" in (s.error or "")
+
+
+def test_missing_key_is_refused():
+    with pytest.raises(BackendError, match="ANTHROPIC_API_KEY"):
+        ClaudeBackend(api_key="", model="m", max_tokens=8)
+
+
+async def test_sdk_debug_logs_never_hold_the_key(
+    anthropic_server: AnthropicServer, caplog: pytest.LogCaptureFixture
+):
+    anthropic_server.script["x"] = ["429", "error_event"]
+    with caplog.at_level(logging.DEBUG):
+        details, _ = await run_prompts(claude(anthropic_server), ["x", "y"])
+    assert details["x"].snapshot.state == "failed"
+    assert caplog.records  # the SDK did log at debug level
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert TEST_KEY not in logged
