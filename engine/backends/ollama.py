@@ -130,6 +130,9 @@ class OllamaBackend:
         part = first
         try:
             while part is not None:
+                if done:  # anything after the done line is ignored
+                    part = await anext(parts, None)
+                    continue
                 if info.model is None:
                     info.model = part.model
                 message = part.message
@@ -142,7 +145,8 @@ class OllamaBackend:
                     info.stop_reason = part.done_reason
                     info.input_tokens = part.prompt_eval_count
                     info.output_tokens = part.eval_count
-                    break
+                # Read on to the end (nothing follows `done`) so the library's line
+                # iterator finishes too instead of being left for the garbage collector.
                 part = await anext(parts, None)
         except ollama.ResponseError as exc:
             raise BackendError(

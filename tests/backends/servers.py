@@ -146,6 +146,7 @@ class LoopbackServer:
 
     pace: float = 0.0  # seconds between streamed chunks
     chunks: int = 8  # chunks per answer
+    pad: int = 0  # extra characters per chunk (to fill socket buffers sooner)
     stall_s: float = 30.0  # how long a "stall" stays silent
     script: dict[str, list[str]] = field(default_factory=dict)
     chunk_counts: dict[str, int] = field(default_factory=dict)  # per-prompt answer length
@@ -221,7 +222,8 @@ class LoopbackServer:
         """The chunks of the answer to `prompt`, in order."""
         count = self.chunk_counts.get(prompt, self.chunks)
         tag = abs(hash(prompt)) % 997
-        return [f"w{tag}.{i} " for i in range(count)]
+        padding = "x" * self.pad
+        return [f"w{tag}.{i}{padding} " for i in range(count)]
 
     def text(self, prompt: str) -> str:
         """The full answer to `prompt`."""
