@@ -16,8 +16,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TextIO
 
+from engine.backends.base import BackendError
+from engine.backends.registry import open_backends
 from engine.config import KNOB_SPECS, Config
 from engine.engine import Engine
+from engine.prompts import PromptError, add_prompt_arguments, plan_from_args
 from engine.report import format_seconds, summary_json, summary_table
 from engine.snapshot import EngineSnapshot
 
@@ -38,7 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--headless", action="store_true", help="run without the app (the only mode of `run`)"
     )
     parser.add_argument(
-        "--sessions", type=int, metavar="N", help="demo sessions to run (default: [demo] sessions)"
+        "--sessions",
+        type=int,
+        metavar="N",
+        help="sessions per backend (default: one per prompt, else [demo] sessions)",
     )
     parser.add_argument(
         "--duration",
@@ -49,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object on stdout instead of a table"
     )
+    add_prompt_arguments(parser)
 
 
 # A plan is what sessions to start: (prompt, backend name) pairs. Other modules may register
@@ -131,22 +138,27 @@ def run_command(
     except UsageError as exc:
         stderr.write(f"sluice run: {exc}\n")
         return EXIT_USAGE
-    count = args.sessions if args.sessions is not None else config.demo.sessions
     if args.sessions is not None:
         config = replace(config, demo=replace(config.demo, sessions=args.sessions))
     try:
-        plan = planner(args, config) if planner is not None else demo_plan(count)
-    except UsageError as exc:
+        plan = (planner or plan_from_args)(args, config)
+    except (UsageError, PromptError) as exc:
         stderr.write(f"sluice run: {exc}\n")
         return EXIT_USAGE
     progress = stderr if (stderr.isatty() and not args.json) else None
 
     async def main() -> tuple[EngineSnapshot, float]:
-        async with Engine(config, history=None) as engine:
+        async with (
+            open_backends(config, {backend for _, backend in plan}) as backends,
+            Engine(config, history=None, backends=backends) as engine,
+        ):
             return await run_headless(engine, plan, duration=args.duration, progress=progress)
 
     try:
         snapshot, wall = asyncio.run(main())
+    except BackendError as exc:
+        stderr.write(f"sluice run: {exc}\n")
+        return EXIT_USAGE
     except KeyboardInterrupt:
         stderr.write("sluice run: interrupted; every session was cancelled\n")
         return EXIT_INTERRUPTED

@@ -1,0 +1,190 @@
+"""`sluice check`: one line per backend saying whether it is reachable, authorised and has
+the model a run would use. It never prints the API key, at most that one is set.
+
+Claude is asked for its model (`GET /v1/models/{model}`: authenticated, costs no tokens);
+Ollama for its local models (`GET /api/tags`). Exit 0 when every checked backend is ready,
+1 when any is not, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TextIO
+
+from engine.backends.registry import API_KEY_VARIABLE, BACKEND_NAMES, parse_backend_list
+from engine.config import Config
+
+__all__ = ["HELP", "CheckResult", "add_arguments", "check_backends", "run_command"]
+
+HELP = "check each backend: reachable, authorised, which model (never prints the key)"
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+CHECK_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The verdict on one backend: ready or not, and the line shown for it."""
+
+    name: str
+    ok: bool
+    detail: str
+
+    @property
+    def line(self) -> str:
+        """`claude: ok: reachable, ...` or `ollama: FAILED: unreachable ...`."""
+        return f"{self.name}: {'ok' if self.ok else 'FAILED'}: {self.detail}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `sluice check`."""
+    parser.add_argument(
+        "--backend",
+        metavar="NAMES",
+        help=f"backends to check, comma-separated (default: {','.join(BACKEND_NAMES)})",
+    )
+
+
+def _scrub(text: str, secret: str) -> str:
+    text = " ".join(text.split())
+    return text.replace(secret, "[redacted]") if secret else text
+
+
+async def check_claude(config: Config, environ: Mapping[str, str]) -> CheckResult:
+    """Ask Claude's API for the configured model with the configured key."""
+    import anthropic
+
+    from engine.backends.claude import ClaudeBackend
+
+    key = environ.get(API_KEY_VARIABLE, "").strip()
+    cfg = config.claude
+    base_url = cfg.base_url or environ.get("ANTHROPIC_BASE_URL", "").strip() or None
+    if not key:
+        where = base_url or "the default API"
+        return CheckResult(
+            "claude",
+            False,
+            f"not checked: {API_KEY_VARIABLE} is not set (model {cfg.model}, {where})",
+        )
+    backend = ClaudeBackend(
+        api_key=key,
+        model=cfg.model,
+        max_tokens=cfg.max_tokens,
+        base_url=base_url,
+        timeout_s=min(cfg.timeout_s, CHECK_TIMEOUT_S),
+        retries=0,
+    )
+    where = f"at {backend.base_url}"
+    try:
+        found = await backend.client.models.retrieve(cfg.model)
+    except anthropic.AuthenticationError as exc:
+        reason = _scrub(str(getattr(exc, "api_message", None) or exc.message), key)
+        detail = f"reachable, NOT authorised (HTTP {exc.status_code}: {reason}; key set) {where}"
+        return CheckResult("claude", False, detail)
+    except anthropic.PermissionDeniedError as exc:
+        detail = f"reachable, key set but NOT permitted (HTTP {exc.status_code}) {where}"
+        return CheckResult("claude", False, detail)
+    except anthropic.NotFoundError:
+        detail = f"reachable, authorised (key set), but model {cfg.model} NOT found {where}"
+        return CheckResult("claude", False, detail)
+    except anthropic.APIStatusError as exc:
+        detail = f"reachable, but HTTP {exc.status_code} {where} (key set)"
+        return CheckResult("claude", False, detail)
+    except anthropic.APITimeoutError:
+        detail = f"unreachable: no answer within {backend.timeout_s:g}s {where} (key set)"
+        return CheckResult("claude", False, detail)
+    except anthropic.APIConnectionError as exc:
+        cause: BaseException = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        reason = _scrub(f"{type(cause).__name__}: {cause}", key)
+        return CheckResult("claude", False, f"unreachable {where}: {reason} (key set)")
+    finally:
+        await backend.aclose()
+    detail = f"reachable, authorised (key set), model {found.id} {where}"
+    return CheckResult("claude", True, detail)
+
+
+async def check_ollama(config: Config, environ: Mapping[str, str]) -> CheckResult:
+    """List the Ollama server's models and look for the configured one."""
+    import httpx
+    import ollama
+
+    from engine.backends.ollama import OllamaBackend, resolve_host
+
+    cfg = config.ollama
+    backend = OllamaBackend(
+        host=resolve_host(cfg.host, environ),
+        model=cfg.model,
+        timeout_s=min(cfg.timeout_s, CHECK_TIMEOUT_S),
+        retries=0,
+    )
+    where = f"at {backend.host}"
+    try:
+        listing = await backend.client.list()
+    except ollama.ResponseError as exc:
+        if exc.status_code in (401, 403):
+            detail = f"reachable, NOT authorised (HTTP {exc.status_code}) {where}"
+        else:
+            detail = f"reachable, but HTTP {exc.status_code}: {_scrub(str(exc.error), '')} {where}"
+        return CheckResult("ollama", False, detail)
+    except httpx.TimeoutException:
+        detail = f"unreachable: no answer within {backend.timeout_s:g}s {where}"
+        return CheckResult("ollama", False, detail)
+    except (httpx.TransportError, ConnectionError) as exc:
+        return CheckResult("ollama", False, f"unreachable {where}: {type(exc).__name__}")
+    finally:
+        await backend.aclose()
+    names = {m.model for m in listing.models if m.model}
+    wanted = cfg.model if ":" in cfg.model else f"{cfg.model}:latest"
+    if cfg.model in names or wanted in names:
+        return CheckResult("ollama", True, f"reachable, no key needed, model {cfg.model} {where}")
+    detail = (
+        f"reachable, but model {cfg.model} is NOT pulled {where} "
+        f"(run `ollama pull {cfg.model}`; {len(names)} models present)"
+    )
+    return CheckResult("ollama", False, detail)
+
+
+async def check_demo(config: Config, environ: Mapping[str, str]) -> CheckResult:
+    """The demo model is built in: always ready."""
+    return CheckResult("demo", True, "built in, simulated model sluice-demo")
+
+
+CHECKS = {"claude": check_claude, "ollama": check_ollama, "demo": check_demo}
+
+
+async def check_backends(
+    names: list[str], config: Config, environ: Mapping[str, str] | None = None
+) -> list[CheckResult]:
+    """Check the named backends concurrently; results in the order asked."""
+    environ = os.environ if environ is None else environ
+    return list(await asyncio.gather(*(CHECKS[name](config, environ) for name in names)))
+
+
+def run_command(
+    args: argparse.Namespace,
+    config: Config,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Carry out `sluice check`; returns the exit code."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    try:
+        names = parse_backend_list(getattr(args, "backend", None) or ",".join(BACKEND_NAMES))
+    except ValueError as exc:
+        stderr.write(f"sluice check: {exc}\n")
+        return EXIT_USAGE
+    results = asyncio.run(check_backends(names, config, environ))
+    for result in results:
+        stdout.write(result.line + "\n")
+    stdout.flush()
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
