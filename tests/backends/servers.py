@@ -396,6 +396,11 @@ class AnthropicServer(LoopbackServer):
         if action == "401":
             await self._unauthorised(conn)
             return
+        if action == "echo_key":  # a careless upstream that repeats the credential it got
+            sent = request.headers.get("x-api-key") or request.headers.get("authorization", "")
+            body = _api_error("invalid_request_error", f"bad request for credential {sent}")
+            await conn.respond(400, body, "application/json")
+            return
         await self.wait_gate()
         words = self.words(prompt)
         cut_at = len(words) // 2
