@@ -1,0 +1,56 @@
+"""Cancelling mid-stream (the UI's cancel, Ctrl+C, shutdown) closes every connection."""
+
+from __future__ import annotations
+
+import pytest
+
+from backends.helpers import TEST_KEY, RecordingConsumer, stray_tasks, wait_until
+from backends.servers import AnthropicServer, LoopbackServer, OllamaServer
+from engine.backends.base import Backend
+from engine.backends.claude import ClaudeBackend
+from engine.backends.ollama import OllamaBackend
+from engine.backends.registry import close_backends
+from engine.config import Config
+from engine.engine import Engine
+
+
+def _claude(server: LoopbackServer) -> Backend:
+    return ClaudeBackend(
+        api_key=TEST_KEY, model="claude-test-1", max_tokens=8, base_url=server.url, timeout_s=5
+    )
+
+
+def _ollama(server: LoopbackServer) -> Backend:
+    return OllamaBackend(host=server.url, model="llama-test", timeout_s=5)
+
+
+@pytest.mark.parametrize(
+    ("server_type", "make_backend"),
+    [(AnthropicServer, _claude), (OllamaServer, _ollama)],
+    ids=["claude", "ollama"],
+)
+async def test_cancel_and_shutdown_close_every_stream(server_type, make_backend):
+    with server_type(chunks=10_000, pace=0.002) as server:
+        backend = make_backend(server)
+        consumer = RecordingConsumer()
+        try:
+            async with Engine(
+                Config(), consumer=consumer, backends={backend.name: backend}
+            ) as engine:
+                one = engine.add_session("one", backend.name)
+                two = engine.add_session("two", backend.name)
+                assert await wait_until(lambda: one.tokens_out >= 3 and two.tokens_out >= 3)
+                assert server.open_connections >= 1
+                assert engine.cancel(one.id)
+                assert await wait_until(lambda: one.finished)
+                # The cancelled session closed its own response: only `two` is connected.
+                assert await wait_until(lambda: server.open_connections == 1)
+            # leaving the block shut the engine down with `two` still streaming
+        finally:
+            await close_backends([backend])
+        assert (one.state, two.state) == ("cancelled", "cancelled")
+        assert one.error is None and two.error is None
+        assert stray_tasks() == []
+        assert await wait_until(lambda: server.open_connections == 0)
+        processed = consumer.indexes(two.id)
+        assert processed == list(range(len(processed)))  # in order, none twice
