@@ -21,6 +21,7 @@ EXIT_USAGE = 2
 COMMANDS: dict[str, str] = {
     "run": "engine.headless",
     "calibrate": "engine.calibrate_cmd",
+    "bench": "benchmarks.cli",
     "check": "engine.check",
 }
 

@@ -1,0 +1,7 @@
+"""Sluice benchmarks: the original scenario time-scaled, the engine's overhead, and scale.
+
+Each part is an async function returning a frozen result with a `to_dict()`; `runner` runs
+them (in fresh processes where memory figures need a clean start), `report` prints the
+markdown table and the goals, `plot` draws the SVG, `cli` is `sluice bench`. Tests call the
+same functions with tiny sizes.
+"""

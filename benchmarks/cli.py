@@ -1,0 +1,178 @@
+"""`sluice bench`: the original scenario (three modes and the generation bound), the engine's
+overhead against asyncio.Queue, memory per session, and 1,000/5,000-session scale.
+
+Prints markdown (or `--json`), optionally writes an SVG of depth and memory over time. The
+default run takes about a minute on 2 cores. Exit codes: 0 ran (goals may still be missed;
+the table says), 1 a part failed, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from engine.config import Config
+
+if TYPE_CHECKING:
+    from benchmarks.runner import BenchParams
+
+__all__ = ["HELP", "add_arguments", "run_command"]
+
+HELP = "benchmark the engine: the original scenario, overhead, memory and scale (markdown)"
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad command-line input; the message is shown and the exit code is 2."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `sluice bench`."""
+    parser.add_argument(
+        "--only",
+        metavar="PARTS",
+        help="comma-separated parts to run: scenario, memory, overhead, scale (default: all)",
+    )
+    parser.add_argument(
+        "--tokens",
+        type=int,
+        metavar="N",
+        help="mean tokens per response in the scenario (default 120: about a minute in all)",
+    )
+    parser.add_argument(
+        "--scale-sizes",
+        metavar="N,N",
+        help="concurrent sessions for the scale part (default 1000,5000)",
+    )
+    parser.add_argument(
+        "--scale-window", type=float, metavar="S", help="seconds measured per scale size (5)"
+    )
+    parser.add_argument(
+        "--overhead-chunks", type=int, metavar="N", help="chunks per overhead run (60000)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes: a sanity run of a few seconds"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="profile the scale part (cProfile; slows it)"
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="experiment: gc.freeze() after the scale warm-up (not what the engine does)",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run every part in this process (memory figures then share one heap)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    parser.add_argument("--plot", metavar="FILE", help="write an SVG of the scenario to FILE")
+
+
+def build_params(args: argparse.Namespace) -> BenchParams:
+    """BenchParams from the options; raises UsageError naming a bad one."""
+    from benchmarks.runner import PARTS, BenchParams
+
+    params = BenchParams()
+    if args.quick:
+        params = replace(
+            params,
+            tokens=20,
+            rate=200.0,
+            delay_ms=10.0,
+            ttft_ms=30.0,
+            overhead_chunks=5_000,
+            overhead_rounds=3,
+            scale_sizes=(200,),
+            scale_window=1.0,
+            scale_warmup=0.5,
+            idle_sessions=200,
+            steady_sessions=20,
+        )
+    if args.only:
+        parts = tuple(p.strip() for p in args.only.split(",") if p.strip())
+        bad = [p for p in parts if p not in PARTS]
+        if bad or not parts:
+            raise UsageError(f"--only {args.only}: parts must be among {', '.join(PARTS)}")
+        params = replace(params, parts=parts)
+    if args.tokens is not None:
+        if not 1 <= args.tokens <= 100_000:
+            raise UsageError(f"--tokens {args.tokens}: must be an integer from 1 to 100000")
+        params = replace(params, tokens=args.tokens)
+    if args.scale_sizes is not None:
+        try:
+            sizes = tuple(int(x) for x in args.scale_sizes.split(","))
+        except ValueError:
+            sizes = ()
+        if not sizes or any(not 1 <= n <= 100_000 for n in sizes):
+            raise UsageError(
+                f"--scale-sizes {args.scale_sizes}: must be comma-separated integers "
+                "from 1 to 100000, like 1000,5000"
+            )
+        params = replace(params, scale_sizes=sizes)
+    if args.scale_window is not None:
+        if not 0.2 <= args.scale_window <= 600:
+            raise UsageError(f"--scale-window {args.scale_window:g}: must be seconds in [0.2, 600]")
+        params = replace(params, scale_window=args.scale_window)
+    if args.overhead_chunks is not None:
+        if not 100 <= args.overhead_chunks <= 10_000_000:
+            raise UsageError(
+                f"--overhead-chunks {args.overhead_chunks}: must be an integer from 100 to 10000000"
+            )
+        params = replace(params, overhead_chunks=args.overhead_chunks)
+    return replace(params, profile=args.profile, gc_freeze=args.gc_freeze)
+
+
+def run_command(
+    args: argparse.Namespace,
+    config: Config,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Carry out `sluice bench`; returns the exit code. The config is not used: the bench
+    sets its own sizes so runs compare across machines."""
+    from benchmarks.plot import scenario_svg
+    from benchmarks.report import goals, markdown
+    from benchmarks.runner import run_bench
+
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    try:
+        params = build_params(args)
+        plot_path = Path(args.plot) if args.plot else None
+        if plot_path is not None and not plot_path.parent.is_dir():
+            raise UsageError(f"--plot {args.plot}: folder {plot_path.parent} does not exist")
+    except UsageError as exc:
+        stderr.write(f"sluice bench: {exc}\n")
+        return EXIT_USAGE
+    tty = stderr.isatty()
+
+    def progress(message: str) -> None:
+        if tty:
+            stderr.write(f"running {message}\n")
+            stderr.flush()
+
+    result = run_bench(params, isolate=not args.in_process, progress=progress)
+    if plot_path is not None and result.scenario:
+        try:
+            plot_path.write_text(scenario_svg(result.scenario), encoding="utf-8")
+        except OSError as exc:
+            stderr.write(f"sluice bench: cannot write --plot {args.plot}: {exc.strerror}\n")
+            return EXIT_FAILED
+    if args.json:
+        data = result.to_dict()
+        data["goals"] = [g.to_dict() for g in goals(result)]
+        stdout.write(json.dumps(data) + "\n")
+    else:
+        stdout.write(markdown(result) + "\n")
+    stdout.flush()
+    for error in result.errors:
+        stderr.write(f"sluice bench: {error}\n")
+    return EXIT_FAILED if result.errors else EXIT_OK

@@ -1,0 +1,328 @@
+"""The benchmark's markdown tables and its goals, checked against what was measured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.runner import BenchResult
+from benchmarks.scenario import ScenarioResult
+from engine.report import format_bytes, format_seconds
+
+__all__ = ["Goal", "goals", "markdown"]
+
+LAG_GOAL = 0.050
+BOOKKEEPING_GOAL = 20 * 1024
+OVERHEAD_GOAL = 0.5
+BATCHED_GOAL = 1.10
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """One goal of the issue: what it asks, what was measured, and whether it was met."""
+
+    name: str
+    target: str
+    measured: str
+    met: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "name": self.name,
+            "target": self.target,
+            "measured": self.measured,
+            "met": self.met,
+        }
+
+
+def _by_mode(result: BenchResult) -> dict[str, ScenarioResult]:
+    return {r.mode: r for r in result.scenario}
+
+
+def bound_ratio(result: BenchResult, mode: str) -> float | None:
+    """A mode's completion time over the generation-only run's (None if either is missing)."""
+    modes = _by_mode(result)
+    if mode not in modes or "generation" not in modes:
+        return None
+    return modes[mode].completion_s / modes["generation"].completion_s
+
+
+def goals(result: BenchResult) -> list[Goal]:
+    """The issue's goals, for the parts that ran."""
+    out: list[Goal] = []
+    modes = _by_mode(result)
+    if modes:
+        lost = {m: r.tokens_lost for m, r in modes.items()}
+        failed = sum(r.failed for r in modes.values())
+        out.append(
+            Goal(
+                "zero tokens lost, every mode",
+                "0",
+                ", ".join(f"{m} {n}" for m, n in lost.items()) + f"; failed sessions {failed}",
+                all(n == 0 for n in lost.values()) and failed == 0,
+            )
+        )
+        bounded = [r for r in modes.values() if r.maxsize > 0 and r.consumer != "null"]
+        if bounded:
+            out.append(
+                Goal(
+                    "bounded modes hold at most maxsize chunks per session",
+                    "high water <= maxsize",
+                    ", ".join(f"{r.mode} {r.high_water}/{r.maxsize}" for r in bounded),
+                    all(r.high_water <= r.maxsize for r in bounded),
+                )
+            )
+        if "unbounded" in modes and bounded:
+            u = modes["unbounded"]
+            out.append(
+                Goal(
+                    "unbounded grows with the backlog",
+                    f"high water > maxsize {bounded[0].maxsize}",
+                    f"high water {u.high_water}, peak {format_bytes(u.peak_buffered_bytes)}"
+                    " per session",
+                    u.high_water > bounded[0].maxsize,
+                )
+            )
+        ratio = bound_ratio(result, "batched")
+        if ratio is not None:
+            out.append(
+                Goal(
+                    "batched completion within 1.10x of the generation bound",
+                    f"<= {BATCHED_GOAL:.2f}x",
+                    f"{ratio:.3f}x",
+                    ratio <= BATCHED_GOAL,
+                )
+            )
+    if result.overhead is not None:
+        o = result.overhead
+        out.append(
+            Goal(
+                "engine >= 0.5x asyncio.Queue(16), metrics on (Session, null consumer)",
+                f">= {OVERHEAD_GOAL}x",
+                f"batch 1: {o.ratio['session']:.2f}x, batch 16: {o.ratio['session_batched']:.2f}x"
+                f" (bare TokenBuffer {o.ratio['buffer']:.2f}x)",
+                o.ratio["session"] >= OVERHEAD_GOAL,
+            )
+        )
+    thousand = next((s for s in result.scale if s.sessions == 1000 and not s.profiled), None)
+    if thousand is not None:
+        lag = thousand.loop_lag_p99
+        out.append(
+            Goal(
+                "1,000 sessions: loop lag p99 < 50 ms",
+                "< 50ms",
+                format_seconds(lag) + (" (gc frozen)" if thousand.gc_frozen else ""),
+                lag is not None and lag < LAG_GOAL,
+            )
+        )
+        out.append(
+            Goal(
+                "1,000 sessions: bookkeeping < 20 KB per session",
+                "< 20.0KiB",
+                f"{format_bytes(round(thousand.bookkeeping_rss))} (RSS growth, "
+                f"{thousand.window_s + result.params.get('scale_warmup', 0):.0f} s in)",
+                thousand.bookkeeping_rss < BOOKKEEPING_GOAL,
+            )
+        )
+    if result.steady is not None:
+        out.append(
+            Goal(
+                "steady state: bookkeeping < 20 KB per streaming session",
+                "< 20.0KiB",
+                f"{format_bytes(round(result.steady.engine_per_session))} (tracemalloc; "
+                f"plus {format_bytes(round(result.steady.model_state))} the demo model's "
+                "stream holds)",
+                result.steady.engine_per_session < BOOKKEEPING_GOAL,
+            )
+        )
+    return out
+
+
+def _table(header: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
+    right = right if right is not None else set(range(1, len(header)))
+    lines = ["| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join("---:" if i in right else "---" for i in range(len(header))) + "|")
+    lines.extend("| " + " | ".join(row) + " |" for row in rows)
+    return "\n".join(lines)
+
+
+def _mib(value: int) -> str:
+    return f"{value / 2**20:.1f}MiB"
+
+
+def markdown(result: BenchResult) -> str:
+    """The whole run as markdown: machine, one table per part, the goals."""
+    m = result.machine
+    p = result.params
+    parts = [
+        f"Machine: {m['cores']} cores, Python {m['python']} ({m['implementation']}), "
+        f"{m['platform']}, load average at start {m['load_average'][0]:.2f}; "
+        f"run took {result.wall_s:.0f} s.",
+    ]
+    if result.scenario:
+        parts.append(
+            f"### Original scenario, time-scaled\n\n{p['sessions']} demo sessions, demo limit "
+            f"{p['limit']}, consumer call {p['delay_ms']:g} ms, model {p['rate']:g} tokens/s, "
+            f"ttft {p['ttft_ms']:g} ms, about {p['tokens']} tokens per response (the time "
+            "scaling: the write-up's rates, shorter responses). `generation` is the same run "
+            "with a null consumer: what the model alone needs, the lower bound."
+        )
+        rows = []
+        for r in result.scenario:
+            ratio = bound_ratio(result, r.mode)
+            rows.append(
+                [
+                    r.mode,
+                    str(r.maxsize) if r.maxsize else "0 (unbounded)",
+                    str(r.batch_max),
+                    f"{r.completion_s:.2f}s",
+                    f"{ratio:.2f}x" if ratio is not None else "-",
+                    f"{r.estimate_s:.2f}s",
+                    format_bytes(r.peak_buffered_bytes),
+                    str(r.high_water),
+                    _mib(r.peak_rss),
+                    format_seconds(r.queue_wait_p50),
+                    format_seconds(r.queue_wait_p99),
+                    format_seconds(r.token_age_p99),
+                    f"{r.stall_ratio:.0%}",
+                    f"{r.tokens_lost}/{r.tokens_expected}",
+                ]
+            )
+        parts.append(
+            _table(
+                [
+                    "mode",
+                    "maxsize",
+                    "batch",
+                    "completion",
+                    "x gen bound",
+                    "schedule est.",
+                    "peak buffered/session",
+                    "high water",
+                    "peak RSS",
+                    "queue_wait p50",
+                    "queue_wait p99",
+                    "token_age p99",
+                    "stall ratio",
+                    "lost/total",
+                ],
+                rows,
+                right=set(range(1, 14)),
+            )
+        )
+    if result.overhead is not None:
+        o = result.overhead
+        labels = {
+            "queue": "asyncio.Queue(16), put/get",
+            "buffer": "TokenBuffer(16), get_batch(1)",
+            "buffer_batched": "TokenBuffer(16), get_batch(16)",
+            "session": "Session (metrics on, null consumer), batch_max 1",
+            "session_batched": "Session (metrics on, null consumer), batch_max 16",
+        }
+        parts.append(
+            f"### Engine overhead\n\n{o.chunks:,} chunks per run, {o.rounds} interleaved rounds; "
+            "ratios are medians of per-round ratios to the Queue (same process, same moment)."
+        )
+        parts.append(
+            _table(
+                ["path", "chunks/s", "us/chunk", "x Queue"],
+                [
+                    [
+                        labels[v],
+                        f"{o.rate[v]:,.0f}",
+                        f"{o.us_per_chunk(v):.2f}",
+                        f"{o.ratio[v]:.2f}",
+                    ]
+                    for v in o.rate
+                ],
+            )
+        )
+    if result.scale:
+        parts.append(
+            f"### Scale\n\nConcurrent demo sessions at {p['scale_rate']:g} tokens/s, null "
+            f"consumer, batch_max 16; measured over a {p['scale_window']:g} s window after "
+            f"{p['scale_warmup']:g} s of warm-up. Bookkeeping = (RSS growth - bytes buffered) "
+            "/ sessions; `engine says` is the engine's own per-session accounting."
+        )
+        rows = []
+        for s in result.scale:
+            note = " (profiled)" if s.profiled else (" (gc frozen)" if s.gc_frozen else "")
+            rows.append(
+                [
+                    f"{s.sessions:,}{note}",
+                    f"{s.delivered_cps:,.0f} / {s.nominal_cps:,.0f}",
+                    f"{s.cpu_percent:.0f}%",
+                    format_seconds(s.loop_lag_p99),
+                    _mib(s.rss_during - s.rss_before),
+                    format_bytes(round(s.bookkeeping_rss)),
+                    format_bytes(round(s.bookkeeping_engine)),
+                    f"{s.streaming:,}",
+                ]
+            )
+        parts.append(
+            _table(
+                [
+                    "sessions",
+                    "chunks/s delivered / nominal",
+                    "CPU",
+                    "loop lag p99",
+                    "RSS growth",
+                    "bookkeeping/session",
+                    "engine says",
+                    "streaming at end",
+                ],
+                rows,
+            )
+        )
+        for s in result.scale:
+            if s.profile:
+                parts.append(
+                    f"Where the time goes at {s.sessions:,} sessions (share of own time, "
+                    "cProfile):\n\n"
+                    + "\n".join(f"- {share:.1%} {name}" for name, share in s.profile)
+                )
+    if result.idle is not None or result.steady is not None:
+        rows = []
+        if result.idle is not None:
+            i = result.idle
+            rows.append(
+                [
+                    f"idle (queued for a slot), {i.sessions:,} sessions",
+                    format_bytes(round(i.bytes_per_session)),
+                    format_bytes(round(i.engine_reported)),
+                    ", ".join(f"{f} {format_bytes(round(b))}" for f, b in i.by_file[:5]),
+                ]
+            )
+        if result.steady is not None:
+            s2 = result.steady
+            rows.append(
+                [
+                    f"streaming, {s2.sessions:,} sessions after {s2.chunks_each} chunks each "
+                    f"(engine {format_bytes(round(s2.engine_per_session))} + demo model "
+                    f"{format_bytes(round(s2.model_state))})",
+                    format_bytes(round(s2.bytes_per_session)),
+                    format_bytes(round(s2.engine_reported)),
+                    ", ".join(f"{f} {format_bytes(round(b))}" for f, b in s2.by_file[:5]),
+                ]
+            )
+        parts.append(
+            "### Memory per session\n\nPython heap allocated per session (tracemalloc), not "
+            "counting chunks in its buffer; `engine says` is the engine's own accounting."
+        )
+        parts.append(
+            _table(["session", "heap/session", "engine says", "largest by file"], rows, {1, 2})
+        )
+    checked = goals(result)
+    if checked:
+        parts.append("### Goals")
+        parts.append(
+            _table(
+                ["goal", "target", "measured", "met"],
+                [[g.name, g.target, g.measured, "yes" if g.met else "**no**"] for g in checked],
+                right=set(),
+            )
+        )
+    if result.errors:
+        parts.append("### Errors\n\n" + "\n".join(f"- {e}" for e in result.errors))
+    return "\n\n".join(parts)

@@ -1,0 +1,266 @@
+"""Runs the benchmark parts, each in a fresh Python process by default, and collects results.
+
+A fresh process per part gives every memory figure a clean start (Python keeps freed memory,
+so a part run after another would inherit its high-water RSS). The scenario's four modes
+run side by side (they mostly sleep, and sharing the machine's load keeps them comparable),
+together with the two memory counts; the CPU-bound parts (overhead, scale) run one at a time.
+`isolate=False` runs everything in this process, for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from benchmarks.measure import machine
+from benchmarks.overhead import OverheadResult, run_overhead
+from benchmarks.scale import (
+    IdleResult,
+    ScaleResult,
+    SteadyResult,
+    idle_session_memory,
+    run_scale,
+    streaming_session_memory,
+)
+from benchmarks.scenario import MODES, ScenarioResult, ScenarioSpec, run_scenario
+
+__all__ = ["BenchParams", "BenchResult", "run_bench", "run_job"]
+
+PARTS = ("scenario", "memory", "overhead", "scale")
+
+
+@dataclass(frozen=True, slots=True)
+class BenchParams:
+    """What `sluice bench` runs; the defaults take about a minute on 2 cores."""
+
+    parts: tuple[str, ...] = PARTS
+    tokens: int = 120
+    sessions: int = 12
+    limit: int = 4
+    delay_ms: float = 50.0
+    rate: float = 40.0
+    ttft_ms: float = 300.0
+    overhead_chunks: int = 60_000
+    overhead_rounds: int = 5
+    scale_sizes: tuple[int, ...] = (1000, 5000)
+    scale_rate: float = 20.0
+    scale_window: float = 5.0
+    scale_warmup: float = 1.5
+    idle_sessions: int = 1000
+    steady_sessions: int = 100
+    profile: bool = False
+    gc_freeze: bool = False
+
+    def spec(self) -> ScenarioSpec:
+        """The scenario part's sizes."""
+        return ScenarioSpec(
+            sessions=self.sessions,
+            limit=self.limit,
+            delay_ms=self.delay_ms,
+            rate=self.rate,
+            tokens=self.tokens,
+            ttft_ms=self.ttft_ms,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BenchResult:
+    """Everything one run measured, with the machine and the parameters."""
+
+    machine: dict[str, Any]
+    params: dict[str, Any]
+    wall_s: float
+    scenario: tuple[ScenarioResult, ...] = ()
+    overhead: OverheadResult | None = None
+    scale: tuple[ScaleResult, ...] = ()
+    idle: IdleResult | None = None
+    steady: SteadyResult | None = None
+    errors: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "machine": self.machine,
+            "params": self.params,
+            "wall_s": self.wall_s,
+            "scenario": [r.to_dict() for r in self.scenario],
+            "overhead": self.overhead.to_dict() if self.overhead else None,
+            "scale": [r.to_dict() for r in self.scale],
+            "idle": self.idle.to_dict() if self.idle else None,
+            "steady": self.steady.to_dict() if self.steady else None,
+            "errors": list(self.errors),
+        }
+
+
+def _jobs(params: BenchParams) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(jobs run side by side, jobs run one at a time)."""
+    spec = asdict(params.spec())
+    together: list[dict[str, Any]] = []
+    alone: list[dict[str, Any]] = []
+    if "scenario" in params.parts:
+        together += [{"kind": "scenario", "mode": mode, "spec": spec} for mode in MODES]
+    if "memory" in params.parts:
+        together.append({"kind": "idle", "sessions": params.idle_sessions})
+        together.append({"kind": "steady", "sessions": params.steady_sessions})
+    if "overhead" in params.parts:
+        alone.append(
+            {"kind": "overhead", "chunks": params.overhead_chunks, "rounds": params.overhead_rounds}
+        )
+    if "scale" in params.parts:
+        alone += [
+            {
+                "kind": "scale",
+                "sessions": n,
+                "rate": params.scale_rate,
+                "window": params.scale_window,
+                "warmup": params.scale_warmup,
+                "profile": params.profile,
+                "gc_freeze": params.gc_freeze,
+            }
+            for n in params.scale_sizes
+        ]
+    return together, alone
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one job description in this process and return its result as a dict."""
+    kind = job["kind"]
+    if kind == "scenario":
+        spec = ScenarioSpec(**job["spec"])
+        return asyncio.run(run_scenario(job["mode"], spec)).to_dict()
+    if kind == "overhead":
+        return asyncio.run(run_overhead(job["chunks"], job["rounds"])).to_dict()
+    if kind == "scale":
+        result = run_scale(
+            job["sessions"],
+            rate=job["rate"],
+            window=job["window"],
+            warmup=job["warmup"],
+            profile=job["profile"],
+            gc_freeze=job["gc_freeze"],
+        )
+        return asyncio.run(result).to_dict()
+    if kind == "idle":
+        return asyncio.run(idle_session_memory(job["sessions"])).to_dict()
+    if kind == "steady":
+        return asyncio.run(streaming_session_memory(job["sessions"])).to_dict()
+    raise ValueError(f"unknown job kind {kind!r}")
+
+
+def _start(job: dict[str, Any]) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.worker", json.dumps(job)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _finish(job: dict[str, Any], proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        last = (err.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{job['kind']} job failed (exit {proc.returncode}): {last}")
+    return dict(json.loads(out))
+
+
+def run_bench(
+    params: BenchParams,
+    *,
+    isolate: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Run every part `params` names and return the collected results."""
+    say = progress or (lambda _msg: None)
+    started = time.monotonic()
+    info = machine()
+    together, alone = _jobs(params)
+    outputs: list[tuple[dict[str, Any], dict[str, Any] | str]] = []
+
+    def record(jobs: Sequence[dict[str, Any]], parallel: bool) -> None:
+        if not jobs:
+            return
+        say(", ".join(_label(j) for j in jobs))
+        if not isolate:
+            for job in jobs:
+                outputs.append((job, _guard(lambda job=job: run_job(job))))
+            return
+        if parallel:
+            procs = [(job, _start(job)) for job in jobs]
+            for job, proc in procs:
+                outputs.append((job, _guard(lambda job=job, proc=proc: _finish(job, proc))))
+        else:
+            for job in jobs:
+                outputs.append((job, _guard(lambda job=job: _finish(job, _start(job)))))
+
+    record(together, parallel=True)
+    record(alone, parallel=False)
+    return _collect(info, params, time.monotonic() - started, outputs)
+
+
+def _label(job: dict[str, Any]) -> str:
+    kind = job["kind"]
+    if kind == "scenario":
+        return f"scenario:{job['mode']}"
+    if kind in ("scale", "idle", "steady"):
+        return f"{kind}:{job['sessions']}"
+    return str(kind)
+
+
+def _guard(fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | str:
+    try:
+        return fn()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _collect(
+    info: dict[str, Any],
+    params: BenchParams,
+    wall: float,
+    outputs: list[tuple[dict[str, Any], dict[str, Any] | str]],
+) -> BenchResult:
+    scenario: list[ScenarioResult] = []
+    scale: list[ScaleResult] = []
+    overhead = idle = steady = None
+    errors: list[str] = []
+    for job, out in outputs:
+        if isinstance(out, str):
+            errors.append(f"{_label(job)}: {out}")
+            continue
+        kind = job["kind"]
+        if kind == "scenario":
+            scenario.append(ScenarioResult.from_dict(out))
+        elif kind == "overhead":
+            overhead = OverheadResult.from_dict(out)
+        elif kind == "scale":
+            scale.append(ScaleResult.from_dict(out))
+        elif kind == "idle":
+            idle = IdleResult.from_dict(out)
+        elif kind == "steady":
+            steady = SteadyResult.from_dict(out)
+    params_dict = asdict(params)
+    params_dict["parts"] = list(params.parts)
+    params_dict["scale_sizes"] = list(params.scale_sizes)
+    return BenchResult(
+        machine=info,
+        params=params_dict,
+        wall_s=wall,
+        scenario=tuple(scenario),
+        overhead=overhead,
+        scale=tuple(scale),
+        idle=idle,
+        steady=steady,
+        errors=tuple(errors),
+    )
