@@ -75,7 +75,7 @@ class OllamaBackend:
 
     async def aclose(self) -> None:
         """Close the client's connection pool."""
-        await self._client._client.aclose()
+        await self._client.close()
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait after busy attempt `attempt` (1-based): doubling, jittered."""

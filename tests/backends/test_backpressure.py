@@ -4,6 +4,7 @@ session's buffer is full, and nothing is lost or repeated once the reader catche
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -47,7 +48,9 @@ def _ollama(server: LoopbackServer) -> Backend:
     [(AnthropicServer, _claude), (OllamaServer, _ollama)],
     ids=["claude", "ollama"],
 )
-async def test_full_buffer_blocks_the_servers_writes(server_type, make_backend):
+async def test_full_buffer_blocks_the_servers_writes(
+    server_type: type[LoopbackServer], make_backend: Callable[[LoopbackServer], Backend]
+) -> None:
     with server_type(chunks=TOTAL, pad=1000) as server:
         backend = make_backend(server)
         consumer = RecordingConsumer()

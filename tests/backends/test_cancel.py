@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from backends.helpers import TEST_KEY, RecordingConsumer, stray_tasks, wait_until
@@ -29,7 +31,9 @@ def _ollama(server: LoopbackServer) -> Backend:
     [(AnthropicServer, _claude), (OllamaServer, _ollama)],
     ids=["claude", "ollama"],
 )
-async def test_cancel_and_shutdown_close_every_stream(server_type, make_backend):
+async def test_cancel_and_shutdown_close_every_stream(
+    server_type: type[LoopbackServer], make_backend: Callable[[LoopbackServer], Backend]
+) -> None:
     with server_type(chunks=10_000, pace=0.002) as server:
         backend = make_backend(server)
         consumer = RecordingConsumer()

@@ -14,6 +14,7 @@ from tui.cli import build_parser
 def run_check(
     argv: list[str], claude_url: str, ollama_url: str, env: dict[str, str], **cfg: str
 ) -> tuple[int, list[str], str]:
+    """Run `sluice check` in-process against the given servers; (code, lines, stderr)."""
     config = parse_config(
         {
             "claude": {"base_url": claude_url, "model": cfg.get("claude_model", "claude-test-1")},

@@ -11,11 +11,13 @@ import pytest
 from backends.helpers import TEST_KEY
 from backends.servers import AnthropicServer, OllamaServer
 from engine import headless
-from engine.config import parse_config
+from engine.config import Config, parse_config
 from tui.cli import build_parser
 
 
-def make_config(claude: AnthropicServer | None, ollama: OllamaServer | None, **limits: int):
+def make_config(
+    claude: AnthropicServer | None, ollama: OllamaServer | None, **limits: int
+) -> Config:
     """A config pointing at the loopback servers, with a quick demo and consumer."""
     data = {
         "limits": {"claude": 2, "ollama": 3, "demo": 2, **limits},
@@ -41,6 +43,7 @@ def run(argv: list[str], config) -> tuple[int, str, str]:
 
 @pytest.fixture
 def key(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test key in the environment; no base URL or host from the outside."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
     monkeypatch.delenv("OLLAMA_HOST", raising=False)

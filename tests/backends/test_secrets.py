@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def sluice(args: list[str], env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the real `sluice` command with a clean environment plus `env_extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OLLAMA_"))}
     env.update(env_extra)
     return subprocess.run(
