@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -10,6 +11,9 @@ from backends.helpers import TEST_KEY, RecordingConsumer, run_prompts, stray_tas
 from backends.servers import AnthropicServer
 from engine.backends.base import BackendError
 from engine.backends.claude import ClaudeBackend
+from engine.backends.registry import MissingCredentials, build_backend
+from engine.config import Config, parse_config
+from engine.engine import Engine
 
 
 def claude(server: AnthropicServer, **overrides: object) -> ClaudeBackend:
@@ -169,3 +173,39 @@ async def test_sdk_debug_logs_never_hold_the_key(
     assert caplog.records  # the SDK did log at debug level
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert TEST_KEY not in logged
+
+
+async def test_attempts_are_visible_while_the_sdk_waits_to_retry(anthropic_server: AnthropicServer):
+    anthropic_server.script["p"] = ["429", "429", "ok"]
+    anthropic_server.retry_after_ms = 150
+    backend = claude(anthropic_server)
+    consumer = RecordingConsumer()
+    seen: set[int] = set()
+    try:
+        async with Engine(Config(), consumer=consumer, backends={"claude": backend}) as engine:
+            session = engine.add_session("p", "claude")
+            while not session.finished:
+                if session.tokens_in == 0:
+                    seen.add(session.snapshot().attempts)
+                await asyncio.sleep(0.005)
+    finally:
+        await backend.aclose()
+    assert {1, 2} <= seen  # the count rose while nothing had been received yet
+    assert session.snapshot().attempts == 3 and session.state == "done"
+
+
+def test_factory_prefers_config_over_environment():
+    env = {"ANTHROPIC_API_KEY": TEST_KEY, "ANTHROPIC_BASE_URL": "http://127.0.0.1:7001"}
+    config = parse_config(
+        {"claude": {"model": "claude-x", "max_tokens": 9, "retries": 5, "timeout_s": 3}}
+    )
+    backend = build_backend("claude", config, env)
+    assert isinstance(backend, ClaudeBackend)
+    assert backend.base_url == "http://127.0.0.1:7001"
+    assert (backend.model, backend.max_tokens, backend.retries) == ("claude-x", 9, 5)
+    assert backend.client.max_retries == 5
+    config = parse_config({"claude": {"base_url": "http://127.0.0.1:7002"}})
+    assert build_backend("claude", config, env).base_url == "http://127.0.0.1:7002"
+    with pytest.raises(MissingCredentials, match="needs ANTHROPIC_API_KEY"):
+        build_backend("claude", config, {})
+    assert TEST_KEY not in repr(backend)
