@@ -136,8 +136,12 @@ async def check_ollama(config: Config, environ: Mapping[str, str]) -> CheckResul
     except httpx.TimeoutException:
         detail = f"unreachable: no answer within {backend.timeout_s:g}s {where}"
         return CheckResult("ollama", False, detail)
-    except (httpx.TransportError, ConnectionError) as exc:
-        return CheckResult("ollama", False, f"unreachable {where}: {type(exc).__name__}")
+    except httpx.TransportError as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        return CheckResult("ollama", False, f"unreachable {where}: {reason}")
+    except ConnectionError:  # the library's "could not connect" (it drops the cause)
+        detail = f"unreachable {where}: nothing answered (is `ollama serve` running?)"
+        return CheckResult("ollama", False, detail)
     finally:
         await backend.aclose()
     names = {m.model for m in listing.models if m.model}

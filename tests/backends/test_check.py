@@ -63,7 +63,10 @@ def test_wrong_key_missing_model_and_dead_host_exit_1(
         ["--backend", "ollama"], anthropic_server.url, "http://127.0.0.1:9", {}
     )
     assert code == 1
-    assert lines == ["ollama: FAILED: unreachable at http://127.0.0.1:9: ConnectionError"]
+    assert lines == [
+        "ollama: FAILED: unreachable at http://127.0.0.1:9: nothing answered "
+        "(is `ollama serve` running?)"
+    ]
 
 
 def test_unknown_claude_model_and_missing_key(anthropic_server: AnthropicServer):
