@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "calibrate": "engine.calibrate_cmd",
     "bench": "benchmarks.cli",
     "check": "engine.check",
+    "monitor": "tui.monitor",
 }
 
 
@@ -60,10 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is not None:
         module = importlib.import_module(COMMANDS[args.command])
         return int(module.run_command(args, config))
-    # No subcommand: until the app lands, run the demo headless.
-    from engine import headless
+    # No subcommand: the live app, keeping the config's demo sessions going.
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        sys.stderr.write("sluice: the app needs a terminal; for a headless run use `sluice run`\n")
+        return EXIT_USAGE
+    from tui.app import SluiceApp
 
-    return headless.run_command(parser.parse_args(["run"]), config)
+    app = SluiceApp(config=config)
+    app.run()
+    return int(app.return_code or 0)
 
 
 if __name__ == "__main__":

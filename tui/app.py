@@ -1,0 +1,354 @@
+"""SluiceApp: the live Textual monitor of every session, with sliders that retune the engine.
+
+The engine runs inside the app as a Textual worker on the same event loop; the UI never gets
+a message per token. It pulls frozen snapshots on two timers instead: a fast one (5 Hz) for
+the header, backends and sparklines, a slow one (1 Hz) for the session table. Tests inject
+a snapshot source and a clock to freeze what is shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Label
+
+from engine.config import Config, ConfigError, load_config, save_config
+from engine.engine import Engine, KnobError
+from engine.session import describe_error
+from engine.snapshot import EngineSnapshot
+from tui.detail import DetailScreen
+from tui.help import HelpScreen
+from tui.knobs import KnobRow, KnobsPanel
+from tui.panels import BackendsBar, ProcessBar, SparkHistory, SparkPanel
+from tui.source import SnapshotSource
+from tui.table import SessionTable
+
+__all__ = ["FilterBox", "SluiceApp", "Workload"]
+
+Workload = Callable[[Engine], Awaitable[object]]
+
+
+class FilterBox(Input):
+    """The `/` filter box; Escape clears and hides it."""
+
+    BINDINGS = [Binding("escape", "clear", "clear filter", show=False)]
+
+    class Cleared(Message):
+        """The user dropped the filter."""
+
+    def action_clear(self) -> None:
+        """Empty, hide, tell the app."""
+        self.value = ""
+        self.display = False
+        self.post_message(self.Cleared())
+
+
+class SluiceApp(App[int]):
+    """The Sluice app. `app.engine` is the running engine; `app.source` feeds the screen.
+
+    `continuous` keeps the config's demo sessions going; `workload` is a user's coroutine
+    function given the engine (`sluice monitor`). `live=False` starts no timers: the screen
+    then changes only through `refresh_now()` (for frozen screenshots).
+    """
+
+    CSS_PATH = "app.tcss"
+    TITLE = "Sluice"
+    BINDINGS = [
+        Binding("s", "save", "save"),
+        Binding("n", "add_sessions", "add demo"),
+        Binding("c", "cancel_selected", "cancel"),
+        Binding("p", "toggle_pause", "pause"),
+        Binding("slash", "filter", "filter"),
+        Binding("o", "sort", "sort"),
+        Binding("O", "sort_reverse", "reverse sort", show=False),
+        Binding("question_mark", "help", "help"),
+        Binding("q", "quit", "quit"),
+    ]
+
+    def __init__(
+        self,
+        config_path: str | Path | None = None,
+        *,
+        config: Config | None = None,
+        engine: Engine | None = None,
+        source: SnapshotSource | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        continuous: bool = True,
+        workload: Workload | None = None,
+        live: bool = True,
+        add_count: int = 10,
+        max_rows: int = 200,
+        fast_interval: float = 0.2,
+        table_interval: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if config is None:
+            config = engine.config if engine is not None else load_config(config_path)
+        self.config = config
+        default_path = config.path or Path("config.toml")
+        self.config_path = Path(config_path) if config_path else default_path
+        self.engine = engine if engine is not None else Engine(config)
+        self.source: SnapshotSource = source if source is not None else self.engine
+        self.clock = clock
+        self.started_at = clock()
+        self.continuous = continuous
+        self.workload = workload
+        self.live = live
+        self.add_count = add_count
+        self.max_rows = max_rows
+        self.fast_interval = fast_interval
+        self.table_interval = table_interval
+        self.paused = False
+        self.history = SparkHistory()
+        self.latest: EngineSnapshot = self.source.snapshot()
+        self.history.add(self.latest)
+        self.knob_changes = 0
+        self._shut = False
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        """Header lines, then the table beside sparklines and knobs, then the footer."""
+        yield ProcessBar(id="process")
+        yield BackendsBar(id="backends")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield FilterBox(placeholder="filter: id, backend, state or error", id="filter")
+                yield SessionTable(max_rows=self.max_rows, id="sessions")
+                yield Label("", id="table-note")
+            with Vertical(id="right"):
+                spark = SparkPanel(id="sparks")
+                spark.border_title = "last minute"
+                yield spark
+                knobs = KnobsPanel(self.latest.knobs, id="knobs")
+                knobs.border_title = "knobs (Enter: type a value)"
+                yield knobs
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Start the engine worker and the refresh timers; draw the first frame."""
+        self.query_one("#filter", Input).display = False
+        delay = self.query_one("#row-delay_ms", KnobRow)
+        if not self.engine.delay_applies:
+            delay.add_class("inactive")
+            delay.tooltip = "the workload's consumer does not use the delay knob"
+        self.run_engine()
+        self._draw_fast()
+        self._draw_table()
+        self.query_one("#sessions", SessionTable).focus()
+        if self.live:
+            self.set_interval(self.fast_interval, self._tick_fast, name="fast-refresh")
+            self.set_interval(self.table_interval, self._tick_table, name="table-refresh")
+
+    # -- the engine ------------------------------------------------------------------------
+
+    @work(exclusive=True, group="engine", exit_on_error=True)
+    async def run_engine(self) -> None:
+        """The engine's lifetime: start it, keep the demo going or run the workload, and
+        close it when the app ends."""
+        engine = self.engine
+        try:
+            if not engine.closed:
+                engine.start()
+                if self.continuous:
+                    engine.run_continuous_demo()
+            if self.workload is not None:
+                try:
+                    await self.workload(engine)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.notify(
+                        describe_error(exc), title="workload failed", severity="error", timeout=30
+                    )
+            await asyncio.Event().wait()  # lives until the app cancels it
+        finally:
+            await self.shutdown_engine()
+
+    async def shutdown_engine(self) -> None:
+        """Cancel every session and close every stream (idempotent)."""
+        if self._shut:
+            return
+        self._shut = True
+        await self.engine.aclose()
+
+    async def on_unmount(self) -> None:
+        """Whatever ended the app, leave no session running."""
+        await self.shutdown_engine()
+
+    # -- refresh ---------------------------------------------------------------------------
+
+    def _tick_fast(self) -> None:
+        self.latest = self.source.snapshot()
+        self.history.add(self.latest)
+        if not self.paused:
+            self._draw_fast()
+
+    def _tick_table(self) -> None:
+        if not self.paused:
+            self._draw_table()
+
+    def _draw_fast(self) -> None:
+        snap = self.latest
+        self.query_one("#process", ProcessBar).show(
+            snap, uptime=self.clock() - self.started_at, paused=self.paused
+        )
+        self.query_one("#backends", BackendsBar).show(snap)
+        self.query_one("#sparks", SparkPanel).show(self.history)
+        self.query_one("#knobs", KnobsPanel).sync(snap.knobs)
+
+    def _draw_table(self) -> None:
+        table = self.query_one("#sessions", SessionTable)
+        with self.batch_update():
+            view = table.show(self.latest.sessions)
+        note = f"{view.shown} of {view.total} sessions"
+        if table.filter_text:
+            note += f" matching '{table.filter_text}': {view.matching}"
+        if view.hidden:
+            note += f", {view.hidden} hidden (busiest shown; / filters)"
+        arrow = "▼" if table.sort_reverse else "▲"
+        note += f"  sort: {table.sort_column} {arrow}"
+        self.query_one("#table-note", Label).update(note)
+
+    def refresh_now(self) -> None:
+        """Pull one snapshot and redraw everything now (paused or not)."""
+        self.latest = self.source.snapshot()
+        self.history.add(self.latest)
+        self._draw_fast()
+        self._draw_table()
+
+    # -- knobs -----------------------------------------------------------------------------
+
+    def on_knob_row_applied(self, event: KnobRow.Applied) -> None:
+        """A slider moved or a value was typed: hand it to the engine at once."""
+        try:
+            event.knob.apply(self.engine, event.value)
+        except (KnobError, KeyError) as exc:
+            self.notify(str(exc), title="value refused", severity="error")
+            event.row.sync(event.knob.read(self.engine.knobs))
+            return
+        self.knob_changes += 1
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def action_save(self) -> None:
+        """Write the knobs to the config file, keeping every key they do not cover."""
+        try:
+            path = save_config(self.engine.tuned_config(), self.config_path)
+        except (ConfigError, OSError) as exc:
+            self.notify(str(exc), title="not saved", severity="error", timeout=10)
+            return
+        self.notify(f"saved {path} (previous kept as {path.name}.bak)", title="knobs saved")
+
+    def action_add_sessions(self) -> None:
+        """Start `add_count` more demo sessions."""
+        if self.engine.closed:
+            return
+        self.engine.add_demo_sessions(self.add_count)
+        self.notify(f"added {self.add_count} demo sessions")
+
+    def cancel_session(self, session_id: str) -> bool:
+        """Cancel one session, with a toast saying what happened."""
+        if self.engine.cancel(session_id):
+            self.notify(f"cancelled {session_id}")
+            return True
+        self.notify(f"{session_id} is not running", severity="warning")
+        return False
+
+    def action_cancel_selected(self) -> None:
+        """Cancel the session under the table's cursor."""
+        session_id = self.query_one("#sessions", SessionTable).selected_id
+        if session_id is None:
+            self.notify("no session selected", severity="warning")
+            return
+        self.cancel_session(session_id)
+
+    def action_toggle_pause(self) -> None:
+        """Freeze or resume the display; the engine keeps running either way."""
+        self.paused = not self.paused
+        self._draw_fast()
+        if not self.paused:
+            self._draw_table()
+
+    def action_filter(self) -> None:
+        """Show the filter box and focus it."""
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Filter as the user types."""
+        if event.input.id == "filter":
+            self.query_one("#sessions", SessionTable).filter_text = event.value.strip().lower()
+            self._draw_table()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in the filter box: keep the filter, go back to the table."""
+        if event.input.id == "filter":
+            if not event.value.strip():
+                event.input.display = False
+            self.query_one("#sessions", SessionTable).focus()
+
+    def on_filter_box_cleared(self, _event: FilterBox.Cleared) -> None:
+        """Escape in the filter box: no filter, back to the table."""
+        self.query_one("#sessions", SessionTable).filter_text = ""
+        self._draw_table()
+        self.query_one("#sessions", SessionTable).focus()
+
+    def action_sort(self) -> None:
+        """Sort the table by the next column."""
+        self.query_one("#sessions", SessionTable).cycle_sort()
+        self._draw_table()
+
+    def action_sort_reverse(self) -> None:
+        """Flip the table's order."""
+        self.query_one("#sessions", SessionTable).cycle_sort(reverse=True)
+        self._draw_table()
+
+    def on_session_table_sort_changed(self, _event: SessionTable.SortChanged) -> None:
+        """A header click changed the sort: redraw at once."""
+        self._draw_table()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a session opens its detail screen."""
+        if event.row_key.value is not None:
+            self.push_screen(DetailScreen(event.row_key.value))
+
+    def action_help(self) -> None:
+        """Show the help screen."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        """Cancel every session, close every stream, then leave."""
+        await self.shutdown_engine()
+        self.exit(0)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The app's own actions in the command palette, after Textual's."""
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Save knobs", "Write the knobs to the config file", self.action_save)
+        yield SystemCommand(
+            "Add demo sessions",
+            f"Start {self.add_count} more demo sessions",
+            self.action_add_sessions,
+        )
+        yield SystemCommand(
+            "Cancel selected session",
+            "Cancel the session under the cursor",
+            self.action_cancel_selected,
+        )
+        yield SystemCommand(
+            "Pause / resume display", "The engine keeps running", self.action_toggle_pause
+        )
+        yield SystemCommand("Filter sessions", "Filter the table", self.action_filter)
+        yield SystemCommand("Help", "Keys and knobs", self.action_help)

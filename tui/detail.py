@@ -1,0 +1,152 @@
+"""The detail screen of one session: timeline, latency percentiles, buffer, error, text tail.
+
+Opened with Enter on a table row; it re-reads `source.detail(id)` on a timer while open.
+"""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from engine.histogram import Percentiles
+from engine.snapshot import SessionDetail, SessionSnapshot
+from tui import fmt
+
+__all__ = ["DetailScreen", "render_latencies", "render_summary", "render_timeline"]
+
+
+def render_timeline(s: SessionSnapshot, width: int = 40) -> Text:
+    """Slot wait, time to first token, then streaming split into flowing and stalled time."""
+    slot = s.slot_wait if s.slot_wait is not None else s.elapsed
+    ttft = s.ttft or 0.0
+    stall = min(s.stall, max(s.streaming_time - ttft, 0.0))
+    flowing = max(s.streaming_time - ttft - stall, 0.0)
+    parts = [
+        ("slot wait", slot, "yellow"),
+        ("ttft", ttft, "blue"),
+        ("flowing", flowing, "green"),
+        ("stalled", stall, "red"),
+    ]
+    total = sum(p[1] for p in parts) or 1.0
+    text = Text(no_wrap=True)
+    used = 0
+    for i, (_name, value, style) in enumerate(parts):
+        cells = width - used if i == len(parts) - 1 else round(value / total * width)
+        cells = max(0, min(cells, width - used))
+        text.append("█" * cells, style=style)
+        used += cells
+    text.append("\n")
+    for name, value, style in parts:
+        text.append("■ ", style=style)
+        text.append(f"{name} {fmt.seconds(value)}  ")
+    text.append("\n(stalled = producer blocked on a full buffer, summed)", style="dim")
+    return text
+
+
+def render_latencies(s: SessionSnapshot) -> Table:
+    """A small table of the session's latency percentiles."""
+    table = Table(box=None, padding=(0, 1), show_edge=False)
+    for header in ("metric", "n", "p50", "p90", "p99", "max"):
+        table.add_column(header, justify="left" if header == "metric" else "right")
+    rows: list[tuple[str, Percentiles]] = [
+        ("itl", s.itl),
+        ("queue_wait", s.queue_wait),
+        ("token_age", s.token_age),
+        ("consumer_call", s.consumer_call),
+    ]
+    for name, p in rows:
+        table.add_row(
+            name,
+            str(p.count),
+            fmt.seconds(p.p50),
+            fmt.seconds(p.p90),
+            fmt.seconds(p.p99),
+            fmt.seconds(p.max),
+        )
+    return table
+
+
+def render_summary(detail: SessionDetail) -> Text:
+    """Who, what state, buffer figures and the prompt."""
+    s = detail.snapshot
+    text = Text()
+    text.append(f"{s.id}", style="bold")
+    text.append(f"  {s.backend}  ")
+    text.append(s.state, style="bold")
+    if detail.model:
+        text.append(f"  model {detail.model}")
+    if detail.stop_reason:
+        text.append(f"  stop {detail.stop_reason}")
+    text.append(
+        f"\nbuffer {s.depth}/{s.maxsize if s.maxsize else '∞'}  high water {s.high_water}  "
+        f"buffered {fmt.nbytes(s.buffered_bytes)}  held by session {fmt.nbytes(s.memory_bytes)}"
+    )
+    text.append(
+        f"\ntokens in {s.tokens_in}  out {s.tokens_out}  lost {s.tokens_lost}  "
+        f"rate in {fmt.rate(s.rate_in)}/s out {fmt.rate(s.rate_out)}/s  "
+        f"stall {fmt.pct(s.stall_ratio)}  elapsed {fmt.seconds(s.elapsed)}"
+    )
+    text.append("\nprompt: ", style="dim")
+    text.append(detail.prompt)
+    return text
+
+
+class DetailScreen(Screen[None]):
+    """One session in full; Escape goes back."""
+
+    BINDINGS = [
+        Binding("escape,backspace", "app.pop_screen", "back"),
+        Binding("c", "cancel_session", "cancel session"),
+    ]
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(id="detail")
+        self.session_id = session_id
+
+    def compose(self) -> ComposeResult:
+        """Summary and timeline up top, latencies beside the error, then the text tail."""
+        yield Static(id="detail-summary")
+        with Horizontal(id="detail-mid"):
+            yield Static(id="detail-timeline")
+            yield Static(id="detail-latency")
+        yield Static(id="detail-error")
+        with VerticalScroll(id="detail-tail-box"):
+            yield Static(id="detail-tail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Draw now and then once a second."""
+        self.refresh_detail()
+        if getattr(self.app, "live", True):
+            self.set_interval(1.0, self.refresh_detail)
+
+    def refresh_detail(self) -> None:
+        """Re-read the session and redraw."""
+        source = self.app.source  # type: ignore[attr-defined]
+        detail: SessionDetail | None = source.detail(self.session_id)
+        if detail is None:
+            self.query_one("#detail-summary", Static).update(
+                f"{self.session_id}: no longer tracked (finished sessions are pruned)"
+            )
+            return
+        s = detail.snapshot
+        self.query_one("#detail-summary", Static).update(render_summary(detail))
+        self.query_one("#detail-timeline", Static).update(render_timeline(s))
+        self.query_one("#detail-latency", Static).update(render_latencies(s))
+        error = self.query_one("#detail-error", Static)
+        if detail.error_detail:
+            error.update(Text(f"error: {detail.error_detail}", style="bold red"))
+        else:
+            error.update(Text("no error", style="dim"))
+        tail = detail.tail[-4000:] if detail.tail else "(nothing processed yet)"
+        self.query_one("#detail-tail", Static).update(Text(tail))
+
+    def action_cancel_session(self) -> None:
+        """Cancel this session."""
+        self.app.cancel_session(self.session_id)  # type: ignore[attr-defined]
+        self.refresh_detail()

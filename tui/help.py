@@ -1,0 +1,62 @@
+"""The help screen (`?`): every key of the app and what the knobs mean."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+__all__ = ["HELP_KEYS", "HelpScreen"]
+
+HELP_KEYS: tuple[tuple[str, str], ...] = (
+    ("s", "save the knobs to the config file (atomic, previous kept as .bak)"),
+    ("n", "add demo sessions"),
+    ("c", "cancel the selected session"),
+    ("p", "pause or resume the display (the engine keeps running)"),
+    ("q", "quit: cancel every session, close every stream"),
+    ("?", "this help"),
+    ("/", "filter the table by id, backend, state or error (Esc clears)"),
+    ("o / O", "sort by the next column / reverse the order (or click a header)"),
+    ("Enter", "on a session: its detail screen; on a slider: type an exact value"),
+    ("Tab", "move between the table and the sliders"),
+    ("Left Right h l", "slider: one step"),
+    ("PgUp PgDn", "slider: ten steps"),
+    ("Home End", "slider: minimum / maximum"),
+    ("mouse", "click or drag a slider; click a header to sort"),
+    ("Ctrl+P", "command palette"),
+)
+
+KNOB_HELP: tuple[tuple[str, str], ...] = (
+    ("maxsize", "chunks each session's buffer holds before its producer waits (0 = unbounded)"),
+    ("batch_max", "most chunks one consumer call takes"),
+    ("<backend> lim", "sessions streaming at once on that backend (limit)"),
+    ("delay ms", "the built-in sleep consumer's time per call"),
+    ("demo tok/s", "how fast the demo model generates"),
+    ("demo sess.", "demo sessions kept running"),
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Keys and knobs; any of Escape, q or ? closes it."""
+
+    BINDINGS = [Binding("escape,q,question_mark", "app.pop_screen", "close")]
+
+    def compose(self) -> ComposeResult:
+        """Two small tables in a scrollable box."""
+        keys = Table(title="Keys", box=None, padding=(0, 1), title_justify="left")
+        keys.add_column("key", style="bold")
+        keys.add_column("does")
+        for key, does in HELP_KEYS:
+            keys.add_row(key, does)
+        knobs = Table(title="Knobs", box=None, padding=(0, 1), title_justify="left")
+        knobs.add_column("knob", style="bold")
+        knobs.add_column("means")
+        for name, means in KNOB_HELP:
+            knobs.add_row(name, means)
+        with VerticalScroll(id="help-box"):
+            yield Static(keys)
+            yield Static(knobs)
+            yield Static("Esc, q or ? closes this help.", classes="dim")

@@ -1,0 +1,240 @@
+"""The knobs panel: one slider per live knob with its exact value, and a typed-value editor.
+
+Ranges come from `engine.config.KNOB_SPECS` (the same table the config and the engine's
+setters check), capped to a span a slider can show; a value beyond the cap (from the config
+or typed) widens that slider. A knob change goes straight to the engine setter, which
+applies it to running sessions at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Input, Label
+
+from engine.config import KNOB_SPECS, KnobSpec
+from engine.engine import Engine
+from engine.snapshot import Knobs
+from tui.fmt import knob_value
+from tui.slider import Slider
+
+__all__ = ["KNOBS", "KnobDef", "KnobRow", "KnobsPanel", "parse_knob_value"]
+
+
+@dataclass(frozen=True, slots=True)
+class KnobDef:
+    """One knob: its slider id suffix, label, spec, slider cap and how to read/apply it."""
+
+    key: str
+    label: str
+    spec_name: str
+    slider_max: float
+    read: Callable[[Knobs], float]
+    apply: Callable[[Engine, float], None]
+    step: float = 1
+    backend: str | None = None
+
+    @property
+    def spec(self) -> KnobSpec:
+        """The knob's allowed range (shared with the config and the engine)."""
+        return KNOB_SPECS[self.spec_name]
+
+    @property
+    def slider_range(self) -> tuple[float, float]:
+        """The slider's span: the spec's minimum up to the cap (never past the spec)."""
+        spec = self.spec
+        return spec.minimum, min(self.slider_max, spec.maximum)
+
+
+def _limit(backend: str) -> KnobDef:
+    return KnobDef(
+        key=f"limit-{backend}",
+        label=f"{backend} lim",
+        spec_name="limit",
+        slider_max=64,
+        read=lambda k: k.limits.get(backend, 1),
+        apply=lambda e, v: e.set_limit(backend, int(v)),
+        backend=backend,
+    )
+
+
+KNOBS: tuple[KnobDef, ...] = (
+    KnobDef(
+        "maxsize",
+        "maxsize",
+        "maxsize",
+        1024,
+        lambda k: k.maxsize,
+        lambda e, v: e.set_maxsize(int(v)),
+    ),
+    KnobDef(
+        "batch_max",
+        "batch_max",
+        "batch_max",
+        256,
+        lambda k: k.batch_max,
+        lambda e, v: e.set_batch_max(int(v)),
+    ),
+    _limit("claude"),
+    _limit("ollama"),
+    _limit("demo"),
+    KnobDef(
+        "delay_ms",
+        "delay ms",
+        "delay_ms",
+        1000,
+        lambda k: k.delay_ms,
+        lambda e, v: e.set_delay_ms(v),
+    ),
+    KnobDef("rate", "demo tok/s", "rate", 1000, lambda k: k.rate, lambda e, v: e.set_rate(v)),
+    KnobDef(
+        "sessions",
+        "demo sess.",
+        "sessions",
+        1000,
+        lambda k: k.sessions,
+        lambda e, v: e.set_demo_sessions(int(v)),
+    ),
+)
+
+
+def parse_knob_value(knob: KnobDef, text: str) -> float:
+    """Parse a typed value; raise ValueError with the one-line reason if it is not allowed."""
+    spec = knob.spec
+    cleaned = text.strip().replace("_", "")
+    try:
+        value: float = int(cleaned) if spec.integer else float(cleaned)
+    except ValueError:
+        raise ValueError(f"{knob.key} = {text.strip()!r}: {spec.describe()}") from None
+    if not spec.check(value):
+        raise ValueError(f"{knob.key} = {text.strip()!r}: {spec.describe()}")
+    return value
+
+
+class KnobRow(Horizontal):
+    """Label, slider, exact value; Enter on the slider swaps the value for an input box."""
+
+    BINDINGS = [Binding("escape", "cancel_edit", "cancel", show=False)]
+
+    class Applied(Message):
+        """The user chose `value` for `knob` (by slider or typed)."""
+
+        def __init__(self, row: KnobRow, knob: KnobDef, value: float) -> None:
+            super().__init__()
+            self.row = row
+            self.knob = knob
+            self.value = value
+
+    def __init__(self, knob: KnobDef, value: float) -> None:
+        super().__init__(id=f"row-{knob.key}", classes="knob-row")
+        self.knob = knob
+        low, high = knob.slider_range
+        self.slider = Slider(
+            value, low, high, knob.step, integer=knob.spec.integer, id=f"knob-{knob.key}"
+        )
+        self.value_label = Label("", classes="knob-value")
+        self.editor = Input(
+            classes="knob-input", id=f"input-{knob.key}", compact=True, select_on_focus=True
+        )
+
+    def compose(self) -> ComposeResult:
+        """Name, slider, value (or the editor while typing)."""
+        yield Label(self.knob.label, classes="knob-name")
+        yield self.slider
+        yield self.value_label
+        yield self.editor
+
+    def on_mount(self) -> None:
+        """Show the starting value; the editor stays hidden until asked for."""
+        self.editor.display = False
+        self.show_value()
+
+    @property
+    def editing(self) -> bool:
+        """True while the exact-value editor is open."""
+        return bool(self.editor.display)
+
+    def show_value(self) -> None:
+        """Write the slider's value beside it (maxsize 0 gets a warning)."""
+        value = self.slider.value
+        text = knob_value(value, self.knob.spec.integer)
+        if self.knob.key == "maxsize" and value == 0:
+            self.value_label.update(Text("0 ∞ !", style="bold red"))
+            self.value_label.tooltip = "0 = unbounded: the naive push mode, memory can grow"
+        else:
+            self.value_label.update(text)
+            self.value_label.tooltip = None
+
+    def sync(self, value: float) -> None:
+        """Follow the engine's value without firing a change (unless the user holds it)."""
+        if self.slider.dragging or self.editing or value == self.slider.value:
+            return
+        self.slider.set_value(value)
+        self.show_value()
+
+    def on_slider_changed(self, event: Slider.Changed) -> None:
+        """Pass the user's move on as Applied."""
+        event.stop()
+        self.show_value()
+        self.post_message(self.Applied(self, self.knob, event.value))
+
+    def on_slider_edit_requested(self, event: Slider.EditRequested) -> None:
+        """Open the editor with the current value selected."""
+        event.stop()
+        self.open_editor()
+
+    def open_editor(self) -> None:
+        """Swap the value for an input box and focus it."""
+        self.value_label.display = False
+        self.editor.display = True
+        self.editor.value = knob_value(self.slider.value, self.knob.spec.integer)
+        self.editor.focus()
+
+    def close_editor(self) -> None:
+        """Hide the input box and give focus back to the slider."""
+        self.editor.display = False
+        self.value_label.display = True
+        self.slider.focus()
+
+    def action_cancel_edit(self) -> None:
+        """Escape: leave the editor, nothing changed."""
+        if self.editing:
+            self.close_editor()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Apply a good typed value; refuse a bad one with a message and change nothing."""
+        event.stop()
+        try:
+            value = parse_knob_value(self.knob, event.value)
+        except ValueError as exc:
+            self.app.notify(str(exc), title="value refused", severity="error")
+            return
+        self.close_editor()
+        self.slider.set_value(value, user=True)
+
+
+class KnobsPanel(Vertical):
+    """Every knob, in the order of KNOBS."""
+
+    def __init__(self, knobs: Knobs, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.rows = {knob.key: KnobRow(knob, knob.read(knobs)) for knob in KNOBS}
+
+    def compose(self) -> ComposeResult:
+        """One row per knob."""
+        yield from self.rows.values()
+
+    def sync(self, knobs: Knobs) -> None:
+        """Follow the engine's knobs (changed by a workload, calibration or a refused set)."""
+        for row in self.rows.values():
+            row.sync(row.knob.read(knobs))
+
+    def row(self, key: str) -> KnobRow:
+        """The row of knob `key` (e.g. 'limit-demo')."""
+        return self.rows[key]

@@ -1,0 +1,138 @@
+"""The read-only panels above and beside the table: process figures, backends, sparklines.
+
+Each panel is fed a frozen `EngineSnapshot` by the app's timers and redraws only from it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Label, Sparkline, Static
+
+from engine.snapshot import EngineSnapshot
+from tui import fmt
+
+__all__ = ["BackendsBar", "ProcessBar", "SparkHistory", "SparkPanel"]
+
+WINDOW = 60.0  # seconds of history the sparklines show
+
+
+class ProcessBar(Static):
+    """Two lines: memory, CPU and loop lag; then sessions by state, total rates, tokens lost."""
+
+    def show(self, snap: EngineSnapshot, *, uptime: float, paused: bool) -> None:
+        """Redraw from `snap`."""
+        proc = snap.process
+        totals = snap.totals
+        limit = proc.memory_limit
+        limit_name = "cgroup" if limit else "machine"
+        limit = limit or proc.machine_memory
+        fill = proc.rss / limit if limit else 0.0
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append("Sluice ", style="bold")
+        line.append("RSS ")
+        line.append(f"{fmt.nbytes(proc.rss)}/{fmt.nbytes(limit)} {limit_name} ", style="bold")
+        line.append(fmt.bar(fill, 6), style="red" if fill > 0.8 else "green")
+        line.append(f" {fmt.pct(fill)}  CPU ")
+        line.append(f"{proc.cpu_percent:.0f}%", style="bold")
+        line.append("  loop lag ")
+        line.append(fmt.seconds(proc.loop_lag), style="bold")
+        if proc.loop_lag_p99 is not None:
+            line.append(f" (p99 {fmt.seconds(proc.loop_lag_p99)})")
+        line.append(f"  up {fmt.seconds(uptime)}", style="dim")
+        if paused:
+            line.append("  PAUSED", style="bold reverse yellow")
+        line.append("\n")
+        states = totals.states
+        line.append(f"{fmt.count(totals.sessions)} sessions:", style="bold")
+        for state in ("streaming", "draining", "queued", "done", "failed", "cancelled"):
+            n = states.get(state, 0)
+            if n or state in ("streaming", "queued"):
+                style = "red" if state == "failed" and n else ""
+                line.append(f" {n} {state}", style=style)
+        line.append("  in ")
+        line.append(f"{fmt.rate(totals.rate_in)}/s", style="bold")
+        line.append(" out ")
+        line.append(f"{fmt.rate(totals.rate_out)}/s", style="bold")
+        line.append("  lost ")
+        lost = totals.tokens_lost
+        line.append(fmt.count(lost), style="bold red" if lost else "bold green")
+        self.update(line)
+
+
+class BackendsBar(Static):
+    """One line: each backend's permits in use against its limit, and sessions waiting."""
+
+    def show(self, snap: EngineSnapshot) -> None:
+        """Redraw from `snap`."""
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append("backends", style="bold")
+        for backend in snap.backends:
+            fill = backend.in_use / backend.limit if backend.limit else 0.0
+            line.append(f"  {backend.name} ")
+            line.append(fmt.bar(fill, 4), style="yellow" if fill >= 1 else "green")
+            line.append(f" {backend.in_use}/{backend.limit}", style="bold")
+            if backend.waiting:
+                line.append(f" +{backend.waiting} waiting", style="yellow")
+        self.update(line)
+
+
+class SparkHistory:
+    """The last minute of a few totals, one point per new snapshot (by `taken_at`)."""
+
+    SERIES: tuple[tuple[str, str, Callable[[EngineSnapshot], float], Callable[[float], str]], ...]
+    SERIES = (
+        ("rate", "chunks/s", lambda s: s.totals.rate_in, lambda v: f"{fmt.rate(v)}/s"),
+        ("depth", "depth", lambda s: float(s.totals.depth), lambda v: fmt.count(int(v))),
+        ("rss", "RSS", lambda s: float(s.process.rss), lambda v: fmt.nbytes(int(v))),
+        (
+            "qwait",
+            "qwait p99",
+            lambda s: s.totals.queue_wait.p99 or 0.0,
+            fmt.seconds,
+        ),
+    )
+
+    def __init__(self, window: float = WINDOW, maxlen: int = 600) -> None:
+        self.window = window
+        self.times: deque[float] = deque(maxlen=maxlen)
+        self.values: dict[str, deque[float]] = {
+            key: deque(maxlen=maxlen) for key, *_ in self.SERIES
+        }
+
+    def add(self, snap: EngineSnapshot) -> bool:
+        """Record `snap` if it is newer than the last one; True if it was recorded."""
+        if self.times and snap.taken_at <= self.times[-1]:
+            return False
+        self.times.append(snap.taken_at)
+        for key, _label, read, _show in self.SERIES:
+            self.values[key].append(read(snap))
+        while self.times and self.times[0] < snap.taken_at - self.window:
+            self.times.popleft()
+            for series in self.values.values():
+                series.popleft()
+        return True
+
+
+class SparkPanel(Vertical):
+    """One labelled sparkline per series of SparkHistory, with the latest value."""
+
+    def compose(self) -> ComposeResult:
+        """A row per series: name and value, then the sparkline."""
+        for key, label, _read, _show in SparkHistory.SERIES:
+            with Horizontal(classes="spark-row"):
+                yield Label(label, classes="spark-name")
+                yield Label("-", id=f"spark-value-{key}", classes="spark-value")
+                yield Sparkline([], id=f"spark-{key}", classes="spark")
+
+    def show(self, history: SparkHistory) -> None:
+        """Redraw every sparkline from `history`."""
+        for key, _label, _read, show in SparkHistory.SERIES:
+            values = history.values[key]
+            self.query_one(f"#spark-{key}", Sparkline).data = list(values)
+            latest = show(values[-1]) if values else "-"
+            self.query_one(f"#spark-value-{key}", Label).update(latest)
