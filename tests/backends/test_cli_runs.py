@@ -167,3 +167,14 @@ def test_demo_stays_the_default(key: str):
     code, out, _ = run(["--sessions", "2", "--json"], make_config(None, None))
     assert code == 0
     assert [s["backend"] for s in json.loads(out)["sessions"]] == ["demo", "demo"]
+
+
+def test_table_shows_attempts_per_session(anthropic_server: AnthropicServer, key: str):
+    anthropic_server.script["r"] = ["429", "529", "ok"]
+    code, out, _ = run(
+        ["--backend", "claude", "--prompt", "r"], make_config(anthropic_server, None)
+    )
+    assert code == 0
+    header, _, row = out.splitlines()[:3]
+    assert header.split()[:4] == ["session", "backend", "state", "tries"]
+    assert row.split()[:4] == ["claude-0001", "claude", "done", "3"]
