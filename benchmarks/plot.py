@@ -5,6 +5,7 @@ Hand-written SVG (polylines, axes, a legend), so the project needs no plotting l
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from xml.sax.saxutils import escape
 
@@ -27,7 +28,7 @@ def _nice_max(value: float) -> float:
     """A round number at or above `value` for an axis top."""
     if value <= 0:
         return 1.0
-    magnitude = 10 ** len(str(int(value))) / 10
+    magnitude = 10.0 ** math.floor(math.log10(value))
     for step in (1, 2, 2.5, 5, 10):
         if value <= step * magnitude:
             return step * magnitude
@@ -49,9 +50,9 @@ def _panel(
         f'<rect x="{MARGIN_L}" y="{top:.0f}" width="{plot_w}" height="{PANEL_H}" '
         'fill="none" stroke="#999"/>',
     ]
-    for k in range(5):
-        value = y_max * k / 4
-        y = top + PANEL_H - PANEL_H * k / 4
+    for k in range(6):
+        value = y_max * k / 5
+        y = top + PANEL_H - PANEL_H * k / 5
         out.append(
             f'<line x1="{MARGIN_L}" y1="{y:.1f}" x2="{MARGIN_L + plot_w}" y2="{y:.1f}" '
             'stroke="#eee"/>'

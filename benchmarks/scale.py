@@ -27,6 +27,7 @@ from typing import Any
 from benchmarks.measure import cpu_seconds, rss
 from engine.config import Config, ConsumerConfig, DemoConfig, LimitsConfig, QueueConfig
 from engine.engine import Engine
+from engine.histogram import Histogram
 
 __all__ = [
     "IdleResult",
@@ -41,6 +42,13 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class ScaleResult:
     """Steady-state figures of N concurrent sessions over a `window_s` measurement window.
+
+    Loop lag two ways: `loop_lag_p99` from the engine's own sampler (a 100 ms sleep, so a
+    5 s window has ~50 samples and its p99 is nearly the max), and `probe_lag_*` from a
+    10 ms sleep probe (~500 samples); `idle_lag_p99` is the same probe for one second
+    before any session starts: the machine's own noise (other processes). `gc_pauses`
+    counts the collector's runs in the window, with the longest and the total time they
+    stopped the loop.
 
     `bookkeeping_rss` is (RSS during - RSS before - bytes buffered) / N; `bookkeeping_engine`
     the mean of the engine's per-session `memory_bytes - buffered_bytes` (what the UI shows).
@@ -58,6 +66,13 @@ class ScaleResult:
     delivered_cps: float
     cpu_percent: float
     loop_lag_p99: float | None
+    idle_lag_p99: float | None
+    probe_lag_p50: float | None
+    probe_lag_p99: float | None
+    probe_lag_max: float | None
+    gc_pauses: int
+    gc_pause_max: float
+    gc_pause_total: float
     rss_before: int
     rss_during: int
     buffered_bytes: int
@@ -137,12 +152,29 @@ async def run_scale(
     rss_before = rss()
     profiler = cProfile.Profile() if profile else None
     async with Engine(config, history=None) as engine:
+        idle = Histogram()
+        idle_task = asyncio.create_task(_lag_probe(idle))
+        await asyncio.sleep(min(1.0, window))
+        idle_task.cancel()
+        await asyncio.gather(idle_task, return_exceptions=True)
         engine.add_demo_sessions(sessions)
         await asyncio.sleep(warmup)
         if gc_freeze:
             gc.collect()
             gc.freeze()
         engine.sampler.reset_lag()
+        probe = Histogram()
+        pauses: list[float] = []
+        probe_task = asyncio.create_task(_lag_probe(probe))
+        gc_started = [0.0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                gc_started[0] = time.perf_counter()
+            else:
+                pauses.append(time.perf_counter() - gc_started[0])
+
+        gc.callbacks.append(on_gc)
         out_before = sum(s.tokens_out for s in engine.sessions.values())
         cpu_before = cpu_seconds()
         started = time.monotonic()
@@ -159,6 +191,9 @@ async def run_scale(
                 held = sum(s.buffer.buffered_bytes for s in engine.sessions.values())
         if profiler is not None:
             profiler.disable()
+        gc.callbacks.remove(on_gc)
+        probe_task.cancel()
+        await asyncio.gather(probe_task, return_exceptions=True)
         elapsed = time.monotonic() - started
         cpu = cpu_seconds() - cpu_before
         out_after = sum(s.tokens_out for s in engine.sessions.values())
@@ -180,6 +215,13 @@ async def run_scale(
         delivered_cps=(out_after - out_before) / elapsed,
         cpu_percent=100.0 * cpu / elapsed,
         loop_lag_p99=lag,
+        idle_lag_p99=idle.quantile(0.99),
+        probe_lag_p50=probe.quantile(0.50),
+        probe_lag_p99=probe.quantile(0.99),
+        probe_lag_max=probe.max if probe.count else None,
+        gc_pauses=len(pauses),
+        gc_pause_max=max(pauses, default=0.0),
+        gc_pause_total=sum(pauses),
         rss_before=rss_before,
         rss_during=rss_during,
         buffered_bytes=held,
@@ -189,6 +231,15 @@ async def run_scale(
         gc_frozen=gc_freeze,
         profile=_top_functions(profiler, top) if profiler is not None else (),
     )
+
+
+async def _lag_probe(hist: Histogram, interval: float = 0.010) -> None:
+    """Record how late a short sleep wakes up, forever (cancel to stop)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        started = loop.time()
+        await asyncio.sleep(interval)
+        hist.record(max(0.0, loop.time() - started - interval))
 
 
 def _top_functions(profiler: cProfile.Profile, top: int) -> tuple[tuple[str, float], ...]:
