@@ -123,7 +123,7 @@ class Session:
         except BaseExceptionGroup as group:
             self._record_failure(_first_error(group))
         except Exception as exc:  # the backend failed to open, or closing the stream failed
-            self._record_failure(exc)
+            self._record_failure(_UpstreamFailed(exc))
         finally:
             if self.ended_at is None:
                 self.ended_at = self._clock()
@@ -158,9 +158,8 @@ class Session:
             async for chunk in stream:
                 now = clock()
                 if self.first_chunk_at is None:
-                    if not chunk.text:
-                        continue  # ttft counts the first non-empty chunk
-                    self.first_chunk_at = now
+                    if chunk.text:  # ttft counts the first non-empty chunk; empty ones pass
+                        self.first_chunk_at = now
                 else:
                     self.itl.record(now - last)
                 last = now
