@@ -27,7 +27,7 @@ from engine.session import describe_error
 from engine.snapshot import EngineSnapshot
 from tui.detail import DetailScreen
 from tui.help import HelpScreen
-from tui.knobs import KnobRow, KnobsPanel
+from tui.knobs import KnobDef, KnobRow, KnobsPanel
 from tui.panels import BackendsBar, ProcessBar, SparkHistory, SparkPanel
 from tui.source import SnapshotSource
 from tui.table import SessionTable
@@ -129,7 +129,7 @@ class SluiceApp(App[int]):
                 spark = SparkPanel(id="sparks")
                 spark.border_title = "last minute"
                 yield spark
-                knobs = KnobsPanel(self.latest.knobs, id="knobs")
+                knobs = KnobsPanel(self.latest.knobs, self.apply_knob, id="knobs")
                 knobs.border_title = "knobs (Enter: type a value)"
                 yield knobs
         yield Footer()
@@ -228,15 +228,18 @@ class SluiceApp(App[int]):
 
     # -- knobs -----------------------------------------------------------------------------
 
-    def on_knob_row_applied(self, event: KnobRow.Applied) -> None:
+    def apply_knob(self, knob: KnobDef, value: float) -> bool:
         """A slider moved or a value was typed: hand it to the engine at once."""
         try:
-            event.knob.apply(self.engine, event.value)
+            knob.apply(self.engine, value)
         except (KnobError, KeyError) as exc:
             self.notify(str(exc), title="value refused", severity="error")
-            event.row.sync(event.knob.read(self.engine.knobs))
-            return
+            row = self.query_one(f"#row-{knob.key}", KnobRow)
+            row.slider.pending = False
+            row.sync(knob.read(self.engine.knobs))
+            return False
         self.knob_changes += 1
+        return True
 
     # -- actions ---------------------------------------------------------------------------
 

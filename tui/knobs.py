@@ -15,7 +15,6 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.widgets import Input, Label
 
 from engine.config import KNOB_SPECS, KnobSpec
@@ -24,7 +23,7 @@ from engine.snapshot import Knobs
 from tui.fmt import knob_value
 from tui.slider import Slider
 
-__all__ = ["KNOBS", "KnobDef", "KnobRow", "KnobsPanel", "parse_knob_value"]
+__all__ = ["KNOBS", "ApplyKnob", "KnobDef", "KnobRow", "KnobsPanel", "parse_knob_value"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +103,10 @@ KNOBS: tuple[KnobDef, ...] = (
 )
 
 
+# Applies a knob's new value to the engine; False if the engine refused it.
+ApplyKnob = Callable[[KnobDef, float], bool]
+
+
 def parse_knob_value(knob: KnobDef, text: str) -> float:
     """Parse a typed value; raise ValueError with the one-line reason if it is not allowed."""
     spec = knob.spec
@@ -122,18 +125,10 @@ class KnobRow(Horizontal):
 
     BINDINGS = [Binding("escape", "cancel_edit", "cancel", show=False)]
 
-    class Applied(Message):
-        """The user chose `value` for `knob` (by slider or typed)."""
-
-        def __init__(self, row: KnobRow, knob: KnobDef, value: float) -> None:
-            super().__init__()
-            self.row = row
-            self.knob = knob
-            self.value = value
-
-    def __init__(self, knob: KnobDef, value: float) -> None:
+    def __init__(self, knob: KnobDef, value: float, apply: ApplyKnob) -> None:
         super().__init__(id=f"row-{knob.key}", classes="knob-row")
         self.knob = knob
+        self.apply = apply
         low, high = knob.slider_range
         self.slider = Slider(
             value, low, high, knob.step, integer=knob.spec.integer, id=f"knob-{knob.key}"
@@ -173,16 +168,21 @@ class KnobRow(Horizontal):
 
     def sync(self, value: float) -> None:
         """Follow the engine's value without firing a change (unless the user holds it)."""
-        if self.slider.dragging or self.editing or value == self.slider.value:
+        slider = self.slider
+        if slider.dragging or slider.pending or self.editing or value == slider.value:
             return
         self.slider.set_value(value)
         self.show_value()
 
     def on_slider_changed(self, event: Slider.Changed) -> None:
-        """Pass the user's move on as Applied."""
+        """Hand the user's move to the engine (through `apply`) at once."""
         event.stop()
+        slider = self.slider
+        if slider.value != event.value:
+            return  # a later move is on its way and supersedes this one
+        if self.apply(self.knob, event.value):
+            slider.pending = False
         self.show_value()
-        self.post_message(self.Applied(self, self.knob, event.value))
 
     def on_slider_edit_requested(self, event: Slider.EditRequested) -> None:
         """Open the editor with the current value selected."""
@@ -222,9 +222,9 @@ class KnobRow(Horizontal):
 class KnobsPanel(Vertical):
     """Every knob, in the order of KNOBS."""
 
-    def __init__(self, knobs: Knobs, *, id: str | None = None) -> None:
+    def __init__(self, knobs: Knobs, apply: ApplyKnob, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.rows = {knob.key: KnobRow(knob, knob.read(knobs)) for knob in KNOBS}
+        self.rows = {knob.key: KnobRow(knob, knob.read(knobs), apply) for knob in KNOBS}
 
     def compose(self) -> ComposeResult:
         """One row per knob."""

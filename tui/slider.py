@@ -99,6 +99,7 @@ class Slider(Widget, can_focus=True):
         self.integer = integer
         self._value = value
         self._dragging = False
+        self.pending = False  # a user change not yet handled by the owner
 
     # -- value -----------------------------------------------------------------------------
 
@@ -125,6 +126,7 @@ class Slider(Widget, can_focus=True):
         self._value = value
         self.refresh()
         if user:
+            self.pending = True
             self.post_message(self.Changed(self, value))
 
     def action_move(self, moves: int) -> None:

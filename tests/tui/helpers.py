@@ -1,0 +1,39 @@
+"""Small helpers shared by the app tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from textual.pilot import Pilot
+
+from tui.app import SluiceApp
+
+
+async def wait_until(pilot: Pilot[Any], condition: Callable[[], bool], limit: float = 10.0) -> None:
+    """Let the app run until `condition()` holds (fail after `limit` seconds of waiting)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached")
+        await pilot.pause(0.02)
+
+
+def record_notes(app: SluiceApp) -> list[tuple[str, dict[str, Any]]]:
+    """Record every toast the app shows (the toasts still show)."""
+    notes: list[tuple[str, dict[str, Any]]] = []
+    original = app.notify
+
+    def notify(message: str, **kwargs: Any) -> None:
+        notes.append((message, kwargs))
+        original(message, **kwargs)
+
+    app.notify = notify  # type: ignore[method-assign]
+    return notes
+
+
+def streaming(app: SluiceApp) -> list[Any]:
+    """Sessions of the engine that are streaming right now."""
+    return [s for s in app.engine.snapshot().sessions if s.state == "streaming"]
