@@ -198,8 +198,7 @@ class Engine:
         if backend not in self.backends:
             known = ", ".join(sorted(self.backends))
             raise KeyError(f"no backend named {backend!r}; configured: {known}")
-        number = next(self._numbers)
-        session_id = session_id or f"{backend}-{number:04d}"
+        session_id = session_id or f"{backend}-{next(self._numbers):04d}"
         if session_id in self.sessions:
             raise ValueError(f"a session with id {session_id!r} already exists")
         session = Session(
