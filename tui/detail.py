@@ -17,7 +17,7 @@ from engine.histogram import Percentiles
 from engine.snapshot import SessionDetail, SessionSnapshot
 from tui import fmt
 
-__all__ = ["DetailScreen", "render_latencies", "render_summary", "render_timeline"]
+__all__ = ["DetailScreen", "Timeline", "render_latencies", "render_summary", "render_timeline"]
 
 
 def render_timeline(s: SessionSnapshot, width: int = 40) -> Text:
@@ -42,9 +42,9 @@ def render_timeline(s: SessionSnapshot, width: int = 40) -> Text:
         used += cells
     text.append("\n")
     for name, value, style in parts:
-        text.append("■ ", style=style)
-        text.append(f"{name} {fmt.seconds(value)}  ")
-    text.append("\n(stalled = producer blocked on a full buffer, summed)", style="dim")
+        text.append("\n■ ", style=style)
+        text.append(f"{name:<10}{fmt.seconds(value):>8}")
+    text.append("\n(stalled: producer blocked on a full buffer)", style="dim")
     return text
 
 
@@ -96,6 +96,25 @@ def render_summary(detail: SessionDetail) -> Text:
     return text
 
 
+class Timeline(Static):
+    """The session's timeline bar, drawn to the widget's own width."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.session: SessionSnapshot | None = None
+
+    def show(self, session: SessionSnapshot) -> None:
+        """Redraw for `session`."""
+        self.session = session
+        self.refresh(layout=True)
+
+    def render(self) -> Text:
+        """The bar and its legend at the current width."""
+        if self.session is None:
+            return Text("")
+        return render_timeline(self.session, max(10, self.content_size.width))
+
+
 class DetailScreen(Screen[None]):
     """One session in full; Escape goes back."""
 
@@ -112,10 +131,12 @@ class DetailScreen(Screen[None]):
         """Summary and timeline up top, latencies beside the error, then the text tail."""
         yield Static(id="detail-summary")
         with Horizontal(id="detail-mid"):
-            yield Static(id="detail-timeline")
+            yield Timeline(id="detail-timeline")
             yield Static(id="detail-latency")
         yield Static(id="detail-error")
-        with VerticalScroll(id="detail-tail-box"):
+        box = VerticalScroll(id="detail-tail-box")
+        box.border_title = "text processed so far (tail)"
+        with box:
             yield Static(id="detail-tail")
         yield Footer()
 
@@ -136,7 +157,7 @@ class DetailScreen(Screen[None]):
             return
         s = detail.snapshot
         self.query_one("#detail-summary", Static).update(render_summary(detail))
-        self.query_one("#detail-timeline", Static).update(render_timeline(s))
+        self.query_one("#detail-timeline", Timeline).show(s)
         self.query_one("#detail-latency", Static).update(render_latencies(s))
         error = self.query_one("#detail-error", Static)
         if detail.error_detail:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
+from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -39,14 +40,15 @@ class ProcessBar(Static):
         line.append(fmt.bar(fill, 6), style="red" if fill > 0.8 else "green")
         line.append(f" {fmt.pct(fill)}  CPU ")
         line.append(f"{proc.cpu_percent:.0f}%", style="bold")
-        line.append("  loop lag ")
+        line.append("  lag ")
         line.append(fmt.seconds(proc.loop_lag), style="bold")
         if proc.loop_lag_p99 is not None:
             line.append(f" (p99 {fmt.seconds(proc.loop_lag_p99)})")
         line.append(f"  up {fmt.seconds(uptime)}", style="dim")
         if paused:
             line.append("  PAUSED", style="bold reverse yellow")
-        line.append("\n")
+        first = line
+        line = Text(no_wrap=True, overflow="ellipsis")
         states = totals.states
         line.append(f"{fmt.count(totals.sessions)} sessions:", style="bold")
         for state in ("streaming", "draining", "queued", "done", "failed", "cancelled"):
@@ -61,7 +63,7 @@ class ProcessBar(Static):
         line.append("  lost ")
         lost = totals.tokens_lost
         line.append(fmt.count(lost), style="bold red" if lost else "bold green")
-        self.update(line)
+        self.update(Group(first, line))
 
 
 class BackendsBar(Static):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
@@ -37,3 +38,13 @@ def record_notes(app: SluiceApp) -> list[tuple[str, dict[str, Any]]]:
 def streaming(app: SluiceApp) -> list[Any]:
     """Sessions of the engine that are streaming right now."""
     return [s for s in app.engine.snapshot().sessions if s.state == "streaming"]
+
+
+def read_text(path: Path) -> str:
+    """A small file's text (sync on purpose: tests read tiny files)."""
+    return path.read_text(encoding="utf-8")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a small file."""
+    path.write_text(text, encoding="utf-8")
