@@ -31,7 +31,7 @@ from benchmarks.scale import (
 )
 from benchmarks.scenario import MODES, ScenarioResult, ScenarioSpec, run_scenario
 
-__all__ = ["BenchParams", "BenchResult", "run_bench", "run_job"]
+__all__ = ["BenchParams", "BenchResult", "result_from_dict", "run_bench", "run_job"]
 
 PARTS = ("scenario", "memory", "overhead", "scale")
 
@@ -97,6 +97,21 @@ class BenchResult:
             "steady": self.steady.to_dict() if self.steady else None,
             "errors": list(self.errors),
         }
+
+
+def result_from_dict(data: dict[str, Any]) -> BenchResult:
+    """Rebuild a BenchResult from `BenchResult.to_dict()` output (a saved `--json` run)."""
+    return BenchResult(
+        machine=data["machine"],
+        params=data["params"],
+        wall_s=data["wall_s"],
+        scenario=tuple(ScenarioResult.from_dict(r) for r in data["scenario"]),
+        overhead=OverheadResult.from_dict(data["overhead"]) if data["overhead"] else None,
+        scale=tuple(ScaleResult.from_dict(r) for r in data["scale"]),
+        idle=IdleResult.from_dict(data["idle"]) if data["idle"] else None,
+        steady=SteadyResult.from_dict(data["steady"]) if data["steady"] else None,
+        errors=tuple(data["errors"]),
+    )
 
 
 def _jobs(params: BenchParams) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -318,11 +318,13 @@ class SteadyResult:
     buffered_per_session: float
     engine_reported: float
     by_file: tuple[tuple[str, float], ...]
+    by_line: tuple[tuple[str, float], ...]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         out = asdict(self)
         out["by_file"] = [list(row) for row in self.by_file]
+        out["by_line"] = [list(row) for row in self.by_line]
         return out
 
     @classmethod
@@ -330,6 +332,7 @@ class SteadyResult:
         """The inverse of `to_dict`."""
         values = dict(data)
         values["by_file"] = tuple((str(a), float(b)) for a, b in data["by_file"])
+        values["by_line"] = tuple((str(a), float(b)) for a, b in data["by_line"])
         return cls(**values)
 
 
@@ -371,6 +374,17 @@ async def streaming_session_memory(
         key=lambda row: row[1],
         reverse=True,
     )
+    lines = sorted(
+        (
+            (
+                f"{_short(d.traceback[0].filename)}:{d.traceback[0].lineno}",
+                d.size_diff / sessions,
+            )
+            for d in after.compare_to(before, "lineno")
+        ),
+        key=lambda row: row[1],
+        reverse=True,
+    )
     model = await _model_state(sessions, chunks_each)
     return SteadyResult(
         sessions=sessions,
@@ -381,6 +395,7 @@ async def streaming_session_memory(
         buffered_per_session=held / sessions,
         engine_reported=reported / sessions,
         by_file=tuple(row for row in by_file if abs(row[1]) >= 1.0)[:10],
+        by_line=tuple(lines[:15]),
     )
 
 

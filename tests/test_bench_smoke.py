@@ -14,7 +14,7 @@ from benchmarks import cli
 from benchmarks.overhead import VARIANTS, run_overhead
 from benchmarks.plot import scenario_svg
 from benchmarks.report import goals, markdown
-from benchmarks.runner import BenchParams, run_bench
+from benchmarks.runner import BenchParams, result_from_dict, run_bench
 from benchmarks.scale import idle_session_memory, run_scale, streaming_session_memory
 from benchmarks.scenario import (
     MODES,
@@ -164,6 +164,7 @@ def test_run_bench_in_process_report_and_plot() -> None:
     assert checked["bounded modes hold at most maxsize chunks per session"].met
     data = json.loads(json.dumps(result.to_dict()))
     assert {"machine", "params", "scenario", "overhead", "scale", "idle", "steady"} <= set(data)
+    assert markdown(result_from_dict(data)) == text  # a saved --json run renders the same
     svg = ET.fromstring(scenario_svg(result.scenario))
     polylines = svg.findall("{http://www.w3.org/2000/svg}polyline")
     assert len(polylines) == 3 * len(MODES)  # three panels, one line per mode
