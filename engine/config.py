@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import tomli_w
 
@@ -61,8 +62,7 @@ class KnobSpec:
     def describe(self) -> str:
         """What is allowed, in words."""
         kind = "an integer" if self.integer else "a number"
-        upper = f"{self.maximum:g}"
-        text = f"must be {kind} from {self.minimum:g} to {upper}"
+        text = f"must be {kind} from {_plain(self.minimum)} to {_plain(self.maximum)}"
         return f"{text} ({self.note})" if self.note else text
 
     def check(self, value: object) -> bool:
@@ -74,6 +74,11 @@ class KnobSpec:
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             return False
         return self.minimum <= value <= self.maximum
+
+
+def _plain(number: float) -> str:
+    """1000000 as `1000000` and 0.1 as `0.1` (never `1e+06`)."""
+    return str(int(number)) if float(number).is_integer() else repr(float(number))
 
 
 # One table of ranges for the config, the engine's setters and the app's sliders.
@@ -260,7 +265,8 @@ class _Validator:
                 )
 
     def _fail(self, key: str, value: object, allowed: str) -> ConfigError:
-        shown = tomli_w.dumps({"v": value})[4:].strip() if _tomlable(value) else repr(value)
+        scalar = isinstance(value, (str, int, float)) and _tomlable(value)
+        shown = tomli_w.dumps({"v": value})[4:].strip() if scalar else " ".join(repr(value).split())
         return ConfigError(f"{self.label}: [{self.table}] {key} = {shown}: {allowed}")
 
     def number(self, key: str, default: float, spec: KnobSpec) -> Any:
@@ -287,13 +293,21 @@ class _Validator:
             raise self._fail(key, value, "must be a string")
         if nonempty and not value.strip():
             raise self._fail(key, value, "must be a non-empty string")
-        if (
-            url
-            and value
-            and not re.match(r"^(https?://)?[A-Za-z0-9.\-\[\]:]+(:\d+)?(/.*)?$", value)
-        ):
+        if url and value and not _is_url(value):
             raise self._fail(key, value, "must be a URL like http://127.0.0.1:11434 (or empty)")
         return value
+
+
+def _is_url(value: str) -> bool:
+    """An http(s) URL or a bare host[:port], with a host name and no spaces."""
+    if any(c.isspace() for c in value):
+        return False
+    parts = urlsplit(value if "://" in value else f"http://{value}")
+    try:
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _tomlable(value: object) -> bool:
@@ -302,6 +316,19 @@ def _tomlable(value: object) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def _refuse_secrets(data: Mapping[str, Any], label: str, where: str = "") -> None:
+    """Refuse a secret-like key anywhere in the file, tables Sluice does not own included."""
+    for key, value in data.items():
+        if any(word in key.lower() for word in _SECRET_WORDS):
+            place = f"[{where}] {key}" if where else key
+            raise ConfigError(
+                f"{label}: {place}: secrets are not read from the config file; "
+                "set the environment variable instead (ANTHROPIC_API_KEY for Claude)"
+            )
+        if isinstance(value, Mapping):
+            _refuse_secrets(value, label, f"{where}.{key}" if where else key)
 
 
 def parse_config(data: Mapping[str, Any], label: str = "config.toml") -> Config:
@@ -313,6 +340,7 @@ def parse_config(data: Mapping[str, Any], label: str = "config.toml") -> Config:
             raise ConfigError(f"{label}: [{name}] must be a table, got {type(value).__name__}")
         return value
 
+    _refuse_secrets(data, label)
     specs = KNOB_SPECS
     v = _Validator(label, "queue", table("queue"), ("maxsize", "batch_max"))
     queue = QueueConfig(

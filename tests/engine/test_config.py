@@ -1,0 +1,338 @@
+"""config.toml: every key's bad value is refused in one line (file, key, value, what is
+allowed) with exit code 2 through the real `sluice` entry point; the shipped file equals the
+built-in defaults; saving is atomic, keeps what it does not own and leaves a .bak."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from engine import config as config_module
+from engine.config import Config, ConfigError, load_config, parse_config, save_config
+from tui.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SLUICE = Path(sys.executable).with_name("sluice")
+# Should a bad value ever be accepted, the run that follows must be instant, not a demo run.
+NO_RUN = ["--sessions", "0"]
+
+# (table, key, bad value as written in TOML, a piece of the "allowed" text)
+BAD_VALUES = [
+    ("queue", "maxsize", "-3", "must be an integer from 0 to 1024 (0 = unbounded)"),
+    ("queue", "maxsize", "2000", "from 0 to 1024"),
+    ("queue", "maxsize", "1.5", "must be an integer"),
+    ("queue", "maxsize", '"16"', "must be an integer"),
+    ("queue", "maxsize", "true", "must be an integer"),
+    ("queue", "batch_max", "0", "must be an integer from 1 to 256"),
+    ("limits", "claude", "0", "must be an integer from 1 to 10000"),
+    ("limits", "ollama", "-2", "must be an integer from 1 to 10000"),
+    ("limits", "demo", "2.5", "must be an integer from 1 to 10000"),
+    ("consumer", "kind", '"webhook"', "must be one of 'sleep', 'sqlite', 'stdout', 'null'"),
+    ("consumer", "delay_ms", "-1", "must be a number from 0 to 10000"),
+    ("consumer", "delay_ms", "nan", "must be a number from 0 to 10000"),
+    ("consumer", "path", '""', "must be a non-empty string"),
+    ("consumer", "path", "5", "must be a string"),
+    ("demo", "sessions", "-1", "must be an integer from 0 to 10000"),
+    ("demo", "tokens", "0", "must be an integer from 1 to 100000"),
+    ("demo", "rate", "0", "must be a number from 0.1 to 10000 (tokens per second)"),
+    ("demo", "rate", "inf", "must be a number from 0.1 to 10000"),
+    ("demo", "ttft_ms", "-5", "must be a number from 0 to 600000"),
+    ("demo", "seed", '"abc"', "must be an integer"),
+    ("demo", "seed", "1.5", "must be an integer"),
+    ("claude", "model", '""', "must be a non-empty string"),
+    ("claude", "max_tokens", "0", "must be an integer from 1 to 1000000"),
+    ("claude", "system", "[1, 2]", "must be a string"),
+    ("claude", "base_url", '"not a url at all"', "must be a URL like"),
+    ("claude", "timeout_s", "0", "must be a number from 0.1 to 3600"),
+    ("claude", "retries", "21", "must be an integer from 0 to 20"),
+    ("ollama", "host", '"http://bad host"', "must be a URL like"),
+    ("ollama", "model", "7", "must be a string"),
+    ("ollama", "timeout_s", "-1", "must be a number from 0.1 to 3600"),
+    ("ollama", "retries", "-1", "must be an integer from 0 to 20"),
+]
+
+
+def test_every_key_of_every_table_has_a_bad_value_case() -> None:
+    covered = {(table, key) for table, key, _, _ in BAD_VALUES}
+    owned = {(t, k) for t, keys in Config().owned_values().items() for k in keys}
+    assert covered == owned
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(("table", "key", "value", "allowed"), BAD_VALUES)
+def test_a_bad_value_exits_2_with_one_line_naming_file_key_value_and_what_is_allowed(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    table: str,
+    key: str,
+    value: str,
+    allowed: str,
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f"# a comment\n[{table}]\n{key} = {value}\n")
+    code, out, err = run_cli(["--config", str(path), "run", "--headless", *NO_RUN], capsys)
+    assert code == 2
+    assert out == ""
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert str(path) in err
+    assert f"[{table}] {key} = {value}" in err
+    assert allowed in err
+    assert "Traceback" not in err
+
+
+def test_the_config_option_also_works_after_the_subcommand(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[queue]\nmaxsize = -3\n")
+    code, _, err = run_cli(["run", "--headless", "--config", str(path), *NO_RUN], capsys)
+    assert code == 2
+    assert err == (
+        f"sluice: {path}: [queue] maxsize = -3: must be an integer from 0 to 1024 (0 = unbounded)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[queue\nmaxsize = 1\n", "not valid TOML"),
+        (
+            "[queue]\nmaxsixe = 4\n",
+            "[queue] maxsixe: unknown key; allowed keys: maxsize, batch_max",
+        ),
+        ("queue = 5\n", "[queue] must be a table, got int"),
+        (
+            "[limits]\nopenai = 3\n",
+            "[limits] openai: unknown key; allowed keys: claude, ollama, demo",
+        ),
+    ],
+)
+def test_broken_files_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    code, _, err = run_cli(["--config", str(path), "run", "--headless", *NO_RUN], capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and str(path) in err and expected in err, err
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[claude]\napi_key = "sk-ant-SECRETVALUE"\n',
+        '[claude]\nANTHROPIC_API_KEY = "sk-ant-SECRETVALUE"\n',
+        '[ollama]\npassword = "SECRETVALUE"\n',
+        'api_key = "sk-ant-SECRETVALUE"\n',
+        '[anthropic]\napi_key = "sk-ant-SECRETVALUE"\n',
+        '[my_plugin.auth]\nclient_secret = "SECRETVALUE"\n',
+    ],
+)
+def test_secret_like_keys_are_refused_without_echoing_the_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    code, out, err = run_cli(["--config", str(path), "run", "--headless", *NO_RUN], capsys)
+    assert code == 2
+    assert "environment" in err and err.count("\n") == 1
+    assert "SECRETVALUE" not in err + out
+
+
+def test_a_missing_explicit_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "nope.toml"
+    code, _, err = run_cli(["--config", str(path), "run", "--headless", *NO_RUN], capsys)
+    assert code == 2
+    assert err == f"sluice: {path}: no such file\n"
+
+
+def test_unreadable_files_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe[queue]\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(binary)
+
+
+def test_a_missing_default_file_means_the_built_in_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    loaded = load_config()
+    assert replace(loaded, path=None) == Config()
+
+
+def test_the_shipped_config_toml_is_exactly_the_built_in_defaults() -> None:
+    shipped = ROOT / "config.toml"
+    loaded = load_config(shipped)
+    assert replace(loaded, path=None) == Config()
+    # Every key the app owns is written out (and so documented) in the shipped file.
+    data = tomllib.loads(shipped.read_text())
+    for table, values in Config().owned_values().items():
+        assert set(data[table]) == set(values), table
+
+
+def test_every_key_in_the_shipped_file_is_commented() -> None:
+    # Each key, or the block of keys it belongs to, has a comment right above it.
+    lines = (ROOT / "config.toml").read_text().splitlines()
+
+    def is_key(line: str) -> bool:
+        return "=" in line and not line.lstrip().startswith("#")
+
+    for i, line in enumerate(lines):
+        if is_key(line):
+            above = i - 1
+            while above >= 0 and is_key(lines[above]):
+                above -= 1
+            assert lines[above].lstrip().startswith("#"), f"uncommented key: {line}"
+
+
+def test_a_partial_file_takes_defaults_for_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[queue]\nmaxsize = 0\n[demo]\nrate = 12.5\n")
+    loaded = load_config(path)
+    assert loaded.queue.maxsize == 0 and loaded.demo.rate == 12.5
+    assert loaded.limits == Config().limits and loaded.path == path
+    assert isinstance(loaded.consumer.delay_ms, float)
+
+
+def test_parse_config_accepts_every_boundary_value() -> None:
+    data = {
+        "queue": {"maxsize": 1024, "batch_max": 256},
+        "limits": {"claude": 1, "ollama": 10_000, "demo": 1},
+        "consumer": {"kind": "null", "delay_ms": 0, "path": "x.db"},
+        "demo": {"sessions": 0, "tokens": 100_000, "rate": 0.1, "ttft_ms": 0, "seed": -7},
+        "claude": {"base_url": "https://api.example.com/v1", "retries": 0, "timeout_s": 3600},
+        "ollama": {"host": "http://127.0.0.1:11434", "retries": 20, "timeout_s": 0.1},
+    }
+    cfg = parse_config(data)
+    assert cfg.queue.maxsize == 1024 and cfg.demo.rate == 0.1 and cfg.demo.seed == -7
+    assert cfg.ollama.host == "http://127.0.0.1:11434"
+
+
+# -- saving ---------------------------------------------------------------------------------
+
+USER_FILE = """\
+# my own notes at the top
+[queue]
+# how deep each buffer is
+maxsize = 16 # inline note
+batch_max = 1
+
+[limits]
+claude = 4
+ollama = 6
+demo = 4
+
+[my_tool]
+# a table Sluice does not own
+answer = 42
+names = ["a", "b"]
+
+[demo]
+sessions = 12
+rate = 40
+"""
+
+
+def test_save_keeps_comments_and_foreign_tables_leaves_a_backup_and_reloads(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(USER_FILE)
+    tuned = load_config(path).with_knobs(
+        maxsize=64, batch_max=8, limits={"demo": 9}, delay_ms=12.5, rate=250, sessions=30
+    )
+    assert save_config(tuned) == path
+    text = path.read_text()
+    for kept in ("# my own notes at the top", "# how deep each buffer is", "# inline note",
+                 "# a table Sluice does not own"):  # fmt: skip
+        assert kept in text
+    data = tomllib.loads(text)
+    assert data["my_tool"] == {"answer": 42, "names": ["a", "b"]}
+    assert data["queue"] == {"maxsize": 64, "batch_max": 8}
+    assert (path.with_name("config.toml.bak")).read_text() == USER_FILE
+    again = load_config(path)
+    assert replace(again, path=None) == replace(tuned, path=None)
+    assert (again.queue.maxsize, again.limits.demo, again.consumer.delay_ms) == (64, 9, 12.5)
+    assert (again.demo.rate, again.demo.sessions) == (250, 30)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_saving_the_shipped_defaults_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    original = (ROOT / "config.toml").read_text()
+    path.write_text(original)
+    save_config(load_config(path))
+    assert path.read_text() == original
+
+
+def test_save_to_a_new_file_writes_every_owned_key_and_no_backup(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.toml"
+    save_config(Config().with_knobs(maxsize=3), path)
+    assert not path.with_name("fresh.toml.bak").exists()
+    assert load_config(path).queue.maxsize == 3
+    assert replace(load_config(path), path=None) == Config().with_knobs(maxsize=3)
+
+
+def test_save_is_atomic_when_the_final_rename_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(USER_FILE)
+
+    def broken_replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(config_module.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        save_config(load_config(path).with_knobs(maxsize=99))
+    assert path.read_text() == USER_FILE  # the old file is whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "config.toml.bak"]
+
+
+def test_save_refuses_to_overwrite_a_file_that_is_not_toml(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("this is [not toml\n")
+    with pytest.raises(ConfigError, match="refusing to overwrite"):
+        save_config(Config(), path)
+    assert path.read_text() == "this is [not toml\n"
+
+
+def test_save_keeps_the_file_mode(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(USER_FILE)
+    path.chmod(0o600)
+    save_config(load_config(path).with_knobs(maxsize=5))
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_real_sluice_command_exits_2_on_a_bad_value(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[demo]\nrate = -4\n")
+    command = [str(SLUICE)] if SLUICE.exists() else [sys.executable, "-m", "tui.cli"]
+    result = subprocess.run(
+        [*command, "--config", str(path), "run", "--headless", "--json", *NO_RUN],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    allowed = "must be a number from 0.1 to 10000 (tokens per second)"
+    assert result.stderr == f"sluice: {path}: [demo] rate = -4: {allowed}\n"
