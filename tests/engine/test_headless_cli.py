@@ -1,0 +1,310 @@
+"""`sluice run --headless`: the JSON schema of docs/json.md, the table, exit codes 0/1/2 and
+130, progress on a terminal, and Ctrl+C in a real subprocess leaving nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engine_fakes import other_tasks
+
+from engine.chunk import Chunk
+from engine.config import load_config
+from engine.engine import Engine
+from engine.headless import demo_plan, run_headless
+from engine.report import to_json_dict
+from tui.cli import main
+
+SLUICE = Path(sys.executable).with_name("sluice")
+COMMAND = [str(SLUICE)] if SLUICE.exists() else [sys.executable, "-m", "tui.cli"]
+
+FAST = """\
+[queue]
+maxsize = {maxsize}
+batch_max = 2
+[limits]
+demo = 6
+[consumer]
+kind = "{kind}"
+delay_ms = 1
+path = "{path}"
+[demo]
+sessions = {sessions}
+tokens = 30
+rate = 3000
+ttft_ms = 2
+seed = 5
+"""
+
+NUMBER = (int, float)
+PERCENTILE_KEYS = ("count", "mean", "p50", "p90", "p99", "max")
+SESSION_KEYS: dict[str, Any] = {
+    "id": str,
+    "backend": str,
+    "state": str,
+    "error": (str, type(None)),
+    "attempts": int,
+    "slot_wait": (*NUMBER, type(None)),
+    "ttft": (*NUMBER, type(None)),
+    "stall": NUMBER,
+    "stall_ratio": NUMBER,
+    "depth": int,
+    "maxsize": int,
+    "high_water": int,
+    "buffered_bytes": int,
+    "tokens_in": int,
+    "tokens_out": int,
+    "tokens_lost": int,
+    "rate_in": NUMBER,
+    "rate_out": NUMBER,
+    "memory_bytes": int,
+    "elapsed": NUMBER,
+    "streaming_time": NUMBER,
+    "input_tokens": (int, type(None)),
+    "output_tokens": (int, type(None)),
+}
+LATENCIES = ("itl", "queue_wait", "token_age", "consumer_call")
+TOTAL_KEYS = (
+    "sessions", "states", "tokens_in", "tokens_out", "tokens_lost", "rate_in", "rate_out",
+    "depth", "buffered_bytes", "memory_bytes", "high_water", "stall",
+)  # fmt: skip
+TOTAL_LATENCIES = ("queue_wait", "token_age", "consumer_call", "ttft", "slot_wait")
+PROCESS_KEYS = (
+    "rss", "cpu_percent", "memory_limit", "machine_memory", "loop_lag", "loop_lag_p99", "peak_rss",
+)  # fmt: skip
+KNOB_KEYS = ("maxsize", "batch_max", "limits", "delay_ms", "rate", "sessions")
+
+
+def write_config(
+    tmp_path: Path, *, maxsize: int = 16, kind: str = "sleep", sessions: int = 3, path: str = ""
+) -> Path:
+    config = tmp_path / "run.toml"
+    db = path or str(tmp_path / "out.db")
+    config.write_text(FAST.format(maxsize=maxsize, kind=kind, sessions=sessions, path=db))
+    return config
+
+
+def run_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert out.count("\n") == 1, "one JSON object on one line"
+    assert "Traceback" not in err
+    return code, json.loads(out)
+
+
+def check_schema(doc: dict[str, Any]) -> None:
+    assert set(doc) == {"sessions", "totals", "process", "knobs", "backends", "wall_time"}
+    assert isinstance(doc["wall_time"], float) and doc["wall_time"] > 0
+    for s in doc["sessions"]:
+        expected = set(SESSION_KEYS) | {f"{n}_{k}" for n in LATENCIES for k in PERCENTILE_KEYS}
+        assert set(s) == expected
+        for key, kind in SESSION_KEYS.items():
+            assert isinstance(s[key], kind), (key, s[key])
+        for name in LATENCIES:
+            assert isinstance(s[f"{name}_count"], int)
+            for k in PERCENTILE_KEYS[1:]:
+                assert s[f"{name}_{k}"] is None or isinstance(s[f"{name}_{k}"], NUMBER)
+        assert s["state"] in ("queued", "streaming", "draining", "done", "failed", "cancelled")
+    totals = doc["totals"]
+    expected_totals = set(TOTAL_KEYS) | {
+        f"{n}_{k}" for n in TOTAL_LATENCIES for k in PERCENTILE_KEYS
+    }
+    assert set(totals) == expected_totals
+    assert set(totals["states"]) == {
+        "queued", "streaming", "draining", "done", "failed", "cancelled"
+    }  # fmt: skip
+    assert set(doc["process"]) == set(PROCESS_KEYS)
+    assert set(doc["knobs"]) == set(KNOB_KEYS)
+    assert set(doc["knobs"]["limits"]) >= {"claude", "ollama", "demo"}
+    for backend in doc["backends"]:
+        assert set(backend) == {"name", "limit", "in_use", "waiting"}
+
+
+def test_json_output_follows_the_documented_schema_and_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, sessions=3)
+    code, doc = run_json(["run", "--headless", "--json", "--config", str(config)], capsys)
+    assert code == 0
+    check_schema(doc)
+    sessions = doc["sessions"]
+    assert [s["id"] for s in sessions] == ["demo-0001", "demo-0002", "demo-0003"]
+    assert all(s["state"] == "done" and s["error"] is None for s in sessions)
+    assert all(s["tokens_in"] == s["tokens_out"] > 0 and s["tokens_lost"] == 0 for s in sessions)
+    assert all(s["maxsize"] == 16 and s["high_water"] <= 16 for s in sessions)
+    assert all(s["queue_wait_count"] == s["tokens_out"] for s in sessions)
+    totals = doc["totals"]
+    assert totals["sessions"] == 3 and totals["states"]["done"] == 3
+    assert totals["tokens_out"] == sum(s["tokens_out"] for s in sessions)
+    assert totals["queue_wait_count"] == totals["tokens_out"]
+    assert doc["knobs"]["maxsize"] == 16 and doc["knobs"]["batch_max"] == 2
+    assert doc["process"]["rss"] > 0
+
+
+def test_sessions_option_overrides_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, sessions=3)
+    argv = ["run", "--headless", "--json", "--sessions", "5", "--config", str(config)]
+    code, doc = run_json(argv, capsys)
+    assert code == 0 and len(doc["sessions"]) == 5
+    assert doc["knobs"]["sessions"] == 5
+
+
+def test_a_failed_session_exits_1_and_reports_its_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unwritable = str(tmp_path / "missing-dir" / "x.db")
+    config = write_config(tmp_path, kind="sqlite", sessions=2, path=unwritable)
+    code, doc = run_json(["run", "--headless", "--json", "--config", str(config)], capsys)
+    assert code == 1
+    check_schema(doc)
+    assert {s["state"] for s in doc["sessions"]} == {"failed"}
+    assert all(s["error"].startswith("consumer: OperationalError") for s in doc["sessions"])
+    assert doc["totals"]["states"]["failed"] == 2
+
+
+def test_the_summary_table_has_a_row_per_session_and_a_total(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, sessions=2)
+    assert main(["run", "--headless", "--config", str(config)]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["session", "backend", "state"]
+    assert sum(line.startswith("demo-000") for line in lines) == 2
+    assert any(line.startswith("total (2)") for line in lines)
+    assert "session memory (buffers + bookkeeping, not RSS)" in out
+    assert err == ""  # no progress when stderr is not a terminal
+
+
+def test_duration_runs_the_demo_continuously_then_lets_streams_finish(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, sessions=2)
+    argv = ["run", "--headless", "--json", "--duration", "0.3", "--config", str(config)]
+    code, doc = run_json(argv, capsys)
+    assert code == 0
+    assert len(doc["sessions"]) > 2  # finished sessions were replaced while it ran
+    assert all(s["state"] == "done" for s in doc["sessions"])
+    assert doc["totals"]["tokens_lost"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sessions", "-1"], "--sessions -1: must be an integer from 0 to 10000"),
+        (["--duration", "0"], "--duration 0: must be a number of seconds"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    config = write_config(tmp_path)
+    assert main(["run", "--headless", "--config", str(config), *args]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and message in err
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_goes_to_stderr_when_it_is_a_terminal(tmp_path: Path) -> None:
+    from engine import headless
+    from tui.cli import build_parser
+
+    config = load_config(write_config(tmp_path, sessions=2))
+    args = build_parser().parse_args(["run", "--headless", "--duration", "0.7"])
+    out, err = io.StringIO(), FakeTerminal()
+    assert headless.run_command(args, config, stdout=out, stderr=err) == 0
+    assert "chunks" in err.getvalue() and "\r\x1b[K" in err.getvalue()
+    assert "total" in out.getvalue()
+
+
+async def test_a_consumer_injected_through_the_python_api_fails_its_sessions(
+    tmp_path: Path,
+) -> None:
+    before = set(asyncio.all_tasks())
+    config = load_config(write_config(tmp_path, sessions=2))
+
+    class Webhook:
+        """A user's consumer whose endpoint is down."""
+
+        async def process(self, batch: Sequence[Chunk]) -> None:
+            raise ConnectionRefusedError("webhook down")
+
+    async with Engine(config, consumer=Webhook(), history=None) as engine:
+        snapshot, wall = await run_headless(engine, demo_plan(2))
+    assert other_tasks(before) == set()
+    assert wall > 0
+    assert [s.state for s in snapshot.sessions] == ["failed", "failed"]
+    doc = to_json_dict(snapshot, wall_time=wall)
+    check_schema(doc)
+    assert doc["sessions"][0]["error"] == "consumer: ConnectionRefusedError: webhook down"
+
+
+# -- Ctrl+C ---------------------------------------------------------------------------------
+
+LONG = """\
+[limits]
+demo = 4
+[consumer]
+kind = "{kind}"
+delay_ms = 20
+path = "{path}"
+[demo]
+sessions = 8
+tokens = 100000
+rate = 200
+ttft_ms = 1
+"""
+
+
+@pytest.mark.parametrize("kind", ["stdout", "sqlite"])
+def test_ctrl_c_exits_130_cleanly_with_no_task_left_pending(tmp_path: Path, kind: str) -> None:
+    db = tmp_path / "long.db"
+    config = tmp_path / "long.toml"
+    config.write_text(LONG.format(kind=kind, path=db))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDEVMODE": "1"}
+    proc = subprocess.Popen(
+        [*COMMAND, "run", "--headless", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=env,
+    )
+    try:
+        # Wait until sessions are really streaming: text on stdout, or rows in the database.
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        if kind == "stdout":
+            assert proc.stdout.read(20)
+        else:
+            while not db.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert db.exists()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err_bytes = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = err_bytes.decode()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    for bad in ("Traceback", "Task was destroyed", "never retrieved", "Exception ignored",
+                "was never awaited", "ResourceWarning"):  # fmt: skip
+        assert bad not in err, err
