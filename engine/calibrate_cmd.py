@@ -17,19 +17,17 @@ import sys
 from dataclasses import asdict
 from typing import TextIO
 
-import psutil
-
-from engine.cgroup import memory_limit
 from engine.config import KNOB_SPECS, Config, ConfigError, save_config
 from engine.consumers import make_consumer
 from engine.report import format_bytes
 from engine.tuning import (
     BATCH_MAX,
+    Calibration,
     ConsumerTiming,
     Recommendation,
-    measure_consumer,
+    calibrate,
+    container_ceiling,
     parse_size,
-    recommend,
 )
 
 __all__ = ["HELP", "add_arguments", "run_command"]
@@ -110,21 +108,34 @@ def _check(args: argparse.Namespace) -> int | None:
         raise UsageError(f"--memory-ceiling {exc}") from None
 
 
-async def _measure(
-    config: Config, chunks: int, batch: int
-) -> tuple[ConsumerTiming, ConsumerTiming]:
+async def _calibrate(
+    config: Config,
+    args: argparse.Namespace,
+    *,
+    sessions: int,
+    rate: float,
+    ceiling: int | None,
+    reserved: int,
+) -> Calibration:
     c = config.consumer
     consumer = make_consumer(c.kind, delay_ms=c.delay_ms, path=c.path)
     try:
         # The stdout consumer would print the calibration text into the report.
         with contextlib.redirect_stdout(sys.stderr):
-            single = await measure_consumer(consumer, chunks=chunks, batch_max=1)
-            batched = await measure_consumer(consumer, chunks=chunks, batch_max=batch)
+            return await calibrate(
+                consumer,
+                sessions=sessions,
+                target_buffer_ms=args.target_buffer_ms,
+                memory_ceiling=ceiling,
+                reserved_bytes=reserved,
+                rate=rate,
+                chunks=args.chunks,
+                batch=args.batch,
+            )
     finally:
         closer = getattr(consumer, "aclose", None)
         if closer is not None:
             await closer()
-    return single, batched
 
 
 def run_command(
@@ -147,24 +158,19 @@ def run_command(
     reserved = 0
     source = "--memory-ceiling" if ceiling is not None else None
     if ceiling is None:
-        ceiling = memory_limit()
+        ceiling, reserved = container_ceiling()
         if ceiling is not None:
             source = "cgroup memory limit"
-            reserved = psutil.Process().memory_info().rss
     try:
-        single, batched = asyncio.run(_measure(config, args.chunks, args.batch))
+        result = asyncio.run(
+            _calibrate(
+                config, args, sessions=sessions, rate=rate, ceiling=ceiling, reserved=reserved
+            )
+        )
     except Exception as exc:
         stderr.write(f"sluice calibrate: the {config.consumer.kind} consumer failed: {exc}\n")
         return EXIT_FAILED
-    rec = recommend(
-        single,
-        sessions=sessions,
-        target_buffer_ms=args.target_buffer_ms,
-        memory_ceiling=ceiling,
-        reserved_bytes=reserved,
-        batched=batched,
-        rate=rate,
-    )
+    single, batched, rec = result.single, result.batched, result.recommendation
     saved = None
     if args.save:
         try:

@@ -28,10 +28,13 @@ from engine.config import KNOB_SPECS
 from engine.consumers import Consumer
 
 __all__ = [
+    "Calibration",
     "CallCost",
     "ConsumerTiming",
     "Recommendation",
+    "calibrate",
     "calibration_chunks",
+    "container_ceiling",
     "fit_call_cost",
     "measure_consumer",
     "parse_size",
@@ -349,3 +352,53 @@ async def measure_consumer(
     sent = [c for batch in batches[warmup:] for c in batch]
     bytes_per_chunk = round(sum(c.nbytes for c in sent) / len(sent))
     return timing_from_durations(durations, batch_size=batch_max, bytes_per_chunk=bytes_per_chunk)
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """A whole calibration: the one-chunk timing, the batched timing, the recommendation."""
+
+    single: ConsumerTiming
+    batched: ConsumerTiming
+    recommendation: Recommendation
+
+
+def container_ceiling() -> tuple[int | None, int]:
+    """(the container's cgroup memory limit or None, this process's RSS now): the ceiling a
+    calibration uses when none is given, and what the rest of the process already takes."""
+    import psutil
+
+    from engine.cgroup import memory_limit
+
+    limit = memory_limit()
+    if limit is None:
+        return None, 0
+    return limit, int(psutil.Process().memory_info().rss)
+
+
+async def calibrate(
+    consumer: Consumer,
+    *,
+    sessions: int,
+    target_buffer_ms: float = 500.0,
+    memory_ceiling: int | None = None,
+    reserved_bytes: int = 0,
+    rate: float | None = None,
+    chunks: int = 50,
+    batch: int = 16,
+) -> Calibration:
+    """Time `consumer` one chunk per call (`chunks` of them) and `batch` per call, then
+    recommend. What `sluice calibrate` and the app's calibrate action both run; pass
+    `container_ceiling()` as the ceiling and reserve to follow the container's limit."""
+    single = await measure_consumer(consumer, chunks=chunks, batch_max=1)
+    batched = await measure_consumer(consumer, chunks=chunks, batch_max=batch)
+    rec = recommend(
+        single,
+        sessions=sessions,
+        target_buffer_ms=target_buffer_ms,
+        memory_ceiling=memory_ceiling,
+        reserved_bytes=reserved_bytes,
+        batched=batched,
+        rate=rate,
+    )
+    return Calibration(single=single, batched=batched, recommendation=rec)

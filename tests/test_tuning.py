@@ -16,6 +16,8 @@ from engine.config import load_config
 from engine.tuning import (
     CallCost,
     ConsumerTiming,
+    calibrate,
+    container_ceiling,
     fit_call_cost,
     measure_consumer,
     parse_size,
@@ -321,3 +323,33 @@ def test_calibrate_text_report_without_save(tmp_path: Path) -> None:
     text = out.getvalue()
     assert "maxsize   =" in text and "batch_max =" in text and "ceil(500 ms /" in text
     assert path.read_text() == before
+
+
+async def test_calibrate_runs_both_timings_and_recommends() -> None:
+    consumer = Recording()
+    result = await calibrate(
+        consumer, sessions=3, memory_ceiling=30_000, rate=40.0, chunks=50, batch=16
+    )
+    assert consumer.batches[:51] == [1] * 51  # warm-up + 50 single-chunk calls
+    assert consumer.batches[51:] == [16] * 9  # warm-up + 8 batched calls
+    assert result.single.batch_size == 1 and result.batched.batch_size == 16
+    rec = result.recommendation
+    assert rec.sessions == 3 and rec.memory_ceiling == 30_000
+    assert rec.buffer_bytes <= 30_000
+    assert rec == recommend(
+        result.single,
+        sessions=3,
+        memory_ceiling=30_000,
+        batched=result.batched,
+        rate=40.0,
+    )
+
+
+def test_container_ceiling_reserves_rss_only_with_a_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.cgroup
+
+    monkeypatch.setattr(engine.cgroup, "memory_limit", lambda: None)
+    assert container_ceiling() == (None, 0)
+    monkeypatch.setattr(engine.cgroup, "memory_limit", lambda: 2**30)
+    limit, reserved = container_ceiling()
+    assert limit == 2**30 and reserved > 0
