@@ -376,7 +376,8 @@ async def test_no_task_is_left_after_a_consumer_raises() -> None:
         bad = engine.add_session("p", ScriptedBackend(["a", "b", "c"], name="fake"))
         good = engine.add_session("q", "demo", consumer=NullConsumer())
         await engine.wait_idle()
-        assert other_tasks(before) - set(engine._background) == set()
+        assert not any(t.get_name().startswith("sluice-") for t in other_tasks(before) if
+                       t.get_name() != "sluice-sampler")  # fmt: skip
     assert other_tasks(before) == set()
     assert bad.state == "failed" and bad.error is not None and "consumer broke" in bad.error
     assert good.state == "done"
