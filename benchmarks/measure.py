@@ -11,7 +11,7 @@ from typing import Any
 
 import psutil
 
-__all__ = ["cpu_seconds", "machine", "median", "rss"]
+__all__ = ["cpu_seconds", "machine", "machine_busy_seconds", "median", "rss"]
 
 _PROCESS = psutil.Process()
 
@@ -25,6 +25,12 @@ def cpu_seconds() -> float:
     """User plus system CPU seconds this process has used."""
     times = _PROCESS.cpu_times()
     return float(times.user + times.system)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores together have spent busy (not idle, not waiting on I/O)."""
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
 
 
 def median(values: Sequence[float]) -> float:

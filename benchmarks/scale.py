@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.measure import cpu_seconds, rss
+from benchmarks.measure import cpu_seconds, machine_busy_seconds, rss
 from engine.config import Config, ConsumerConfig, DemoConfig, LimitsConfig, QueueConfig
 from engine.engine import Engine
 from engine.histogram import Histogram
@@ -48,7 +48,8 @@ class ScaleResult:
     10 ms sleep probe (~500 samples); `idle_lag_p99` is the same probe for one second
     before any session starts: the machine's own noise (other processes). `gc_pauses`
     counts the collector's runs in the window, with the longest and the total time they
-    stopped the loop.
+    stopped the loop. `others_cpu_percent` is the CPU every other process on the machine
+    used during the window (percent of one core): the competition for the cores.
 
     `bookkeeping_rss` is (RSS during - RSS before - bytes buffered) / N; `bookkeeping_engine`
     the mean of the engine's per-session `memory_bytes - buffered_bytes` (what the UI shows).
@@ -65,6 +66,7 @@ class ScaleResult:
     nominal_cps: float
     delivered_cps: float
     cpu_percent: float
+    others_cpu_percent: float
     loop_lag_p99: float | None
     idle_lag_p99: float | None
     probe_lag_p50: float | None
@@ -177,6 +179,7 @@ async def run_scale(
         gc.callbacks.append(on_gc)
         out_before = sum(s.tokens_out for s in engine.sessions.values())
         cpu_before = cpu_seconds()
+        busy_before = machine_busy_seconds()
         started = time.monotonic()
         if profiler is not None:
             profiler.enable()
@@ -196,6 +199,7 @@ async def run_scale(
         await asyncio.gather(probe_task, return_exceptions=True)
         elapsed = time.monotonic() - started
         cpu = cpu_seconds() - cpu_before
+        others = max(0.0, machine_busy_seconds() - busy_before - cpu)
         out_after = sum(s.tokens_out for s in engine.sessions.values())
         snap = engine.snapshot()
         streaming = sum(1 for s in snap.sessions if s.state == "streaming")
@@ -214,6 +218,7 @@ async def run_scale(
         nominal_cps=sessions * rate,
         delivered_cps=(out_after - out_before) / elapsed,
         cpu_percent=100.0 * cpu / elapsed,
+        others_cpu_percent=100.0 * others / elapsed,
         loop_lag_p99=lag,
         idle_lag_p99=idle.quantile(0.99),
         probe_lag_p50=probe.quantile(0.50),
