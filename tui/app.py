@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Label
+from textual.widgets import DataTable, Footer, Input
 
 from engine.config import Config, ConfigError, load_config, save_config
 from engine.engine import Engine, KnobError
@@ -29,6 +29,7 @@ from tui.detail import DetailScreen
 from tui.help import HelpScreen
 from tui.knobs import KnobDef, KnobRow, KnobsPanel
 from tui.panels import BackendsBar, ProcessBar, SparkHistory, SparkPanel
+from tui.readout import Readout
 from tui.source import SnapshotSource
 from tui.table import SessionTable
 
@@ -124,7 +125,7 @@ class SluiceApp(App[int]):
             with Vertical(id="left"):
                 yield FilterBox(placeholder="filter: id, backend, state or error", id="filter")
                 yield SessionTable(max_rows=self.max_rows, id="sessions")
-                yield Label("", id="table-note")
+                yield Readout("", id="table-note")
             with Vertical(id="right"):
                 spark = SparkPanel(id="sparks")
                 spark.border_title = "last minute"
@@ -217,7 +218,7 @@ class SluiceApp(App[int]):
             note += f", {view.hidden} hidden (busiest shown; / filters)"
         arrow = "▼" if table.sort_reverse else "▲"
         note += f"  sort: {table.sort_column} {arrow}"
-        self.query_one("#table-note", Label).update(note)
+        self.query_one("#table-note", Readout).update(note)
 
     def refresh_now(self) -> None:
         """Pull one snapshot and redraw everything now (paused or not)."""

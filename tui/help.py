@@ -22,6 +22,7 @@ HELP_KEYS: tuple[tuple[str, str], ...] = (
     ("o / O", "sort by the next column / reverse the order (or click a header)"),
     ("Enter", "on a session: its detail screen; on a slider: type an exact value"),
     ("Tab", "move between the table and the sliders"),
+    ("Up Down", "slider: the previous / next slider"),
     ("Left Right h l", "slider: one step"),
     ("PgUp PgDn", "slider: ten steps"),
     ("Home End", "slider: minimum / maximum"),

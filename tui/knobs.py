@@ -21,6 +21,7 @@ from engine.config import KNOB_SPECS, KnobSpec
 from engine.engine import Engine
 from engine.snapshot import Knobs
 from tui.fmt import knob_value
+from tui.readout import Readout
 from tui.slider import Slider
 
 __all__ = ["KNOBS", "ApplyKnob", "KnobDef", "KnobRow", "KnobsPanel", "parse_knob_value"]
@@ -133,7 +134,7 @@ class KnobRow(Horizontal):
         self.slider = Slider(
             value, low, high, knob.step, integer=knob.spec.integer, id=f"knob-{knob.key}"
         )
-        self.value_label = Label("", classes="knob-value")
+        self.value_label = Readout("", classes="knob-value")
         self.editor = Input(
             classes="knob-input", id=f"input-{knob.key}", compact=True, select_on_focus=True
         )

@@ -12,17 +12,18 @@ from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Label, Sparkline, Static
+from textual.widgets import Label, Sparkline
 
 from engine.snapshot import EngineSnapshot
 from tui import fmt
+from tui.readout import Readout
 
 __all__ = ["BackendsBar", "ProcessBar", "SparkHistory", "SparkPanel"]
 
 WINDOW = 60.0  # seconds of history the sparklines show
 
 
-class ProcessBar(Static):
+class ProcessBar(Readout):
     """Two lines: memory, CPU and loop lag; then sessions by state, total rates, tokens lost."""
 
     def show(self, snap: EngineSnapshot, *, uptime: float, paused: bool) -> None:
@@ -66,7 +67,7 @@ class ProcessBar(Static):
         self.update(Group(first, line))
 
 
-class BackendsBar(Static):
+class BackendsBar(Readout):
     """One line: each backend's permits in use against its limit, and sessions waiting."""
 
     def show(self, snap: EngineSnapshot) -> None:
@@ -128,7 +129,7 @@ class SparkPanel(Vertical):
         for key, label, _read, _show in SparkHistory.SERIES:
             with Horizontal(classes="spark-row"):
                 yield Label(label, classes="spark-name")
-                yield Label("-", id=f"spark-value-{key}", classes="spark-value")
+                yield Readout("-", id=f"spark-value-{key}", classes="spark-value")
                 yield Sparkline([], id=f"spark-{key}", classes="spark")
 
     def show(self, history: SparkHistory) -> None:
@@ -137,4 +138,4 @@ class SparkPanel(Vertical):
             values = history.values[key]
             self.query_one(f"#spark-{key}", Sparkline).data = list(values)
             latest = show(values[-1]) if values else "-"
-            self.query_one(f"#spark-value-{key}", Label).update(latest)
+            self.query_one(f"#spark-value-{key}", Readout).update(latest)

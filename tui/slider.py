@@ -43,6 +43,8 @@ class Slider(Widget, can_focus=True):
         Binding("home", "extreme(-1)", "min", show=False),
         Binding("end", "extreme(1)", "max", show=False),
         Binding("enter,e", "edit", "type a value", show=True),
+        Binding("up", "app.focus_previous", "previous", show=False),
+        Binding("down", "app.focus_next", "next", show=False),
     ]
 
     DEFAULT_CSS = """

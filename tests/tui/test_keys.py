@@ -12,6 +12,7 @@ from engine.config import Config, load_config
 from tui.app import SluiceApp
 from tui.detail import DetailScreen
 from tui.help import HelpScreen
+from tui.readout import Readout
 from tui.slider import Slider
 from tui.table import SessionTable
 
@@ -112,18 +113,18 @@ async def test_p_pauses_the_display_not_the_engine(fast_config: Config) -> None:
         await wait_until(pilot, lambda: len(streaming(app)) >= 1)
         await pilot.press("p")
         assert app.paused
-        bar = app.query_one("#process")
-        assert "PAUSED" in str(bar.render())
-        note = str(app.query_one("#table-note").render())
+        bar = app.query_one("#process", Readout)
+        assert "PAUSED" in bar.plain
+        note = app.query_one("#table-note", Readout).plain
         tokens = app.engine.snapshot().totals.tokens_out
         await wait_until(pilot, lambda: app.engine.snapshot().totals.tokens_out > tokens + 20)
-        assert str(app.query_one("#table-note").render()) == note
-        shown = str(bar.render())
+        assert app.query_one("#table-note", Readout).plain == note
+        shown = bar.plain
         await pilot.pause(0.2)
-        assert str(bar.render()) == shown  # frozen
+        assert bar.plain == shown  # frozen
         await pilot.press("p")
         assert not app.paused
-        assert "PAUSED" not in str(bar.render())
+        assert "PAUSED" not in bar.plain
         await pilot.press("q")
 
 
@@ -237,5 +238,5 @@ async def test_many_sessions_show_the_busiest_and_count_the_hidden(fast_config: 
         live = {s.id for s in streaming(app)}
         shown = {table.get_row_at(i)[0] for i in range(table.row_count)}
         assert live <= shown
-        assert "40 hidden" in str(app.query_one("#table-note").render())
+        assert "40 hidden" in app.query_one("#table-note", Readout).plain
         await pilot.press("q")
