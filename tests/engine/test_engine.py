@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from engine_fakes import FakeClock, RecordingConsumer, ScriptedBackend, other_tasks
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.config import Config, QueueConfig
 from engine.consumers import NullConsumer, SleepConsumer
@@ -440,3 +442,42 @@ async def test_demo_sessions_are_numbered_consecutively_like_the_headless_plan()
         assert [s.prompt for s in started] == [f"demo prompt {i}" for i in (1, 2, 3)]
         assert engine.add_session("p").id == "demo-0004"
         await engine.wait_idle()
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    changes=st.lists(
+        st.one_of(
+            st.tuples(st.just("maxsize"), st.integers(0, 8)),
+            st.tuples(st.just("batch_max"), st.integers(1, 5)),
+            st.tuples(st.just("limit"), st.integers(1, 4)),
+            st.tuples(st.just("rate"), st.sampled_from([500.0, 3000.0, 20000.0])),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_knob_changes_mid_run_never_lose_or_reorder_a_chunk(changes: list[tuple[str, Any]]) -> None:
+    async def main() -> tuple[EngineSnapshot, RecordingConsumer]:
+        consumer = RecordingConsumer(sleep=0.0005)
+        cfg = make_config(maxsize=4, demo_limit=2, sessions=5, tokens=25, rate=3000)
+        async with Engine(cfg, consumer=consumer, history=None) as engine:
+            engine.add_demo_sessions(5)
+            for knob, value in changes:
+                await asyncio.sleep(0.002)
+                if knob == "limit":
+                    engine.set_limit("demo", value)
+                else:
+                    getattr(engine, f"set_{knob}")(value)
+            await engine.wait_idle()
+            return engine.snapshot(), consumer
+
+    snap, consumer = asyncio.run(main())
+    assert all(s.state == "done" and s.tokens_lost == 0 for s in snap.sessions)
+    by_session: dict[str, list[int]] = {}
+    for batch in consumer.batches:
+        assert len({c.session_id for c in batch}) == 1
+        for chunk in batch:
+            by_session.setdefault(chunk.session_id, []).append(chunk.index)
+    for s in snap.sessions:
+        assert by_session[s.id] == list(range(s.tokens_in))
