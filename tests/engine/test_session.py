@@ -333,3 +333,38 @@ async def test_detail_carries_prompt_tail_and_error() -> None:
     assert detail.tail == "t0t1t2"
     assert detail.error_detail is not None and "BackendBoom" in detail.error_detail
     assert detail.snapshot.state == "failed"
+
+
+async def test_a_consumer_error_closes_a_stream_suspended_between_chunks() -> None:
+    # The producer is blocked in put (the buffer is full), so the backend's generator sits at
+    # a `yield`: only the session's aclosing can close it, and it must do so before run ends.
+    before = set(asyncio.all_tasks())
+    backend = ScriptedBackend(TEXTS)
+    consumer = RecordingConsumer(fail_on_call=1)
+    consumer.gate = asyncio.Event()
+    session = make_session(backend, consumer, maxsize=2)
+    task = asyncio.create_task(session.run())
+    await settle()
+    assert session.buffer.full() and session.buffer.stats().waiting_producers == 1
+    consumer.gate.set()
+    await task
+    assert session.state == "failed" and session.error_source == "consumer"
+    assert backend.closed == 1 and backend.exit == "closed early"
+    assert other_tasks(before) == set()
+
+
+async def test_cancelling_closes_a_stream_suspended_between_chunks() -> None:
+    before = set(asyncio.all_tasks())
+    backend = ScriptedBackend(TEXTS)
+    consumer = RecordingConsumer()
+    consumer.gate = asyncio.Event()
+    session = make_session(backend, consumer, maxsize=2)
+    task = asyncio.create_task(session.run())
+    await settle()
+    assert session.buffer.full()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert session.state == "cancelled"
+    assert backend.closed == 1 and backend.exit == "closed early"
+    assert other_tasks(before) == set()
