@@ -112,7 +112,8 @@ class Session:
                 self.granted_at = self._clock()
                 self.state = "streaming"
                 stream = self.backend.stream(self.prompt, self.info)
-                async with contextlib.aclosing(stream):
+                closing = contextlib.aclosing if hasattr(stream, "aclose") else _no_close
+                async with closing(stream):
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self._produce(stream), name=f"{self.id}:producer")
                         group.create_task(self._consume(), name=f"{self.id}:consumer")
@@ -291,6 +292,12 @@ class Session:
             stop_reason=self.info.stop_reason,
             model=self.info.model,
         )
+
+
+@contextlib.asynccontextmanager
+async def _no_close(stream: AsyncIterator[Chunk]) -> AsyncIterator[AsyncIterator[Chunk]]:
+    """For a backend's plain async iterator that has no `aclose` to call."""
+    yield stream
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:

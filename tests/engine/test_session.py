@@ -13,6 +13,7 @@ from engine_fakes import (
     other_tasks,
 )
 
+from engine.chunk import Chunk
 from engine.histogram import Percentiles
 from engine.limiter import AdjustableLimiter
 from engine.session import Session
@@ -368,3 +369,34 @@ async def test_cancelling_closes_a_stream_suspended_between_chunks() -> None:
     assert session.state == "cancelled"
     assert backend.closed == 1 and backend.exit == "closed early"
     assert other_tasks(before) == set()
+
+
+async def test_a_backend_may_return_any_async_iterator_not_only_a_generator() -> None:
+    class Iterator:
+        """An async iterator with no aclose(): valid for the Backend protocol."""
+
+        def __init__(self) -> None:
+            self.items = iter(TEXTS[:3])
+
+        def __aiter__(self) -> Iterator:
+            return self
+
+        async def __anext__(self) -> Chunk:
+            try:
+                return Chunk(next(self.items), 0)
+            except StopIteration:
+                raise StopAsyncIteration from None
+
+    class Plain:
+        name = "plain"
+
+        def stream(self, prompt: str, info: object) -> Iterator:
+            return Iterator()
+
+    consumer = RecordingConsumer()
+    session = Session(
+        "s1", "p", Plain(), AdjustableLimiter(1), consumer, maxsize=4, batch_max=lambda: 1
+    )
+    await session.run()
+    assert session.state == "done", session.error
+    assert consumer.texts == TEXTS[:3]
