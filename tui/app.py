@@ -25,11 +25,14 @@ from engine.config import Config, ConfigError, load_config, save_config
 from engine.engine import Engine, KnobError
 from engine.session import describe_error
 from engine.snapshot import EngineSnapshot
+from engine.tuning import Recommendation
+from tui.calibrate import recommend_for
 from tui.detail import DetailScreen
 from tui.help import HelpScreen
 from tui.knobs import KnobDef, KnobRow, KnobsPanel
 from tui.panels import BackendsBar, ProcessBar, SparkHistory, SparkPanel
 from tui.readout import Readout
+from tui.slider import Slider
 from tui.source import SnapshotSource
 from tui.table import SessionTable
 
@@ -65,11 +68,12 @@ class SluiceApp(App[int]):
     TITLE = "Sluice"
     BINDINGS = [
         Binding("s", "save", "save"),
-        Binding("n", "add_sessions", "add demo"),
+        Binding("n", "add_sessions", "add"),
         Binding("c", "cancel_selected", "cancel"),
         Binding("p", "toggle_pause", "pause"),
         Binding("slash", "filter", "filter"),
-        Binding("o", "sort", "sort"),
+        Binding("o", "sort", "sort", show=False),
+        Binding("t", "calibrate", "tune"),
         Binding("O", "sort_reverse", "reverse sort", show=False),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
@@ -113,6 +117,7 @@ class SluiceApp(App[int]):
         self.latest: EngineSnapshot = self.source.snapshot()
         self.history.add(self.latest)
         self.knob_changes = 0
+        self.last_recommendation: Recommendation | None = None
         self._shut = False
 
     # -- layout ----------------------------------------------------------------------------
@@ -276,6 +281,30 @@ class SluiceApp(App[int]):
             return
         self.cancel_session(session_id)
 
+    def action_calibrate(self) -> None:
+        """Time the consumer and move maxsize and batch_max to the recommendation."""
+        self.notify("timing the consumer...", title="calibrating")
+        self.calibrate_knobs()
+
+    @work(exclusive=True, group="calibrate", exit_on_error=False)
+    async def calibrate_knobs(self) -> None:
+        """The calibration itself, off the UI's back (the consumer calls take real time)."""
+        try:
+            rec = await recommend_for(self.engine)
+        except Exception as exc:
+            self.notify(describe_error(exc), title="calibration failed", severity="error")
+            return
+        self.last_recommendation = rec
+        for key, value in (("maxsize", rec.maxsize), ("batch_max", rec.batch_max)):
+            self.query_one(f"#knob-{key}", Slider).set_value(value, user=True)
+        notes = " ".join(rec.notes)
+        self.notify(
+            f"maxsize {rec.maxsize}, batch_max {rec.batch_max} (about "
+            f"{rec.target_buffer_ms:g} ms of consumer work buffered). {notes}".strip(),
+            title="calibrated",
+            timeout=15,
+        )
+
     def action_toggle_pause(self) -> None:
         """Freeze or resume the display; the engine keeps running either way."""
         self.paused = not self.paused
@@ -355,4 +384,7 @@ class SluiceApp(App[int]):
             "Pause / resume display", "The engine keeps running", self.action_toggle_pause
         )
         yield SystemCommand("Filter sessions", "Filter the table", self.action_filter)
+        yield SystemCommand(
+            "Calibrate", "Time the consumer; set maxsize and batch_max", self.action_calibrate
+        )
         yield SystemCommand("Help", "Keys and knobs", self.action_help)

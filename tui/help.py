@@ -17,6 +17,7 @@ HELP_KEYS: tuple[tuple[str, str], ...] = (
     ("c", "cancel the selected session"),
     ("p", "pause or resume the display (the engine keeps running)"),
     ("q", "quit: cancel every session, close every stream"),
+    ("t", "calibrate: time the consumer, set maxsize and batch_max from it"),
     ("?", "this help"),
     ("/", "filter the table by id, backend, state or error (Esc clears)"),
     ("o / O", "sort by the next column / reverse the order (or click a header)"),

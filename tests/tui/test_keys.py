@@ -240,3 +240,24 @@ async def test_many_sessions_show_the_busiest_and_count_the_hidden(fast_config: 
         assert live <= shown
         assert "40 hidden" in app.query_one("#table-note", Readout).plain
         await pilot.press("q")
+
+
+async def test_t_calibrates_and_moves_the_sliders(fast_config: Config) -> None:
+    app = SluiceApp(config=fast_config)
+    notes = record_notes(app)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: len(streaming(app)) >= 2)
+        await pilot.press("t")
+        await wait_until(pilot, lambda: app.last_recommendation is not None)
+        rec = app.last_recommendation
+        assert rec is not None
+        # a 20 ms consumer: about 500 ms of work is 25 chunks, whatever the exact timing
+        assert 10 <= rec.maxsize <= 26
+        await pilot.pause()
+        knobs = app.engine.knobs
+        assert (knobs.maxsize, knobs.batch_max) == (rec.maxsize, rec.batch_max)
+        assert app.query_one("#knob-maxsize", Slider).value == rec.maxsize
+        running = [s for s in app.engine.snapshot().sessions if not s.finished]
+        assert running and all(s.maxsize == rec.maxsize for s in running)
+        assert any(kw.get("title") == "calibrated" for _, kw in notes)
+        await pilot.press("q")
