@@ -72,3 +72,14 @@ async def test_a_failing_workload_is_shown_and_the_app_stays(fast_config: Config
         assert notes[-1][1]["severity"] == "error"
         assert app.is_running
         await pilot.press("q")
+
+
+def test_sluice_alone_needs_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    # under pytest stdin is not a terminal: the app refuses with a pointer to `sluice run`
+    assert main([]) == 2
+    assert "sluice run" in capsys.readouterr().err
+
+
+def test_app_saves_to_the_config_it_was_started_with(fast_config: Config) -> None:
+    app = SluiceApp(config=fast_config, continuous=False)
+    assert app.config_path == fast_config.path
