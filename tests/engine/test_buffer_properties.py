@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from engine.buffer import BufferClosed, TokenBuffer
@@ -31,9 +31,15 @@ action = st.tuples(
 )
 op = st.tuples(action, st.sampled_from([0, 1, 1, 2, -1]))
 # Closing ends the interesting part, so it comes once, late: a body, maybe an end, a tail.
+# Before the end the loop may first run until everything blocks (a liveness check that the
+# end would otherwise mask) or the end may race the tasks just woken.
+SETTLE = (("settle", 0), -1)
 ops = st.builds(
-    lambda body, end, tail: body + ([((end, 0), 0), *tail] if end else []),
+    lambda body, settle_first, end, tail: (
+        body + ([SETTLE] if settle_first else []) + ([((end, 0), 0), *tail] if end else [])
+    ),
     st.lists(op, min_size=10, max_size=40),
+    st.booleans(),
     st.sampled_from([None, "close", "fail"]),
     st.lists(op, max_size=4),
 )
@@ -158,6 +164,24 @@ async def drive(script: list[tuple[tuple[str, int], int]], maxsize: int) -> Run:
     return run
 
 
+# Two schedules random search finds only now and then, pinned so they run every time: a
+# waiter is woken and then cancelled before it runs; its wake-up must pass to the next one.
+WOKEN_CONSUMER_CANCELLED = [
+    (("get", 1), 0),
+    (("get", 1), -1),
+    (("put", 1), 1),
+    (("cancel_get", 1), -1),
+]
+WOKEN_PRODUCER_CANCELLED = [
+    (("put", 1), -1),
+    (("put", 2), -1),
+    (("get", 1), 1),
+    (("cancel_put", 1), -1),
+]
+
+
+@example(script=WOKEN_CONSUMER_CANCELLED, maxsize=4)
+@example(script=WOKEN_PRODUCER_CANCELLED, maxsize=1)
 @settings(
     max_examples=int(os.environ.get("BUF_EXAMPLES", "200")),
     deadline=None,
