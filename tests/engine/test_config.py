@@ -228,6 +228,8 @@ def test_parse_config_accepts_every_boundary_value() -> None:
 
 USER_FILE = """\
 # my own notes at the top
+schema_version = 2  # a root key Sluice does not own
+
 [queue]
 # how deep each buffer is
 maxsize = 16 # inline note
@@ -264,6 +266,7 @@ def test_save_keeps_comments_and_foreign_tables_leaves_a_backup_and_reloads(
         assert kept in text
     data = tomllib.loads(text)
     assert data["my_tool"] == {"answer": 42, "names": ["a", "b"]}
+    assert data["schema_version"] == 2
     assert data["queue"] == {"maxsize": 64, "batch_max": 8}
     assert (path.with_name("config.toml.bak")).read_text() == USER_FILE
     again = load_config(path)
