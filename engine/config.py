@@ -327,8 +327,13 @@ def _refuse_secrets(data: Mapping[str, Any], label: str, where: str = "") -> Non
                 f"{label}: {place}: secrets are not read from the config file; "
                 "set the environment variable instead (ANTHROPIC_API_KEY for Claude)"
             )
+        inner = f"{where}.{key}" if where else key
         if isinstance(value, Mapping):
-            _refuse_secrets(value, label, f"{where}.{key}" if where else key)
+            _refuse_secrets(value, label, inner)
+        elif isinstance(value, list):  # an array of tables
+            for item in value:
+                if isinstance(item, Mapping):
+                    _refuse_secrets(item, label, inner)
 
 
 def parse_config(data: Mapping[str, Any], label: str = "config.toml") -> Config:

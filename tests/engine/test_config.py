@@ -137,6 +137,7 @@ def test_broken_files_exit_2_with_one_line(
         'api_key = "sk-ant-SECRETVALUE"\n',
         '[anthropic]\napi_key = "sk-ant-SECRETVALUE"\n',
         '[my_plugin.auth]\nclient_secret = "SECRETVALUE"\n',
+        '[[hooks]]\nname = "a"\n[[hooks]]\npassword = "SECRETVALUE"\n',
     ],
 )
 def test_secret_like_keys_are_refused_without_echoing_the_secret(
