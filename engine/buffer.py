@@ -64,8 +64,10 @@ class TokenBuffer(Generic[T]):
         self._maxsize = maxsize
         self._items: collections.deque[T] = collections.deque()
         self._sizes: collections.deque[int] = collections.deque()
-        self._putters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._getters: collections.deque[asyncio.Future[None]] = collections.deque()
+        # Waiters are few (one producer and one consumer per session), so plain lists are
+        # cheaper to hold than deques.
+        self._putters: list[asyncio.Future[None]] = []
+        self._getters: list[asyncio.Future[None]] = []
         self._closed = False
         self._error: BaseException | None = None
         self._high_water = 0
@@ -133,7 +135,7 @@ class TokenBuffer(Generic[T]):
         while True:
             if self._closed:
                 raise BufferClosed("put() on a closed buffer")
-            if not self.full():
+            if not 0 < self._maxsize <= len(self._items):
                 break
             putter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._putters.append(putter)
@@ -153,14 +155,16 @@ class TokenBuffer(Generic[T]):
                 if not self._putters and self._stall_started is not None:
                     self._stall += self._clock() - self._stall_started
                     self._stall_started = None
-        self._items.append(item)
+        items = self._items
+        items.append(item)
         size = self._sizeof(item)
         self._sizes.append(size)
         self._bytes += size
-        depth = len(self._items)
+        depth = len(items)
         if depth > self._high_water:
             self._high_water = depth
-        self._wake_one(self._getters)
+        if self._getters:
+            self._wake_one(self._getters)
 
     # -- consumer side ---------------------------------------------------------------------
 
@@ -234,15 +238,15 @@ class TokenBuffer(Generic[T]):
         """Wake as many waiting producers as there are free slots, oldest first."""
         free = self._free_slots()
         while free and self._putters:
-            putter = self._putters.popleft()
+            putter = self._putters.pop(0)
             if not putter.done():
                 putter.set_result(None)
                 free -= 1
 
     @staticmethod
-    def _wake_one(waiters: collections.deque[asyncio.Future[None]]) -> None:
+    def _wake_one(waiters: list[asyncio.Future[None]]) -> None:
         while waiters:
-            waiter = waiters.popleft()
+            waiter = waiters.pop(0)
             if not waiter.done():
                 waiter.set_result(None)
                 return
@@ -250,7 +254,7 @@ class TokenBuffer(Generic[T]):
     def _wake_all(self) -> None:
         for waiters in (self._putters, self._getters):
             while waiters:
-                waiter = waiters.popleft()
+                waiter = waiters.pop(0)
                 if not waiter.done():
                     waiter.set_result(None)
 
@@ -260,9 +264,7 @@ def _check_maxsize(maxsize: object) -> None:
         raise ValueError(f"maxsize must be an integer >= 0 (0 = unbounded), got {maxsize!r}")
 
 
-def _discard(
-    waiters: collections.deque[asyncio.Future[None]], waiter: asyncio.Future[None]
-) -> None:
+def _discard(waiters: list[asyncio.Future[None]], waiter: asyncio.Future[None]) -> None:
     try:
         waiters.remove(waiter)
     except ValueError:

@@ -29,14 +29,20 @@ class Chunk:
         index: int,
         meta: dict[str, Any] | None = None,
         generated_at: float | None = None,
+        meta_bytes: int | None = None,
     ) -> None:
+        """`meta_bytes`, when given, is what `meta` adds to this chunk alone (a backend whose
+        metadata values are shared across a stream passes the dict's own size); otherwise the
+        metadata is walked and every value counted."""
         self.text = text
         self.index = index
         self.meta = meta
         self.generated_at = generated_at
         self.received_at = 0.0
         self.session_id = ""
-        self.nbytes = _CHUNK_OVERHEAD + sys.getsizeof(text) + (_deep_size(meta) if meta else 0)
+        if meta_bytes is None:
+            meta_bytes = _deep_size(meta) if meta else 0
+        self.nbytes = _CHUNK_OVERHEAD + sys.getsizeof(text) + meta_bytes
 
     def __repr__(self) -> str:
         return f"Chunk(index={self.index}, text={self.text!r})"

@@ -6,10 +6,11 @@ snapshot time and divides the difference across the window, so its cost is per s
 
 from __future__ import annotations
 
-import collections
 import sys
 
 __all__ = ["RateMeter"]
+
+_SAMPLE_BYTES = sys.getsizeof((0.0, 0)) + sys.getsizeof(0.0)  # a (time, count) tuple
 
 
 class RateMeter:
@@ -17,10 +18,11 @@ class RateMeter:
 
     __slots__ = ("_samples", "resolution", "window")
 
-    def __init__(self, window: float = 5.0, resolution: float = 0.25) -> None:
+    def __init__(self, window: float = 5.0, resolution: float = 0.5) -> None:
         self.window = window
         self.resolution = resolution
-        self._samples: collections.deque[tuple[float, int]] = collections.deque()
+        # A short list (window / resolution samples at most): smaller than a deque's block.
+        self._samples: list[tuple[float, int]] = []
 
     def rate(self, now: float, count: int) -> float:
         """Record `count` at `now` (at most once per `resolution`) and return the rate."""
@@ -28,7 +30,7 @@ class RateMeter:
         if not samples or now - samples[-1][0] >= self.resolution:
             samples.append((now, count))
         while len(samples) > 2 and now - samples[1][0] >= self.window:
-            samples.popleft()
+            del samples[0]
         first_t, first_n = samples[0]
         span = now - first_t
         if span <= 0:
@@ -37,4 +39,4 @@ class RateMeter:
 
     def nbytes(self) -> int:
         """Bytes the meter holds."""
-        return sys.getsizeof(self._samples) + len(self._samples) * 72
+        return sys.getsizeof(self._samples) + len(self._samples) * _SAMPLE_BYTES

@@ -31,8 +31,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Session", "describe_error"]
 
-TAIL_CHUNKS = 200  # chunks of processed text kept for the detail view
+TAIL_CHARS = 1200  # characters of processed text the detail view can show
 SUMMARY_REFRESH = 0.5  # seconds between recomputing a running session's percentiles
+
+
+_EMPTY_DEQUE_BYTES = sys.getsizeof(collections.deque())
 
 
 class _UpstreamFailed(Exception):
@@ -91,7 +94,7 @@ class Session:
         self.queue_wait = Histogram()
         self.token_age = Histogram()
         self.consumer_call = Histogram()
-        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_CHUNKS)
+        self.tail = ""  # at least the last TAIL_CHARS characters processed (at most twice that)
         self._rate_in = RateMeter()
         self._rate_out = RateMeter()
         self._summary_at = -1.0e18
@@ -154,6 +157,7 @@ class Session:
         clock = self._clock
         buffer = self.buffer
         session_id = self.id
+        record_itl = self.itl.record
         last = 0.0
         try:
             async for chunk in stream:
@@ -162,7 +166,7 @@ class Session:
                     if chunk.text:  # ttft counts the first non-empty chunk; empty ones pass
                         self.first_chunk_at = now
                 else:
-                    self.itl.record(now - last)
+                    record_itl(now - last)
                 last = now
                 chunk.received_at = now
                 chunk.session_id = session_id
@@ -181,9 +185,9 @@ class Session:
         clock = self._clock
         buffer = self.buffer
         consumer = self.consumer
-        queue_wait = self.queue_wait
-        token_age = self.token_age
-        tail = self.tail
+        record_call = self.consumer_call.record
+        record_wait = self.queue_wait.record
+        record_age = self.token_age.record
         while True:
             batch = await buffer.get_batch(self._batch_max())
             if not batch:
@@ -191,13 +195,16 @@ class Session:
             started = clock()
             await consumer.process(batch)
             done = clock()
-            self.consumer_call.record(done - started)
+            record_call(done - started)
             for chunk in batch:
-                queue_wait.record(done - chunk.received_at)
+                record_wait(done - chunk.received_at)
                 generated = chunk.generated_at
                 if generated is not None:
-                    token_age.record(done - generated)
-                tail.append(chunk.text)
+                    record_age(done - generated)
+            text = batch[0].text if len(batch) == 1 else "".join([c.text for c in batch])
+            tail = self.tail + text
+            # Trim only when twice the size: one copy per TAIL_CHARS characters, not per chunk.
+            self.tail = tail[-TAIL_CHARS:] if len(tail) > 2 * TAIL_CHARS else tail
             self.tokens_out += len(batch)
             if self.state == "streaming" and self.stream_ended_at is not None and buffer.depth:
                 self.state = "draining"
@@ -231,9 +238,9 @@ class Session:
         size = sys.getsizeof(self) + sys.getsizeof(self.__dict__)
         for hist in (self.itl, self.queue_wait, self.token_age, self.consumer_call):
             size += sys.getsizeof(hist) + sys.getsizeof(hist._counts)
-        size += sys.getsizeof(self.tail) + sum(sys.getsizeof(t) for t in self.tail)
+        size += sys.getsizeof(self.tail)
         size += sys.getsizeof(self.buffer) + sys.getsizeof(self.buffer.__dict__)
-        size += 2 * sys.getsizeof(collections.deque())  # the buffer's item and size queues
+        size += 2 * _EMPTY_DEQUE_BYTES  # the buffer's item and size queues
         size += self._rate_in.nbytes() + self._rate_out.nbytes()
         size += sys.getsizeof(self.info) + sys.getsizeof(self.prompt)
         return size
@@ -287,7 +294,7 @@ class Session:
         return SessionDetail(
             snapshot=self.snapshot(),
             prompt=self.prompt,
-            tail="".join(self.tail),
+            tail=self.tail[-TAIL_CHARS:],
             error_detail=self.error_detail,
             stop_reason=self.info.stop_reason,
             model=self.info.model,

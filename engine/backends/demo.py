@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -152,7 +153,15 @@ class DemoModel:
                 "message_id": message_id,
                 "model": MODEL_NAME,
             }
-            chunk = Chunk(word if index == 0 else " " + word, index, meta, generated_at=ready)
+            # The metadata's values are shared by every chunk of the stream; only the dict
+            # itself is this chunk's own.
+            chunk = Chunk(
+                word if index == 0 else " " + word,
+                index,
+                meta,
+                generated_at=ready,
+                meta_bytes=sys.getsizeof(meta),
+            )
             wire.append(clock())
             info.output_tokens = index + 1
             yield chunk
