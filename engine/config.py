@@ -142,7 +142,7 @@ class DemoConfig:
 class ClaudeConfig:
     """`[claude]`: Claude through the anthropic SDK (the key comes from the environment)."""
 
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-sonnet-5-5"
     max_tokens: int = 1024
     system: str = ""
     base_url: str = ""

@@ -15,6 +15,7 @@ from types import MappingProxyType, TracebackType
 
 from engine.backends.base import Backend
 from engine.backends.demo import DemoModel
+from engine.backends.registry import BUILDERS, build_backend, close_backends
 from engine.config import BACKENDS, KNOB_SPECS, Config, KnobSpec
 from engine.consumers import Consumer, SleepConsumer, make_consumer
 from engine.histogram import Histogram, Percentiles
@@ -105,13 +106,17 @@ class Engine:
         self.limiters: dict[str, AdjustableLimiter] = {
             name: AdjustableLimiter(limit) for name, limit in cfg.limits.as_dict().items()
         }
+        # The engine closes only what it built: a consumer or backend handed in by the
+        # caller stays the caller's to close.
+        self._owned_consumers: list[Consumer] = []
         if consumer is None:
             consumer = make_consumer(
                 cfg.consumer.kind, delay_ms=cfg.consumer.delay_ms, path=cfg.consumer.path
             )
+            self._owned_consumers.append(consumer)
         self.consumer = consumer
         self._delay_ms = cfg.consumer.delay_ms
-        self._owned_consumers: list[Consumer] = [consumer]
+        self._owned_backends: list[Backend] = []
         self.sessions: dict[str, Session] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._numbers = itertools.count(1)
@@ -164,6 +169,7 @@ class Engine:
                     await closer()
                 except Exception:
                     pass
+        await close_backends(self._owned_backends)
 
     @property
     def closed(self) -> bool:
@@ -196,8 +202,7 @@ class Engine:
                 self.add_backend(backend)
             backend = backend.name
         if backend not in self.backends:
-            known = ", ".join(sorted(self.backends))
-            raise KeyError(f"no backend named {backend!r}; configured: {known}")
+            self._build_backend(backend)
         session_id = session_id or f"{backend}-{next(self._numbers):04d}"
         if session_id in self.sessions:
             raise ValueError(f"a session with id {session_id!r} already exists")
@@ -217,6 +222,19 @@ class Engine:
         self._idle.clear()
         task.add_done_callback(lambda _t, sid=session_id: self._on_session_end(sid))
         return session
+
+    def _build_backend(self, name: str) -> None:
+        """Build a real backend (claude, ollama) from the config on first use.
+
+        Raises KeyError for an unknown name and MissingCredentials when its key is not set
+        in the environment; the engine closes what it built in `aclose`.
+        """
+        if name not in BUILDERS:
+            known = ", ".join(sorted({*self.backends, *BUILDERS}))
+            raise KeyError(f"no backend named {name!r}; known: {known}")
+        built = build_backend(name, self.config)
+        self.backends[name] = built
+        self._owned_backends.append(built)
 
     def add_demo_sessions(self, count: int) -> list[Session]:
         """Start `count` demo sessions with deterministic prompts."""

@@ -82,6 +82,8 @@ def render_summary(detail: SessionDetail) -> Text:
         text.append(f"  model {detail.model}")
     if detail.stop_reason:
         text.append(f"  stop {detail.stop_reason}")
+    if s.attempts > 1:
+        text.append(f"  {s.attempts} attempts", style="yellow")
     text.append(
         f"\nbuffer {s.depth}/{s.maxsize if s.maxsize else '∞'}  high water {s.high_water}  "
         f"buffered {fmt.nbytes(s.buffered_bytes)}  held by session {fmt.nbytes(s.memory_bytes)}"

@@ -54,7 +54,7 @@ class Column:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("id", "id", 10, lambda s: s.id, lambda s: s.id),
+    Column("id", "id", 14, lambda s: s.id, lambda s: s.id),
     Column("backend", "backend", 7, lambda s: s.backend, lambda s: s.backend),
     Column("state", "state", 9, lambda s: s.state, lambda s: (STATE_ORDER.get(s.state, 9), s.id)),
     Column("depth", "depth/max", 13, _depth, lambda s: s.depth / s.maxsize if s.maxsize else 0),
@@ -86,6 +86,7 @@ COLUMNS: tuple[Column, ...] = (
         lambda s: _p(s.token_age.p99),
     ),
     Column("stall", "stall", 5, lambda s: fmt.pct(s.stall_ratio), lambda s: s.stall_ratio),
+    Column("attempts", "tries", 5, lambda s: str(s.attempts), lambda s: s.attempts),
     Column("error", "error", 40, lambda s: s.error or "", lambda s: s.error or ""),
 )
 _KEYS = tuple(c.key for c in COLUMNS)
