@@ -447,8 +447,10 @@ def save_config(config: Config, path: str | Path | None = None) -> Path:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML, refusing to overwrite it: {exc}") from None
         expected = _merge(old_data, owned)
-        new_text = _edit_in_place(old_text, owned)
-        if new_text is None or _parse_or_none(new_text) != expected:
+        edited = _edit_in_place(old_text, owned)
+        if edited is not None and _parse_or_none(edited) == expected:
+            new_text = edited
+        else:
             new_text = tomli_w.dumps(expected)
     _atomic_write(path, new_text, keep_backup=old_text is not None)
     return path

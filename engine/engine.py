@@ -8,6 +8,7 @@ imports the UI.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import time
 from collections.abc import Callable, Mapping
@@ -220,7 +221,7 @@ class Engine:
         task = asyncio.get_running_loop().create_task(session.run(), name=f"sluice-{session_id}")
         self._tasks[session_id] = task
         self._idle.clear()
-        task.add_done_callback(lambda _t, sid=session_id: self._on_session_end(sid))
+        task.add_done_callback(functools.partial(self._on_session_end, session_id))
         return session
 
     def _build_backend(self, name: str) -> None:
@@ -294,7 +295,7 @@ class Engine:
         if not self._tasks:
             self._idle.set()
 
-    def _on_session_end(self, session_id: str) -> None:
+    def _on_session_end(self, session_id: str, _task: object = None) -> None:
         self._tasks.pop(session_id, None)
         if not self._tasks:
             self._idle.set()

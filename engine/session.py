@@ -15,7 +15,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from engine.backends.base import Backend, StreamInfo
 from engine.buffer import TokenBuffer
@@ -27,7 +27,7 @@ from engine.rates import RateMeter
 from engine.snapshot import SessionDetail, SessionSnapshot
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator
 
 __all__ = ["Session", "describe_error"]
 
@@ -115,8 +115,12 @@ class Session:
                 self.granted_at = self._clock()
                 self.state = "streaming"
                 stream = self.backend.stream(self.prompt, self.info)
-                closing = contextlib.aclosing if hasattr(stream, "aclose") else _no_close
-                async with closing(stream):
+                closer = (
+                    contextlib.aclosing(cast("AsyncGenerator[Chunk, None]", stream))
+                    if hasattr(stream, "aclose")
+                    else _no_close(stream)
+                )
+                async with closer:
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self._produce(stream), name=f"{self.id}:producer")
                         group.create_task(self._consume(), name=f"{self.id}:consumer")
