@@ -17,6 +17,12 @@ from typing import Any
 
 import anthropic
 import httpx2
+from anthropic.types import (
+    RawContentBlockDeltaEvent,
+    RawMessageDeltaEvent,
+    RawMessageStartEvent,
+    TextDelta,
+)
 
 from engine.backends.base import BackendError, StreamInfo, StreamTruncated
 from engine.chunk import Chunk
@@ -123,12 +129,12 @@ class ClaudeBackend:
         message_id = ""
         try:
             async for event in stream:
-                kind = event.type
-                if kind == "content_block_delta":
+                # isinstance narrows the SDK's event union (its `type` strings do not).
+                if isinstance(event, RawContentBlockDeltaEvent):
                     delta = event.delta
-                    if delta.type == "text_delta" and delta.text:
+                    if isinstance(delta, TextDelta) and delta.text:
                         meta = {
-                            "type": kind,
+                            "type": event.type,
                             "index": event.index,
                             "delta_type": delta.type,
                             "message_id": message_id,
@@ -136,16 +142,16 @@ class ClaudeBackend:
                         }
                         yield Chunk(delta.text, count, meta)
                         count += 1
-                elif kind == "message_start":
+                elif isinstance(event, RawMessageStartEvent):
                     message = event.message
                     message_id = message.id
                     info.model = message.model
                     info.input_tokens = message.usage.input_tokens
                     info.output_tokens = message.usage.output_tokens
-                elif kind == "message_delta":
+                elif isinstance(event, RawMessageDeltaEvent):
                     info.stop_reason = event.delta.stop_reason
                     info.output_tokens = event.usage.output_tokens
-                elif kind == "message_stop":
+                elif event.type == "message_stop":
                     stopped = True
         except anthropic.APIStatusError as exc:
             raise self._error(

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -124,7 +124,7 @@ class OllamaBackend:
 
     async def _read(
         self, first: Any, parts: AsyncIterator[Any], info: StreamInfo
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         count = 0
         done = False
         part = first
