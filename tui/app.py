@@ -77,6 +77,8 @@ class SluiceApp(App[int]):
         Binding("O", "sort_reverse", "reverse sort", show=False),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
+        Binding("tab", "switch_area", "table/knobs", show=False, priority=True),
+        Binding("shift+tab", "switch_area", "table/knobs", show=False, priority=True),
     ]
 
     def __init__(
@@ -119,6 +121,7 @@ class SluiceApp(App[int]):
         self.knob_changes = 0
         self.last_recommendation: Recommendation | None = None
         self._shut = False
+        self._last_slider: Slider | None = None
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -355,6 +358,25 @@ class SluiceApp(App[int]):
         """Enter on a session opens its detail screen."""
         if event.row_key.value is not None:
             self.push_screen(DetailScreen(event.row_key.value))
+
+    def action_switch_area(self) -> None:
+        """Tab: jump between the session table and the knobs (Up/Down move among knobs).
+
+        The slider last used gets focus back, so Tab, a few key presses, Tab returns to
+        the table without walking through every slider. In a text box Tab moves on as usual.
+        """
+        focused = self.focused
+        if isinstance(focused, Input) or self.screen is not self.screen_stack[0]:
+            self.screen.focus_next()
+            return
+        if isinstance(focused, Slider):
+            self._last_slider = focused
+            self.query_one("#sessions", SessionTable).focus()
+            return
+        target = self._last_slider
+        if target is None or not target.is_attached:
+            target = self.query(Slider).first()
+        target.focus()
 
     def action_help(self) -> None:
         """Show the help screen."""

@@ -22,7 +22,7 @@ HELP_KEYS: tuple[tuple[str, str], ...] = (
     ("/", "filter the table by id, backend, state or error (Esc clears)"),
     ("o / O", "sort by the next column / reverse the order (or click a header)"),
     ("Enter", "on a session: its detail screen; on a slider: type an exact value"),
-    ("Tab", "move between the table and the sliders"),
+    ("Tab", "jump between the table and the knobs (back to the slider last used)"),
     ("Up Down", "slider: the previous / next slider"),
     ("Left Right h l", "slider: one step"),
     ("PgUp PgDn", "slider: ten steps"),

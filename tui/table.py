@@ -59,18 +59,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("state", "state", 9, lambda s: s.state, lambda s: (STATE_ORDER.get(s.state, 9), s.id)),
     Column("depth", "depth/max", 13, _depth, lambda s: s.depth / s.maxsize if s.maxsize else 0),
     Column("high_water", "hw", 4, lambda s: str(s.high_water), lambda s: s.high_water),
-    Column("bytes", "bytes", 6, lambda s: fmt.nbytes(s.buffered_bytes), lambda s: s.buffered_bytes),
     Column("tokens_in", "in", 5, lambda s: str(s.tokens_in), lambda s: s.tokens_in),
     Column("tokens_out", "out", 5, lambda s: str(s.tokens_out), lambda s: s.tokens_out),
     Column("rate", "rate/s", 6, lambda s: fmt.rate(s.rate_in), lambda s: s.rate_in),
-    Column("ttft", "ttft", 6, lambda s: fmt.seconds(s.ttft), lambda s: _p(s.ttft)),
-    Column(
-        "qw_p50",
-        "qw p50",
-        6,
-        lambda s: fmt.seconds(s.queue_wait.p50),
-        lambda s: _p(s.queue_wait.p50),
-    ),
     Column(
         "qw_p99",
         "qw p99",
@@ -88,6 +79,15 @@ COLUMNS: tuple[Column, ...] = (
     Column("stall", "stall", 5, lambda s: fmt.pct(s.stall_ratio), lambda s: s.stall_ratio),
     Column("attempts", "tries", 5, lambda s: str(s.attempts), lambda s: s.attempts),
     Column("error", "error", 40, lambda s: s.error or "", lambda s: s.error or ""),
+    Column("ttft", "ttft", 6, lambda s: fmt.seconds(s.ttft), lambda s: _p(s.ttft)),
+    Column(
+        "qw_p50",
+        "qw p50",
+        6,
+        lambda s: fmt.seconds(s.queue_wait.p50),
+        lambda s: _p(s.queue_wait.p50),
+    ),
+    Column("bytes", "bytes", 6, lambda s: fmt.nbytes(s.buffered_bytes), lambda s: s.buffered_bytes),
 )
 _KEYS = tuple(c.key for c in COLUMNS)
 _STATE_AT = _KEYS.index("state")

@@ -261,3 +261,19 @@ async def test_t_calibrates_and_moves_the_sliders(fast_config: Config) -> None:
         assert running and all(s.maxsize == rec.maxsize for s in running)
         assert any(kw.get("title") == "calibrated" for _, kw in notes)
         await pilot.press("q")
+
+
+async def test_tab_jumps_between_the_table_and_the_last_used_slider(fast_config: Config) -> None:
+    app = SluiceApp(config=fast_config, continuous=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        table = app.query_one("#sessions", SessionTable)
+        table.focus()
+        await pilot.press("tab")
+        assert isinstance(app.focused, Slider) and app.focused.id == "knob-maxsize"
+        await pilot.press("down", "down")
+        assert isinstance(app.focused, Slider) and app.focused.id == "knob-limit-claude"
+        await pilot.press("tab")
+        assert app.focused is table
+        await pilot.press("shift+tab")
+        assert isinstance(app.focused, Slider) and app.focused.id == "knob-limit-claude"
+        await pilot.press("q")
