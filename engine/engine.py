@@ -128,6 +128,7 @@ class Engine:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closed = False
+        self.dropped_queued = 0  # sessions removed before they got a slot (nothing received)
         self._totals_cache: tuple[float, tuple[Percentiles, ...]] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -289,7 +290,8 @@ class Engine:
 
     def _drop_unstarted(self, session_id: str) -> None:
         task = self._tasks.pop(session_id, None)
-        self.sessions.pop(session_id, None)
+        if self.sessions.pop(session_id, None) is not None:
+            self.dropped_queued += 1
         if task is not None:
             task.cancel()
         if not self._tasks:

@@ -147,12 +147,16 @@ def run_command(
         return EXIT_USAGE
     progress = stderr if (stderr.isatty() and not args.json) else None
 
+    dropped = [0]  # set from inside the run: sessions dropped while still queued
+
     async def main() -> tuple[EngineSnapshot, float]:
         async with (
             open_backends(config, {backend for _, backend in plan}) as backends,
             Engine(config, history=None, backends=backends) as engine,
         ):
-            return await run_headless(engine, plan, duration=args.duration, progress=progress)
+            result = await run_headless(engine, plan, duration=args.duration, progress=progress)
+            dropped[0] = engine.dropped_queued
+            return result
 
     try:
         snapshot, wall = asyncio.run(main())
@@ -162,8 +166,16 @@ def run_command(
     except KeyboardInterrupt:
         stderr.write("sluice run: interrupted; every session was cancelled\n")
         return EXIT_INTERRUPTED
+    if args.duration is not None:
+        # The run outlasts --duration on purpose: streaming sessions finish so nothing
+        # received is lost; sessions still queued for a slot are dropped.
+        stderr.write(
+            f"sluice run: --duration {args.duration:g}s reached; no new sessions after it, "
+            f"{dropped[0]} still queued for a slot dropped (nothing of theirs was received), "
+            f"the streaming ones finished; wall time {format_seconds(wall)}\n"
+        )
     if args.json:
-        stdout.write(summary_json(snapshot, wall_time=wall) + "\n")
+        stdout.write(summary_json(snapshot, wall_time=wall, dropped_queued=dropped[0]) + "\n")
     else:
         stdout.write(summary_table(snapshot, wall_time=wall) + "\n")
     stdout.flush()

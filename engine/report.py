@@ -103,6 +103,9 @@ def summary_table(snapshot: EngineSnapshot, wall_time: float | None = None) -> s
     rows = [_row(s) for s in snapshot.sessions]
     maxsizes = {s.maxsize for s in snapshot.sessions}
     states = ", ".join(f"{n} {state}" for state, n in t.states.items() if n)
+    # The total stall ratio weighs each session by its streaming time.
+    streaming = sum(s.streaming_time for s in snapshot.sessions)
+    stall_ratio = sum(s.stall for s in snapshot.sessions) / streaming if streaming else 0.0
     rows.append(
         [
             f"total ({t.sessions})",
@@ -119,7 +122,7 @@ def summary_table(snapshot: EngineSnapshot, wall_time: float | None = None) -> s
             format_seconds(t.queue_wait.p99),
             format_seconds(t.token_age.p99),
             format_seconds(t.consumer_call.p50),
-            "",
+            f"{stall_ratio * 100:.0f}%" if streaming else "",
             "",
         ]
     )

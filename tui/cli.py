@@ -31,14 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for `sluice` and its subcommands."""
     parser = argparse.ArgumentParser(
         prog="sluice",
-        description="Back-pressure for LLM token streams, with a live app to tune it.",
+        description=(
+            "Back-pressure for LLM token streams, with a live app to tune it. "
+            "With no COMMAND, opens the app on the sessions from the config file."
+        ),
     )
     parser.add_argument(
         "--config",
         metavar="PATH",
         help="config file (default: ./config.toml, or built-in defaults if it is absent)",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="[COMMAND]")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
         sub = commands.add_parser(name, help=module.HELP, description=module.HELP)

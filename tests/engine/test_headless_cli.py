@@ -103,7 +103,15 @@ def run_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 
 
 def check_schema(doc: dict[str, Any]) -> None:
-    assert set(doc) == {"sessions", "totals", "process", "knobs", "backends", "wall_time"}
+    assert set(doc) == {
+        "sessions",
+        "totals",
+        "process",
+        "knobs",
+        "backends",
+        "wall_time",
+        "dropped_queued",
+    }
     assert isinstance(doc["wall_time"], float) and doc["wall_time"] > 0
     for s in doc["sessions"]:
         expected = set(SESSION_KEYS) | {f"{n}_{k}" for n in LATENCIES for k in PERCENTILE_KEYS}
@@ -250,7 +258,7 @@ async def test_a_consumer_injected_through_the_python_api_fails_its_sessions(
     assert other_tasks(before) == set()
     assert wall > 0
     assert [s.state for s in snapshot.sessions] == ["failed", "failed"]
-    doc = to_json_dict(snapshot, wall_time=wall)
+    doc = to_json_dict(snapshot, wall_time=wall, dropped_queued=0)
     check_schema(doc)
     assert doc["sessions"][0]["error"] == "consumer: ConnectionRefusedError: webhook down"
 
@@ -308,3 +316,23 @@ def test_ctrl_c_exits_130_cleanly_with_no_task_left_pending(tmp_path: Path, kind
     for bad in ("Traceback", "Task was destroyed", "never retrieved", "Exception ignored",
                 "was never awaited", "ResourceWarning"):  # fmt: skip
         assert bad not in err, err
+
+
+def test_duration_drops_queued_sessions_and_says_how_many(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, sessions=6)
+    text = config.read_text().replace("demo = 6", "demo = 2")
+    assert text != config.read_text(), "the fast config must set a demo limit to lower"
+    config.write_text(text)
+    argv = ["run", "--headless", "--json", "--duration", "0.2", "--config", str(config)]
+    code = main(argv)
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert code == 0
+    assert "4 still queued for a slot dropped" in err
+    # Continuous mode keeps six going under a limit of two: at the deadline two stream (and
+    # finish) and four wait for a slot; those four are dropped, none of them in `sessions`.
+    assert doc["dropped_queued"] == 4
+    assert {s["state"] for s in doc["sessions"]} == {"done"}
+    assert doc["totals"]["tokens_lost"] == 0
