@@ -12,16 +12,17 @@ import psutil
 from engine.cgroup import memory_limit
 from engine.consumers import make_consumer
 from engine.engine import Engine
-from engine.tuning import Recommendation, measure_consumer, recommend
+from engine.tuning import ConsumerTiming, Recommendation, measure_consumer, recommend
 
 __all__ = ["CALIBRATION_BATCH", "CALIBRATION_CHUNKS", "recommend_for"]
 
-CALIBRATION_CHUNKS = 20  # chunks timed per run: about 20 consumer calls, a second at 50 ms
+CALIBRATION_CHUNKS = 50  # chunks timed per run, as `sluice calibrate`: 2.5 s at 50 ms a call
 CALIBRATION_BATCH = 16  # chunks per call in the batched run
 
 
-async def recommend_for(engine: Engine) -> Recommendation:
-    """Time the engine's kind of consumer and recommend knob values for its current setup."""
+async def recommend_for(engine: Engine) -> tuple[Recommendation, ConsumerTiming]:
+    """Time the engine's kind of consumer and recommend knob values for its current setup;
+    returns the recommendation and the one-chunk timing it rests on."""
     knobs = engine.knobs
     settings = engine.config.consumer
     consumer = make_consumer(settings.kind, delay_ms=knobs.delay_ms, path=settings.path)
@@ -36,7 +37,7 @@ async def recommend_for(engine: Engine) -> Recommendation:
             await closer()
     ceiling = memory_limit()
     reserved = psutil.Process().memory_info().rss if ceiling is not None else 0
-    return recommend(
+    rec = recommend(
         single,
         sessions=max(1, sum(knobs.limits.values())),
         memory_ceiling=ceiling,
@@ -44,3 +45,4 @@ async def recommend_for(engine: Engine) -> Recommendation:
         batched=batched,
         rate=knobs.rate,
     )
+    return rec, single
