@@ -83,9 +83,11 @@ def build_params(args: argparse.Namespace) -> BenchParams:
     if args.quick:
         params = replace(
             params,
-            tokens=20,
-            rate=200.0,
-            delay_ms=10.0,
+            # The consumer (5 ms a call) keeps half the model's pace (400 tokens/s), so
+            # even this short run shows the unbounded backlog grow past maxsize.
+            tokens=60,
+            rate=400.0,
+            delay_ms=5.0,
             ttft_ms=30.0,
             overhead_chunks=5_000,
             overhead_rounds=3,
