@@ -122,8 +122,18 @@ class DetailScreen(Screen[None]):
 
     BINDINGS = [
         Binding("escape,backspace", "app.pop_screen", "back"),
-        Binding("c", "cancel_session", "cancel session"),
+        Binding("c", "cancel_session", "cancel"),
+        # The main screen's keys still work here but stay out of the footer, so that at 80
+        # columns it shows what matters on this screen (back, cancel, help, quit).
+        Binding("s", "app.save", "save", show=False),
+        Binding("n", "app.add_sessions", "add", show=False),
+        Binding("p", "app.toggle_pause", "pause", show=False),
+        Binding("t", "app.calibrate", "tune", show=False),
+        Binding("slash", "ignore", "filter", show=False),
     ]
+
+    def action_ignore(self) -> None:
+        """Keys that mean nothing on this screen (the filter belongs to the table)."""
 
     def __init__(self, session_id: str) -> None:
         super().__init__(id="detail")

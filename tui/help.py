@@ -59,6 +59,7 @@ class HelpScreen(ModalScreen[None]):
         for name, means in KNOB_HELP:
             knobs.add_row(name, means)
         with VerticalScroll(id="help-box"):
+            yield Static("Up/Down or PgUp/PgDn scroll; Esc, q or ? closes.", classes="dim")
             yield Static(keys)
             yield Static(knobs)
             yield Static("Esc, q or ? closes this help.", classes="dim")

@@ -79,6 +79,9 @@ class BackendsBar(Readout):
             line.append(f"  {backend.name} ")
             line.append(fmt.bar(fill, 4), style="yellow" if fill >= 1 else "green")
             line.append(f" {backend.in_use}/{backend.limit}", style="bold")
+            if backend.in_use > backend.limit:
+                # A lowered limit never preempts: say why in-use exceeds it for a while.
+                line.append(" (over: running ones finish)", style="dim")
             if backend.waiting:
                 line.append(f" +{backend.waiting} waiting", style="yellow")
         self.update(line)
