@@ -219,9 +219,12 @@ class SluiceApp(App[int]):
         table = self.query_one("#sessions", SessionTable)
         with self.batch_update():
             view = table.show(self.latest.sessions)
-        note = f"{view.shown} of {view.total} sessions"
         if table.filter_text:
-            note += f" matching '{table.filter_text}': {view.matching}"
+            note = f"{view.matching} of {view.total} sessions match '{table.filter_text}'"
+            if view.hidden:
+                note += f", {view.shown} shown"
+        else:
+            note = f"{view.shown} of {view.total} sessions"
         if view.hidden:
             note += f", {view.hidden} hidden (busiest shown; / filters)"
         arrow = "▼" if table.sort_reverse else "▲"
