@@ -229,7 +229,8 @@ def format_report(
         f"batch_max = {rec.batch_max:<5}  a call takes all that waits, up to maxsize{keep}"
     )
     memory = (
-        f"memory: {rec.sessions} sessions x {rec.maxsize} x {rec.bytes_per_chunk} B = "
+        f"memory: {rec.sessions} sessions at once (--sessions, else the sum of [limits]) x "
+        f"{rec.maxsize} x {rec.bytes_per_chunk} B = "
         f"{format_bytes(rec.buffer_bytes)} of buffers"
     )
     if rec.memory_ceiling is not None:
