@@ -12,7 +12,7 @@ from engine.config import Config, LimitsConfig, QueueConfig
 from engine.engine import Engine
 from engine.snapshot import SessionDetail
 
-TEST_KEY = "sk-ant-test-5f1c0ffee-DO-NOT-SHOW"
+TEST_KEY = "fake-test-key-5f1c0ffee-DO-NOT-SHOW"
 
 
 class RecordingConsumer:

@@ -46,7 +46,7 @@ def test_all_ready_exits_0_with_one_line_each(
 def test_wrong_key_missing_model_and_dead_host_exit_1(
     anthropic_server: AnthropicServer, ollama_server: OllamaServer
 ):
-    wrong = "sk-ant-wrong-0000-secret"
+    wrong = "fake-wrong-key-0000-secret"
     code, lines, _ = run_check(
         ["--backend", "claude,ollama"],
         anthropic_server.url,

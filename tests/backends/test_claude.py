@@ -80,12 +80,12 @@ async def test_retries_exhausted_fails_with_status_and_attempts(anthropic_server
 
 
 async def test_bad_key_is_not_retried_and_never_echoed(anthropic_server: AnthropicServer):
-    backend = claude(anthropic_server, api_key="sk-ant-wrong-key-123")
+    backend = claude(anthropic_server, api_key="fake-wrong-key-123")
     details, _ = await run_prompts(backend, ["p"])
     s = details["p"].snapshot
     assert s.state == "failed" and s.attempts == 1
     assert "authentication_error" in (s.error or "")
-    assert "sk-ant-wrong-key-123" not in (s.error or "") + (details["p"].error_detail or "")
+    assert "fake-wrong-key-123" not in (s.error or "") + (details["p"].error_detail or "")
 
 
 @pytest.mark.parametrize(

@@ -131,11 +131,11 @@ def test_broken_files_exit_2_with_one_line(
 @pytest.mark.parametrize(
     "text",
     [
-        '[claude]\napi_key = "sk-ant-SECRETVALUE"\n',
-        '[claude]\nANTHROPIC_API_KEY = "sk-ant-SECRETVALUE"\n',
+        '[claude]\napi_key = "fake-SECRETVALUE"\n',
+        '[claude]\nANTHROPIC_API_KEY = "fake-SECRETVALUE"\n',
         '[ollama]\npassword = "SECRETVALUE"\n',
-        'api_key = "sk-ant-SECRETVALUE"\n',
-        '[anthropic]\napi_key = "sk-ant-SECRETVALUE"\n',
+        'api_key = "fake-SECRETVALUE"\n',
+        '[anthropic]\napi_key = "fake-SECRETVALUE"\n',
         '[my_plugin.auth]\nclient_secret = "SECRETVALUE"\n',
         '[[hooks]]\nname = "a"\n[[hooks]]\npassword = "SECRETVALUE"\n',
     ],
