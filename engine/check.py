@@ -13,10 +13,17 @@ import asyncio
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TextIO
+from dataclasses import dataclass, replace
+from typing import TextIO, cast
 
-from engine.backends.registry import API_KEY_VARIABLE, BACKEND_NAMES, parse_backend_list
+from engine.backends.base import describe_cause
+from engine.backends.registry import (
+    API_KEY_VARIABLE,
+    BACKEND_NAMES,
+    build_backend,
+    claude_base_url,
+    parse_backend_list,
+)
 from engine.config import Config
 
 __all__ = ["HELP", "CheckResult", "add_arguments", "check_backends", "run_command"]
@@ -63,7 +70,7 @@ async def check_claude(config: Config, environ: Mapping[str, str]) -> CheckResul
 
     key = environ.get(API_KEY_VARIABLE, "").strip()
     cfg = config.claude
-    base_url = cfg.base_url or environ.get("ANTHROPIC_BASE_URL", "").strip() or None
+    base_url = claude_base_url(config, environ)
     if not key:
         where = base_url or "the default API"
         return CheckResult(
@@ -71,14 +78,8 @@ async def check_claude(config: Config, environ: Mapping[str, str]) -> CheckResul
             False,
             f"not checked: {API_KEY_VARIABLE} is not set (model {cfg.model}, {where})",
         )
-    backend = ClaudeBackend(
-        api_key=key,
-        model=cfg.model,
-        max_tokens=cfg.max_tokens,
-        base_url=base_url,
-        timeout_s=min(cfg.timeout_s, CHECK_TIMEOUT_S),
-        retries=0,
-    )
+    quick = replace(cfg, timeout_s=min(cfg.timeout_s, CHECK_TIMEOUT_S), retries=0)
+    backend = cast(ClaudeBackend, build_backend("claude", replace(config, claude=quick), environ))
     where = f"at {backend.base_url}"
     try:
         found = await backend.client.models.retrieve(cfg.model)
@@ -99,10 +100,7 @@ async def check_claude(config: Config, environ: Mapping[str, str]) -> CheckResul
         detail = f"unreachable: no answer within {backend.timeout_s:g}s {where} (key set)"
         return CheckResult("claude", False, detail)
     except anthropic.APIConnectionError as exc:
-        cause: BaseException = exc
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
-        reason = _scrub(f"{type(cause).__name__}: {cause}", key)
+        reason = _scrub(describe_cause(exc), key)
         return CheckResult("claude", False, f"unreachable {where}: {reason} (key set)")
     finally:
         await backend.aclose()
@@ -115,15 +113,11 @@ async def check_ollama(config: Config, environ: Mapping[str, str]) -> CheckResul
     import httpx
     import ollama
 
-    from engine.backends.ollama import OllamaBackend, resolve_host
+    from engine.backends.ollama import OllamaBackend
 
     cfg = config.ollama
-    backend = OllamaBackend(
-        host=resolve_host(cfg.host, environ),
-        model=cfg.model,
-        timeout_s=min(cfg.timeout_s, CHECK_TIMEOUT_S),
-        retries=0,
-    )
+    quick = replace(cfg, timeout_s=min(cfg.timeout_s, CHECK_TIMEOUT_S), retries=0)
+    backend = cast(OllamaBackend, build_backend("ollama", replace(config, ollama=quick), environ))
     where = f"at {backend.host}"
     try:
         listing = await backend.client.list()

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from engine.backends.base import Backend, StreamInfo
+from engine.backends.base import Backend, StreamInfo, describe_error
 from engine.buffer import TokenBuffer
 from engine.chunk import Chunk
 from engine.consumers import Consumer
@@ -44,13 +44,6 @@ class _UpstreamFailed(Exception):
     def __init__(self, original: BaseException) -> None:
         super().__init__(str(original))
         self.original = original
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line naming the error's type and message, for tables and JSON."""
-    text = " ".join(str(exc).split())
-    name = type(exc).__name__
-    return f"{name}: {text}" if text else name
 
 
 class Session:

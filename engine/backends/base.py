@@ -12,7 +12,14 @@ from typing import Protocol, runtime_checkable
 
 from engine.chunk import Chunk
 
-__all__ = ["Backend", "BackendError", "StreamInfo", "StreamTruncated"]
+__all__ = [
+    "Backend",
+    "BackendError",
+    "StreamInfo",
+    "StreamTruncated",
+    "describe_cause",
+    "describe_error",
+]
 
 
 class BackendError(Exception):
@@ -21,6 +28,22 @@ class BackendError(Exception):
 
 class StreamTruncated(BackendError):
     """The stream ended without the backend's end-of-message marker."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line naming the error's type and message, for tables and JSON."""
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+def describe_cause(exc: BaseException) -> str:
+    """`describe_error` of the innermost cause (HTTP clients wrap the real reason, a
+    refused connection say, several layers deep)."""
+    inner: BaseException = exc
+    while inner.__cause__ is not None:
+        inner = inner.__cause__
+    return describe_error(inner)
 
 
 class StreamInfo:

@@ -24,7 +24,7 @@ from anthropic.types import (
     TextDelta,
 )
 
-from engine.backends.base import BackendError, StreamInfo, StreamTruncated
+from engine.backends.base import BackendError, StreamInfo, StreamTruncated, describe_cause
 from engine.chunk import Chunk
 
 __all__ = ["ClaudeBackend"]
@@ -120,7 +120,7 @@ class ClaudeBackend:
             ) from exc
         except anthropic.APIConnectionError as exc:
             raise self._error(
-                f"cannot reach {self.base_url} after {_tries(info)}: {_cause(exc)}"
+                f"cannot reach {self.base_url} after {_tries(info)}: {describe_cause(exc)}"
             ) from exc
         finally:
             _OPENING.reset(token)
@@ -164,7 +164,7 @@ class ClaudeBackend:
             ) from exc
         except httpx2.TransportError as exc:
             raise self._error(
-                f"connection dropped after {count} chunks: {_cause(exc)} (not retried: the "
+                f"connection dropped after {count} chunks: {describe_cause(exc)} (not retried: the "
                 "stream had started)"
             ) from exc
         finally:
@@ -194,13 +194,3 @@ def _status_text(exc: anthropic.APIStatusError) -> str:
     if kind and message:
         return f"{kind}: {message}"
     return str(message or kind or exc.message)
-
-
-def _cause(exc: BaseException) -> str:
-    """The innermost cause's type and message, in one line."""
-    inner: BaseException = exc
-    while inner.__cause__ is not None:
-        inner = inner.__cause__
-    text = " ".join(str(inner).split())
-    name = type(inner).__name__
-    return f"{name}: {text}" if text else name

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import ollama
 
-from engine.backends.base import BackendError, StreamInfo, StreamTruncated
+from engine.backends.base import BackendError, StreamInfo, StreamTruncated, describe_cause
 from engine.chunk import Chunk
 
 __all__ = ["DEFAULT_HOST", "OllamaBackend", "resolve_host"]
@@ -107,7 +107,7 @@ class OllamaBackend:
                     ) from exc
                 except (httpx.TransportError, ConnectionError) as exc:
                     raise BackendError(
-                        f"cannot reach Ollama at {self.host}: {_cause(exc)}"
+                        f"cannot reach Ollama at {self.host}: {describe_cause(exc)}"
                     ) from exc
                 else:
                     busy = False
@@ -159,7 +159,7 @@ class OllamaBackend:
             ) from exc
         except httpx.TransportError as exc:
             raise BackendError(
-                f"connection dropped after {count} chunks: {_cause(exc)} (not retried: the "
+                f"connection dropped after {count} chunks: {describe_cause(exc)} (not retried: the "
                 "stream had started)"
             ) from exc
         except ValueError as exc:  # a line that is not JSON
@@ -172,12 +172,3 @@ class OllamaBackend:
 
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
-
-
-def _cause(exc: BaseException) -> str:
-    inner: BaseException = exc
-    while inner.__cause__ is not None:
-        inner = inner.__cause__
-    text = _one_line(inner)
-    name = type(inner).__name__
-    return f"{name}: {text}" if text else name

@@ -19,6 +19,7 @@ __all__ = [
     "BUILDERS",
     "MissingCredentials",
     "build_backend",
+    "claude_base_url",
     "close_backends",
     "open_backends",
     "parse_backend_list",
@@ -42,6 +43,11 @@ def require_credentials(names: Iterable[str], environ: Mapping[str, str] | None 
         )
 
 
+def claude_base_url(config: Config, environ: Mapping[str, str]) -> str | None:
+    """`[claude] base_url`, else ANTHROPIC_BASE_URL, else None (the SDK's default)."""
+    return config.claude.base_url or environ.get("ANTHROPIC_BASE_URL", "").strip() or None
+
+
 def _build_claude(config: Config, environ: Mapping[str, str]) -> Backend:
     from engine.backends.claude import ClaudeBackend
 
@@ -52,7 +58,7 @@ def _build_claude(config: Config, environ: Mapping[str, str]) -> Backend:
         model=cfg.model,
         max_tokens=cfg.max_tokens,
         system=cfg.system,
-        base_url=cfg.base_url or environ.get("ANTHROPIC_BASE_URL", "").strip() or None,
+        base_url=claude_base_url(config, environ),
         timeout_s=cfg.timeout_s,
         retries=cfg.retries,
     )
