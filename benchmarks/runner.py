@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from benchmarks.measure import machine
@@ -34,6 +34,7 @@ from benchmarks.scenario import MODES, ScenarioResult, ScenarioSpec, run_scenari
 __all__ = ["BenchParams", "BenchResult", "result_from_dict", "run_bench", "run_job"]
 
 PARTS = ("scenario", "memory", "overhead", "scale")
+_SCENARIO = ScenarioSpec()
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +42,13 @@ class BenchParams:
     """What `sluice bench` runs; the defaults take about a minute on 2 cores."""
 
     parts: tuple[str, ...] = PARTS
-    tokens: int = 120
-    sessions: int = 12
-    limit: int = 4
-    delay_ms: float = 50.0
-    rate: float = 40.0
-    ttft_ms: float = 300.0
+    # The scenario's sizes, defaulting to ScenarioSpec's (one place for the write-up's rates).
+    tokens: int = _SCENARIO.tokens
+    sessions: int = _SCENARIO.sessions
+    limit: int = _SCENARIO.limit
+    delay_ms: float = _SCENARIO.delay_ms
+    rate: float = _SCENARIO.rate
+    ttft_ms: float = _SCENARIO.ttft_ms
     overhead_chunks: int = 60_000
     overhead_rounds: int = 5
     scale_sizes: tuple[int, ...] = (1000, 5000)
@@ -60,7 +62,8 @@ class BenchParams:
 
     def spec(self) -> ScenarioSpec:
         """The scenario part's sizes."""
-        return ScenarioSpec(
+        return replace(
+            _SCENARIO,
             sessions=self.sessions,
             limit=self.limit,
             delay_ms=self.delay_ms,
