@@ -8,6 +8,7 @@ imports the UI.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import itertools
 import time
@@ -123,6 +124,7 @@ class Engine:
         self._numbers = itertools.count(1)
         self._history = history
         self._retired = _Retired()
+        self._finished: collections.deque[str] = collections.deque()  # ids, in end order
         self.sampler = ProcessSampler(clock=clock)
         self._background: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
@@ -301,18 +303,21 @@ class Engine:
         self._tasks.pop(session_id, None)
         if not self._tasks:
             self._idle.set()
-        self._prune_history()
+        if self._history is not None and session_id in self.sessions:
+            self._finished.append(session_id)  # (a session dropped unstarted is not here)
+            self._prune_history()
         if self._continuous and not self._closed:
             self._top_up_demo()
 
     def _prune_history(self) -> None:
-        if self._history is None:
+        """Fold the oldest finished sessions into the totals beyond `history` of them."""
+        history = self._history
+        if history is None:
             return
-        finished = [s for s in self.sessions.values() if s.finished]
-        excess = len(finished) - self._history
-        for session in finished[: max(0, excess)]:
-            self._retired.absorb(session)
-            del self.sessions[session.id]
+        while len(self._finished) > history:
+            session = self.sessions.pop(self._finished.popleft(), None)
+            if session is not None:
+                self._retired.absorb(session)
 
     async def wait_idle(self) -> None:
         """Wait until no session is running (in continuous mode that may be never)."""
