@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import re
 import shutil
@@ -30,8 +31,8 @@ from pathlib import Path
 
 import psutil
 
-from engine.config import load_config
-from engine.engine import Engine
+from sluice.engine.config import load_config
+from sluice.engine.engine import Engine
 
 SESSION_NAME = "sluice-app-cost"
 DEMO_LIMIT_CAP = 64  # the demo limit slider's top: with more sessions the rest wait
@@ -97,6 +98,16 @@ def slider_value() -> int | None:
 _MAXSIZE_ROW = re.compile(r"maxsize\s+[━─○●]+\s+(\d+)")
 
 
+def _paused_is(paused: bool) -> bool:
+    """Whether the screen's pause marker is shown exactly when `paused`."""
+    return pane_shows("PAUSED") == paused
+
+
+def _slider_is(value: int) -> bool:
+    """Whether the maxsize slider on screen reads `value`."""
+    return slider_value() == value
+
+
 def _wait(condition: Callable[[], bool], started: float, what: str) -> float:
     deadline = started + 5.0
     while not condition():
@@ -117,7 +128,7 @@ def key_latency(presses: int) -> tuple[list[float], list[float]]:
         want_paused = i % 2 == 0
         started = time.perf_counter()
         tmux("send-keys", "-t", SESSION_NAME, "p")
-        pauses.append(_wait(lambda w=want_paused: pane_shows("PAUSED") == w, started, "PAUSED"))
+        pauses.append(_wait(functools.partial(_paused_is, want_paused), started, "PAUSED"))
         time.sleep(0.25)
     tmux("send-keys", "-t", SESSION_NAME, "Tab")  # the table -> the first slider (maxsize)
     time.sleep(0.5)
@@ -130,7 +141,7 @@ def key_latency(presses: int) -> tuple[list[float], list[float]]:
         started = time.perf_counter()
         tmux("send-keys", "-t", SESSION_NAME, key)
         value += step
-        slides.append(_wait(lambda v=value: slider_value() == v, started, f"maxsize {value}"))
+        slides.append(_wait(functools.partial(_slider_is, value), started, f"maxsize {value}"))
         time.sleep(0.25)
     return pauses, slides
 
@@ -181,7 +192,7 @@ async def in_app_latency(config: Path, warmup: float, presses: int) -> list[floa
     """
     from textual.screen import Screen
 
-    from tui.app import SluiceApp
+    from sluice.tui.app import SluiceApp
 
     frames: list[float] = []
     original = Screen._compositor_refresh

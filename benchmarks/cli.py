@@ -15,10 +15,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from engine.config import Config
+from sluice.engine.config import Config
 
 if TYPE_CHECKING:
-    from benchmarks.runner import BenchParams
+    from sluice.bench.runner import BenchParams
 
 __all__ = ["HELP", "add_arguments", "run_command"]
 
@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_params(args: argparse.Namespace) -> BenchParams:
     """BenchParams from the options; raises UsageError naming a bad one."""
-    from benchmarks.runner import PARTS, BenchParams
+    from sluice.bench.runner import PARTS, BenchParams
 
     params = BenchParams()
     if args.quick:
@@ -140,9 +140,9 @@ def run_command(
 ) -> int:
     """Carry out `sluice bench`; returns the exit code. The config is not used: the bench
     sets its own sizes so runs compare across machines."""
-    from benchmarks.plot import scenario_svg
-    from benchmarks.report import goals, markdown
-    from benchmarks.runner import run_bench
+    from sluice.bench.plot import scenario_svg
+    from sluice.bench.report import goals, markdown
+    from sluice.bench.runner import run_bench
 
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr

@@ -19,12 +19,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from benchmarks.measure import median
-from engine.backends.base import StreamInfo
-from engine.buffer import TokenBuffer
-from engine.chunk import Chunk
-from engine.config import Config, ConsumerConfig, QueueConfig
-from engine.engine import Engine
+from sluice.bench.measure import median
+from sluice.engine.backends.base import StreamInfo
+from sluice.engine.buffer import TokenBuffer
+from sluice.engine.chunk import Chunk
+from sluice.engine.config import Config, ConsumerConfig, QueueConfig
+from sluice.engine.engine import Engine
 
 __all__ = ["VARIANTS", "OverheadResult", "demo_chunks", "run_overhead"]
 

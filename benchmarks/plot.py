@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable, Sequence
 from xml.sax.saxutils import escape
 
-from benchmarks.scenario import ScenarioResult
+from sluice.bench.scenario import ScenarioResult
 
 __all__ = ["scenario_svg"]
 

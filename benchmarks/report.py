@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.runner import BenchResult
-from benchmarks.scenario import ScenarioResult
-from engine.report import format_bytes, format_seconds
+from sluice.bench.runner import BenchResult
+from sluice.bench.scenario import ScenarioResult
+from sluice.engine.report import format_bytes, format_seconds
 
 __all__ = ["Goal", "goals", "markdown"]
 

@@ -10,6 +10,7 @@ together with the two memory counts; the CPU-bound parts (overhead, scale) run o
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import subprocess
@@ -19,9 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from benchmarks.measure import machine
-from benchmarks.overhead import OverheadResult, run_overhead
-from benchmarks.scale import (
+from sluice.bench.measure import machine
+from sluice.bench.overhead import OverheadResult, run_overhead
+from sluice.bench.scale import (
     IdleResult,
     ScaleResult,
     SteadyResult,
@@ -29,7 +30,7 @@ from benchmarks.scale import (
     run_scale,
     streaming_session_memory,
 )
-from benchmarks.scenario import MODES, ScenarioResult, ScenarioSpec, run_scenario
+from sluice.bench.scenario import MODES, ScenarioResult, ScenarioSpec, run_scenario
 
 __all__ = ["BenchParams", "BenchResult", "result_from_dict", "run_bench", "run_job"]
 
@@ -177,12 +178,17 @@ def _start(job: dict[str, Any]) -> subprocess.Popen[str]:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     return subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.worker", json.dumps(job)],
+        [sys.executable, "-m", "sluice.bench.worker", json.dumps(job)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
+
+
+def _run_alone(job: dict[str, Any]) -> dict[str, Any]:
+    """Start one job's worker and wait for it (no other job runs beside it)."""
+    return _finish(job, _start(job))
 
 
 def _finish(job: dict[str, Any], proc: subprocess.Popen[str]) -> dict[str, Any]:
@@ -212,15 +218,15 @@ def run_bench(
         say(", ".join(_label(j) for j in jobs))
         if not isolate:
             for job in jobs:
-                outputs.append((job, _guard(lambda job=job: run_job(job))))
+                outputs.append((job, _guard(functools.partial(run_job, job))))
             return
         if parallel:
             procs = [(job, _start(job)) for job in jobs]
             for job, proc in procs:
-                outputs.append((job, _guard(lambda job=job, proc=proc: _finish(job, proc))))
+                outputs.append((job, _guard(functools.partial(_finish, job, proc))))
         else:
             for job in jobs:
-                outputs.append((job, _guard(lambda job=job: _finish(job, _start(job)))))
+                outputs.append((job, _guard(functools.partial(_run_alone, job))))
 
     record(together, parallel=True)
     record(alone, parallel=False)

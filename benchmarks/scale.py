@@ -20,14 +20,16 @@ import math
 import pstats
 import time
 import tracemalloc
+from collections.abc import AsyncGenerator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from benchmarks.measure import cpu_seconds, machine_busy_seconds, rss
-from engine.config import Config, ConsumerConfig, DemoConfig, LimitsConfig, QueueConfig
-from engine.engine import Engine
-from engine.histogram import Histogram
+from sluice.bench.measure import cpu_seconds, machine_busy_seconds, rss
+from sluice.engine.chunk import Chunk
+from sluice.engine.config import Config, ConsumerConfig, DemoConfig, LimitsConfig, QueueConfig
+from sluice.engine.engine import Engine
+from sluice.engine.histogram import Histogram
 
 __all__ = [
     "IdleResult",
@@ -407,8 +409,8 @@ async def streaming_session_memory(
 async def _model_state(streams: int, chunks_each: int) -> float:
     """Heap bytes one demo stream holds after `chunks_each` chunks, with nothing kept of
     what it yielded (generation made instant so this takes no time)."""
-    from engine.backends.base import StreamInfo
-    from engine.backends.demo import DemoModel
+    from sluice.engine.backends.base import StreamInfo
+    from sluice.engine.backends.demo import DemoModel
 
     model = DemoModel(rate=1e6, ttft_ms=0.0, tokens=chunks_each * 4, jitter=0.0)
     gc.collect()
@@ -424,5 +426,5 @@ async def _model_state(streams: int, chunks_each: int) -> float:
     finally:
         tracemalloc.stop()
     for gen in gens:
-        await gen.aclose()
+        await cast(AsyncGenerator[Chunk, None], gen).aclose()
     return sum(d.size_diff for d in after.compare_to(before, "filename")) / streams

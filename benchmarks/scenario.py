@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from benchmarks.measure import rss
-from engine.config import Config, ConsumerConfig, DemoConfig, LimitsConfig, QueueConfig
-from engine.engine import Engine
+from sluice.bench.measure import rss
+from sluice.engine.config import Config, ConsumerConfig, DemoConfig, LimitsConfig, QueueConfig
+from sluice.engine.engine import Engine
 
 __all__ = [
     "MODES",

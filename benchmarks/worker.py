@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
-from benchmarks.runner import run_job
+from sluice.bench.runner import run_job
 
 
 def main(argv: list[str]) -> int:

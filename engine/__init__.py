@@ -8,12 +8,12 @@ The engine is a library and never imports the UI. Start here:
         print(engine.snapshot().totals)
 """
 
-from engine.backends.base import Backend, BackendError, StreamInfo, StreamTruncated
-from engine.backends.demo import DemoModel
-from engine.buffer import BufferClosed, BufferStats, TokenBuffer
-from engine.chunk import Chunk
-from engine.config import Config, ConfigError, load_config, save_config
-from engine.consumers import (
+from sluice.engine.backends.base import Backend, BackendError, StreamInfo, StreamTruncated
+from sluice.engine.backends.demo import DemoModel
+from sluice.engine.buffer import BufferClosed, BufferStats, TokenBuffer
+from sluice.engine.chunk import Chunk
+from sluice.engine.config import Config, ConfigError, load_config, save_config
+from sluice.engine.consumers import (
     Consumer,
     NullConsumer,
     SleepConsumer,
@@ -21,11 +21,11 @@ from engine.consumers import (
     StdoutConsumer,
     make_consumer,
 )
-from engine.engine import Engine, KnobError
-from engine.histogram import Histogram, Percentiles
-from engine.limiter import AdjustableLimiter, LimiterStats
-from engine.session import Session
-from engine.snapshot import (
+from sluice.engine.engine import Engine, KnobError
+from sluice.engine.histogram import Histogram, Percentiles
+from sluice.engine.limiter import AdjustableLimiter, LimiterStats
+from sluice.engine.session import Session
+from sluice.engine.snapshot import (
     BackendSnapshot,
     EngineSnapshot,
     Knobs,

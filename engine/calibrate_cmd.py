@@ -17,10 +17,10 @@ import sys
 from dataclasses import asdict
 from typing import TextIO
 
-from engine.config import KNOB_SPECS, Config, ConfigError, save_config
-from engine.consumers import make_consumer
-from engine.report import format_bytes
-from engine.tuning import (
+from sluice.engine.config import KNOB_SPECS, Config, ConfigError, save_config
+from sluice.engine.consumers import make_consumer
+from sluice.engine.report import format_bytes
+from sluice.engine.tuning import (
     BATCH_MAX,
     Calibration,
     ConsumerTiming,

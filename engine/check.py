@@ -16,15 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TextIO, cast
 
-from engine.backends.base import describe_cause
-from engine.backends.registry import (
+from sluice.engine.backends.base import describe_cause
+from sluice.engine.backends.registry import (
     API_KEY_VARIABLE,
     BACKEND_NAMES,
     build_backend,
     claude_base_url,
     parse_backend_list,
 )
-from engine.config import Config
+from sluice.engine.config import Config
 
 __all__ = ["HELP", "CheckResult", "add_arguments", "check_backends", "run_command"]
 
@@ -66,7 +66,7 @@ async def check_claude(config: Config, environ: Mapping[str, str]) -> CheckResul
     """Ask Claude's API for the configured model with the configured key."""
     import anthropic
 
-    from engine.backends.claude import ClaudeBackend
+    from sluice.engine.backends.claude import ClaudeBackend
 
     key = environ.get(API_KEY_VARIABLE, "").strip()
     cfg = config.claude
@@ -113,7 +113,7 @@ async def check_ollama(config: Config, environ: Mapping[str, str]) -> CheckResul
     import httpx
     import ollama
 
-    from engine.backends.ollama import OllamaBackend
+    from sluice.engine.backends.ollama import OllamaBackend
 
     cfg = config.ollama
     quick = replace(cfg, timeout_s=min(cfg.timeout_s, CHECK_TIMEOUT_S), retries=0)

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import tomli_w
 
-from engine.consumers import CONSUMER_KINDS
+from sluice.engine.consumers import CONSUMER_KINDS
 
 __all__ = [
     "BACKENDS",

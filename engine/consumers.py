@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol, TextIO, runtime_checkable
 
-from engine.chunk import Chunk
+from sluice.engine.chunk import Chunk
 
 __all__ = [
     "CONSUMER_KINDS",

@@ -15,16 +15,16 @@ import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
 
-from engine.backends.base import Backend
-from engine.backends.demo import DemoModel
-from engine.backends.registry import BUILDERS, build_backend, close_backends
-from engine.config import BACKENDS, KNOB_SPECS, Config, KnobSpec
-from engine.consumers import Consumer, SleepConsumer, make_consumer
-from engine.histogram import Histogram, Percentiles
-from engine.limiter import AdjustableLimiter
-from engine.process import ProcessSampler
-from engine.session import SUMMARY_REFRESH, Session
-from engine.snapshot import (
+from sluice.engine.backends.base import Backend
+from sluice.engine.backends.demo import DemoModel
+from sluice.engine.backends.registry import BUILDERS, build_backend, close_backends
+from sluice.engine.config import BACKENDS, KNOB_SPECS, Config, KnobSpec
+from sluice.engine.consumers import Consumer, SleepConsumer, make_consumer
+from sluice.engine.histogram import Histogram, Percentiles
+from sluice.engine.limiter import AdjustableLimiter
+from sluice.engine.process import ProcessSampler
+from sluice.engine.session import SUMMARY_REFRESH, Session
+from sluice.engine.snapshot import (
     SESSION_STATES,
     BackendSnapshot,
     EngineSnapshot,

@@ -16,13 +16,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TextIO
 
-from engine.backends.base import BackendError
-from engine.backends.registry import open_backends
-from engine.config import KNOB_SPECS, Config
-from engine.engine import Engine
-from engine.prompts import PromptError, add_prompt_arguments, plan_from_args
-from engine.report import format_seconds, summary_json, summary_table
-from engine.snapshot import EngineSnapshot
+from sluice.engine.backends.base import BackendError
+from sluice.engine.backends.registry import open_backends
+from sluice.engine.config import KNOB_SPECS, Config
+from sluice.engine.engine import Engine
+from sluice.engine.prompts import PromptError, add_prompt_arguments, plan_from_args
+from sluice.engine.report import format_seconds, summary_json, summary_table
+from sluice.engine.snapshot import EngineSnapshot
 
 __all__ = ["HELP", "add_arguments", "run_command", "run_headless"]
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import psutil
 
-from engine.cgroup import memory_limit
-from engine.histogram import Histogram
-from engine.snapshot import ProcessSnapshot
+from sluice.engine.cgroup import memory_limit
+from sluice.engine.histogram import Histogram
+from sluice.engine.snapshot import ProcessSnapshot
 
 __all__ = ["ProcessSampler"]
 

@@ -13,9 +13,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.backends.base import BackendError
-from engine.backends.registry import parse_backend_list, require_credentials
-from engine.config import KNOB_SPECS, Config
+from sluice.engine.backends.base import BackendError
+from sluice.engine.backends.registry import parse_backend_list, require_credentials
+from sluice.engine.config import KNOB_SPECS, Config
 
 __all__ = ["PromptError", "add_prompt_arguments", "load_prompts", "plan_from_args", "plan_sessions"]
 

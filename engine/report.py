@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.snapshot import EngineSnapshot, SessionSnapshot
+from sluice.engine.snapshot import EngineSnapshot, SessionSnapshot
 
 __all__ = ["format_bytes", "format_seconds", "summary_json", "summary_table", "to_json_dict"]
 

@@ -17,14 +17,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from engine.backends.base import Backend, StreamInfo, describe_error
-from engine.buffer import TokenBuffer
-from engine.chunk import Chunk
-from engine.consumers import Consumer
-from engine.histogram import Histogram, Percentiles
-from engine.limiter import AdjustableLimiter
-from engine.rates import RateMeter
-from engine.snapshot import SessionDetail, SessionSnapshot
+from sluice.engine.backends.base import Backend, StreamInfo, describe_error
+from sluice.engine.buffer import TokenBuffer
+from sluice.engine.chunk import Chunk
+from sluice.engine.consumers import Consumer
+from sluice.engine.histogram import Histogram, Percentiles
+from sluice.engine.limiter import AdjustableLimiter
+from sluice.engine.rates import RateMeter
+from sluice.engine.snapshot import SessionDetail, SessionSnapshot
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from engine.histogram import Percentiles
+from sluice.engine.histogram import Percentiles
 
 __all__ = [
     "SESSION_STATES",

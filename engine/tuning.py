@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from engine.chunk import Chunk
-from engine.config import KNOB_SPECS
-from engine.consumers import Consumer
+from sluice.engine.chunk import Chunk
+from sluice.engine.config import KNOB_SPECS
+from sluice.engine.consumers import Consumer
 
 __all__ = [
     "Calibration",
@@ -368,7 +368,7 @@ def container_ceiling() -> tuple[int | None, int]:
     calibration uses when none is given, and what the rest of the process already takes."""
     import psutil
 
-    from engine.cgroup import memory_limit
+    from sluice.engine.cgroup import memory_limit
 
     limit = memory_limit()
     if limit is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from engine import Chunk, Engine
+from sluice.engine import Chunk, Engine
 
 PROMPTS = [
     "Summarise the plot of Hamlet in three sentences.",

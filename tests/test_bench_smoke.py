@@ -10,13 +10,13 @@ from dataclasses import replace
 
 import pytest
 
-from benchmarks import cli
-from benchmarks.overhead import VARIANTS, run_overhead
-from benchmarks.plot import scenario_svg
-from benchmarks.report import goals, markdown
-from benchmarks.runner import BenchParams, result_from_dict, run_bench
-from benchmarks.scale import idle_session_memory, run_scale, streaming_session_memory
-from benchmarks.scenario import (
+from sluice.bench import cli
+from sluice.bench.overhead import VARIANTS, run_overhead
+from sluice.bench.plot import scenario_svg
+from sluice.bench.report import goals, markdown
+from sluice.bench.runner import BenchParams, result_from_dict, run_bench
+from sluice.bench.scale import idle_session_memory, run_scale, streaming_session_memory
+from sluice.bench.scenario import (
     MODES,
     ScenarioResult,
     ScenarioSpec,
@@ -24,7 +24,7 @@ from benchmarks.scenario import (
     makespan,
     run_scenario,
 )
-from engine.config import Config
+from sluice.engine.config import Config
 
 # A model 2x faster than the consumer, as in the original (40 tokens/s vs 20 calls/s).
 TINY = ScenarioSpec(

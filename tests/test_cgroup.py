@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.cgroup import memory_limit
+from sluice.engine.cgroup import memory_limit
 
 V1_UNLIMITED = "9223372036854771712"  # what v1 reports when no limit is set (2**63 - 4096)
 

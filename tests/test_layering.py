@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
+UI_PACKAGES = ("sluice.tui", "sluice.cli")
 
 
 def test_engine_sources_import_no_ui() -> None:
@@ -21,15 +22,16 @@ def test_engine_sources_import_no_ui() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             for name in names:
-                if name.split(".")[0] in ("tui", "textual"):
+                if name.split(".")[0] == "textual" or name.startswith(UI_PACKAGES):
                     offenders.append(f"{path.name}: {name}")
     assert offenders == []
 
 
 def test_importing_engine_loads_no_ui_module() -> None:
     code = (
-        "import sys, engine, engine.headless, engine.report; "
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('tui', 'textual')]; "
+        "import sys, sluice.engine, sluice.engine.headless, sluice.engine.report; "
+        "bad = [m for m in sys.modules if m.split('.')[0] == 'textual' "
+        "or m.startswith(('sluice.tui', 'sluice.cli'))]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import calibrate_cmd
-from engine.chunk import Chunk
-from engine.config import load_config
-from engine.tuning import (
+from sluice.engine import calibrate_cmd
+from sluice.engine.chunk import Chunk
+from sluice.engine.config import load_config
+from sluice.engine.tuning import (
     CallCost,
     ConsumerTiming,
     calibrate,
@@ -346,10 +346,10 @@ async def test_calibrate_runs_both_timings_and_recommends() -> None:
 
 
 def test_container_ceiling_reserves_rss_only_with_a_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.cgroup
+    import sluice.engine.cgroup
 
-    monkeypatch.setattr(engine.cgroup, "memory_limit", lambda: None)
+    monkeypatch.setattr(sluice.engine.cgroup, "memory_limit", lambda: None)
     assert container_ceiling() == (None, 0)
-    monkeypatch.setattr(engine.cgroup, "memory_limit", lambda: 2**30)
+    monkeypatch.setattr(sluice.engine.cgroup, "memory_limit", lambda: 2**30)
     limit, reserved = container_ceiling()
     assert limit == 2**30 and reserved > 0

@@ -21,20 +21,20 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 
-from engine.config import Config, ConfigError, load_config, save_config
-from engine.engine import Engine, KnobError
-from engine.session import describe_error
-from engine.snapshot import EngineSnapshot
-from engine.tuning import Recommendation
-from tui.calibrate import recommend_for
-from tui.detail import DetailScreen
-from tui.help import HelpScreen
-from tui.knobs import KnobDef, KnobRow, KnobsPanel
-from tui.panels import BackendsBar, ProcessBar, SparkHistory, SparkPanel
-from tui.readout import Readout
-from tui.slider import Slider
-from tui.source import SnapshotSource
-from tui.table import SessionTable
+from sluice.engine.config import Config, ConfigError, load_config, save_config
+from sluice.engine.engine import Engine, KnobError
+from sluice.engine.session import describe_error
+from sluice.engine.snapshot import EngineSnapshot
+from sluice.engine.tuning import Recommendation
+from sluice.tui.calibrate import recommend_for
+from sluice.tui.detail import DetailScreen
+from sluice.tui.help import HelpScreen
+from sluice.tui.knobs import KnobDef, KnobRow, KnobsPanel
+from sluice.tui.panels import BackendsBar, ProcessBar, SparkHistory, SparkPanel
+from sluice.tui.readout import Readout
+from sluice.tui.slider import Slider
+from sluice.tui.source import SnapshotSource
+from sluice.tui.table import SessionTable
 
 __all__ = ["FilterBox", "SluiceApp", "Workload"]
 

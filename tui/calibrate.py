@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import psutil
 
-from engine.cgroup import memory_limit
-from engine.consumers import make_consumer
-from engine.engine import Engine
-from engine.tuning import ConsumerTiming, Recommendation, measure_consumer, recommend
+from sluice.engine.cgroup import memory_limit
+from sluice.engine.consumers import make_consumer
+from sluice.engine.engine import Engine
+from sluice.engine.tuning import ConsumerTiming, Recommendation, measure_consumer, recommend
 
 __all__ = ["CALIBRATION_BATCH", "CALIBRATION_CHUNKS", "recommend_for"]
 

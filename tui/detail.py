@@ -13,9 +13,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from engine.histogram import Percentiles
-from engine.snapshot import SessionDetail, SessionSnapshot
-from tui import fmt
+from sluice.engine.histogram import Percentiles
+from sluice.engine.snapshot import SessionDetail, SessionSnapshot
+from sluice.tui import fmt
 
 __all__ = ["DetailScreen", "Timeline", "render_latencies", "render_summary", "render_timeline"]
 

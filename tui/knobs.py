@@ -17,12 +17,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label
 
-from engine.config import KNOB_SPECS, KnobSpec
-from engine.engine import Engine
-from engine.snapshot import Knobs
-from tui.fmt import knob_value
-from tui.readout import Readout
-from tui.slider import Slider
+from sluice.engine.config import KNOB_SPECS, KnobSpec
+from sluice.engine.engine import Engine
+from sluice.engine.snapshot import Knobs
+from sluice.tui.fmt import knob_value
+from sluice.tui.readout import Readout
+from sluice.tui.slider import Slider
 
 __all__ = ["KNOBS", "ApplyKnob", "KnobDef", "KnobRow", "KnobsPanel", "parse_knob_value"]
 

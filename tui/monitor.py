@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.config import Config
+from sluice.engine.config import Config
 
 __all__ = ["HELP", "WorkloadError", "add_arguments", "load_workload", "run_command"]
 
@@ -90,7 +90,7 @@ def run_command(args: argparse.Namespace, config: Config) -> int:
     except WorkloadError as exc:
         sys.stderr.write(f"sluice monitor: {exc}\n")
         return 2
-    from tui.app import SluiceApp
+    from sluice.tui.app import SluiceApp
 
     app = SluiceApp(config=config, continuous=bool(args.demo), workload=workload)
     app.run()

@@ -14,9 +14,9 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, Sparkline
 
-from engine.snapshot import EngineSnapshot
-from tui import fmt
-from tui.readout import Readout
+from sluice.engine.snapshot import EngineSnapshot
+from sluice.tui import fmt
+from sluice.tui.readout import Readout
 
 __all__ = ["BackendsBar", "ProcessBar", "SparkHistory", "SparkPanel"]
 

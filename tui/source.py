@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from engine.snapshot import EngineSnapshot, SessionDetail
+from sluice.engine.snapshot import EngineSnapshot, SessionDetail
 
 __all__ = ["FrozenSource", "SnapshotSource"]
 

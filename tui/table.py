@@ -15,8 +15,8 @@ from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
-from engine.snapshot import SessionSnapshot
-from tui import fmt
+from sluice.engine.snapshot import SessionSnapshot
+from sluice.tui import fmt
 
 __all__ = ["COLUMNS", "Column", "SessionTable", "TableView"]
 

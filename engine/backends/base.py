@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
-from engine.chunk import Chunk
+from sluice.engine.chunk import Chunk
 
 __all__ = [
     "Backend",

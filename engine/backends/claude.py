@@ -24,8 +24,8 @@ from anthropic.types import (
     TextDelta,
 )
 
-from engine.backends.base import BackendError, StreamInfo, StreamTruncated, describe_cause
-from engine.chunk import Chunk
+from sluice.engine.backends.base import BackendError, StreamInfo, StreamTruncated, describe_cause
+from sluice.engine.chunk import Chunk
 
 __all__ = ["ClaudeBackend"]
 

@@ -20,8 +20,8 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from engine.backends.base import StreamInfo
-from engine.chunk import Chunk
+from sluice.engine.backends.base import StreamInfo
+from sluice.engine.chunk import Chunk
 
 __all__ = ["DemoModel"]
 

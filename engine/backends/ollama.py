@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import ollama
 
-from engine.backends.base import BackendError, StreamInfo, StreamTruncated, describe_cause
-from engine.chunk import Chunk
+from sluice.engine.backends.base import BackendError, StreamInfo, StreamTruncated, describe_cause
+from sluice.engine.chunk import Chunk
 
 __all__ = ["DEFAULT_HOST", "OllamaBackend", "resolve_host"]
 

@@ -11,8 +11,8 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
-from engine.backends.base import Backend, BackendError
-from engine.config import Config
+from sluice.engine.backends.base import Backend, BackendError
+from sluice.engine.config import Config
 
 __all__ = [
     "BACKEND_NAMES",
@@ -49,7 +49,7 @@ def claude_base_url(config: Config, environ: Mapping[str, str]) -> str | None:
 
 
 def _build_claude(config: Config, environ: Mapping[str, str]) -> Backend:
-    from engine.backends.claude import ClaudeBackend
+    from sluice.engine.backends.claude import ClaudeBackend
 
     require_credentials(["claude"], environ)
     cfg = config.claude
@@ -65,7 +65,7 @@ def _build_claude(config: Config, environ: Mapping[str, str]) -> Backend:
 
 
 def _build_ollama(config: Config, environ: Mapping[str, str]) -> Backend:
-    from engine.backends.ollama import OllamaBackend, resolve_host
+    from sluice.engine.backends.ollama import OllamaBackend, resolve_host
 
     cfg = config.ollama
     return OllamaBackend(

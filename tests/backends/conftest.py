@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from backends.helpers import TEST_KEY
-from backends.servers import AnthropicServer, OllamaServer
+from tests.backends.helpers import TEST_KEY
+from tests.backends.servers import AnthropicServer, OllamaServer
 
 
 @pytest.fixture

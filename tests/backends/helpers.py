@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from engine.backends.base import Backend
-from engine.backends.registry import close_backends
-from engine.chunk import Chunk
-from engine.config import Config, LimitsConfig, QueueConfig
-from engine.engine import Engine
-from engine.snapshot import SessionDetail
+from sluice.engine.backends.base import Backend
+from sluice.engine.backends.registry import close_backends
+from sluice.engine.chunk import Chunk
+from sluice.engine.config import Config, LimitsConfig, QueueConfig
+from sluice.engine.engine import Engine
+from sluice.engine.snapshot import SessionDetail
 
 TEST_KEY = "fake-test-key-5f1c0ffee-DO-NOT-SHOW"
 

@@ -8,14 +8,14 @@ from collections.abc import Callable
 
 import pytest
 
-from backends.helpers import TEST_KEY, RecordingConsumer, stray_tasks
-from backends.servers import AnthropicServer, LoopbackServer, OllamaServer
-from engine.backends.base import Backend
-from engine.backends.claude import ClaudeBackend
-from engine.backends.ollama import OllamaBackend
-from engine.backends.registry import close_backends
-from engine.config import Config, QueueConfig
-from engine.engine import Engine
+from sluice.engine.backends.base import Backend
+from sluice.engine.backends.claude import ClaudeBackend
+from sluice.engine.backends.ollama import OllamaBackend
+from sluice.engine.backends.registry import close_backends
+from sluice.engine.config import Config, QueueConfig
+from sluice.engine.engine import Engine
+from tests.backends.helpers import TEST_KEY, RecordingConsumer, stray_tasks
+from tests.backends.servers import AnthropicServer, LoopbackServer, OllamaServer
 
 TOTAL = 1500  # chunks of ~1 KiB: far more than the socket buffers on both sides hold
 MAXSIZE = 4

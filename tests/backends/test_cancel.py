@@ -6,14 +6,14 @@ from collections.abc import Callable
 
 import pytest
 
-from backends.helpers import TEST_KEY, RecordingConsumer, stray_tasks, wait_until
-from backends.servers import AnthropicServer, LoopbackServer, OllamaServer
-from engine.backends.base import Backend
-from engine.backends.claude import ClaudeBackend
-from engine.backends.ollama import OllamaBackend
-from engine.backends.registry import close_backends
-from engine.config import Config
-from engine.engine import Engine
+from sluice.engine.backends.base import Backend
+from sluice.engine.backends.claude import ClaudeBackend
+from sluice.engine.backends.ollama import OllamaBackend
+from sluice.engine.backends.registry import close_backends
+from sluice.engine.config import Config
+from sluice.engine.engine import Engine
+from tests.backends.helpers import TEST_KEY, RecordingConsumer, stray_tasks, wait_until
+from tests.backends.servers import AnthropicServer, LoopbackServer, OllamaServer
 
 
 def _claude(server: LoopbackServer) -> Backend:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 
-from backends.helpers import TEST_KEY
-from backends.servers import AnthropicServer, OllamaServer
-from engine import check
-from engine.config import parse_config
-from tui.cli import build_parser
+from sluice.cli.main import build_parser
+from sluice.engine import check
+from sluice.engine.config import parse_config
+from tests.backends.helpers import TEST_KEY
+from tests.backends.servers import AnthropicServer, OllamaServer
 
 
 def run_check(

@@ -7,13 +7,13 @@ import logging
 
 import pytest
 
-from backends.helpers import TEST_KEY, RecordingConsumer, run_prompts, stray_tasks, wait_until
-from backends.servers import AnthropicServer
-from engine.backends.base import BackendError
-from engine.backends.claude import ClaudeBackend
-from engine.backends.registry import MissingCredentials, build_backend
-from engine.config import Config, parse_config
-from engine.engine import Engine
+from sluice.engine.backends.base import BackendError
+from sluice.engine.backends.claude import ClaudeBackend
+from sluice.engine.backends.registry import MissingCredentials, build_backend
+from sluice.engine.config import Config, parse_config
+from sluice.engine.engine import Engine
+from tests.backends.helpers import TEST_KEY, RecordingConsumer, run_prompts, stray_tasks, wait_until
+from tests.backends.servers import AnthropicServer
 
 
 def claude(server: AnthropicServer, **overrides: object) -> ClaudeBackend:

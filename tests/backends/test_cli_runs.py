@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from backends.helpers import TEST_KEY
-from backends.servers import AnthropicServer, OllamaServer
-from engine import headless
-from engine.config import Config, parse_config
-from tui.cli import build_parser
+from sluice.cli.main import build_parser
+from sluice.engine import headless
+from sluice.engine.config import Config, parse_config
+from tests.backends.helpers import TEST_KEY
+from tests.backends.servers import AnthropicServer, OllamaServer
 
 
 def make_config(

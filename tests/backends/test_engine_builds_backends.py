@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from backends.helpers import TEST_KEY, RecordingConsumer, stray_tasks
-from backends.servers import AnthropicServer, OllamaServer
-from engine.backends.registry import MissingCredentials
-from engine.config import ClaudeConfig, Config, OllamaConfig
+from sluice.engine.backends.registry import MissingCredentials
+from sluice.engine.config import ClaudeConfig, Config, OllamaConfig
+from tests.backends.helpers import TEST_KEY, RecordingConsumer, stray_tasks
+from tests.backends.servers import AnthropicServer, OllamaServer
 
 
 async def test_ollama_session_by_name_builds_and_closes_the_backend(
     ollama_server: OllamaServer,
 ) -> None:
-    from engine.engine import Engine
+    from sluice.engine.engine import Engine
 
     config = Config(ollama=OllamaConfig(host=ollama_server.url, model="llama-test", timeout_s=5.0))
     consumer = RecordingConsumer()
@@ -31,7 +31,7 @@ async def test_ollama_session_by_name_builds_and_closes_the_backend(
 async def test_claude_session_by_name_uses_the_environment_key(
     anthropic_server: AnthropicServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engine.engine import Engine
+    from sluice.engine.engine import Engine
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
     config = Config(
@@ -47,7 +47,7 @@ async def test_claude_session_by_name_uses_the_environment_key(
 async def test_claude_without_a_key_is_refused_before_anything_starts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from engine.engine import Engine
+    from sluice.engine.engine import Engine
 
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     async with Engine(Config()) as engine:
@@ -57,7 +57,7 @@ async def test_claude_without_a_key_is_refused_before_anything_starts(
 
 
 async def test_unknown_backend_names_the_known_ones() -> None:
-    from engine.engine import Engine
+    from sluice.engine.engine import Engine
 
     async with Engine(Config()) as engine:
         with pytest.raises(KeyError, match="claude, demo, ollama"):

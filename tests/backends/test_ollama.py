@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from backends.helpers import RecordingConsumer, run_prompts, stray_tasks, wait_until
-from backends.servers import OllamaServer
-from engine.backends.ollama import DEFAULT_HOST, OllamaBackend, resolve_host
+from sluice.engine.backends.ollama import DEFAULT_HOST, OllamaBackend, resolve_host
+from tests.backends.helpers import RecordingConsumer, run_prompts, stray_tasks, wait_until
+from tests.backends.servers import OllamaServer
 
 
 def ollama(server: OllamaServer, **overrides: object) -> OllamaBackend:

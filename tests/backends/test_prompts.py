@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.prompts import PromptError, load_prompts, plan_sessions
+from sluice.engine.prompts import PromptError, load_prompts, plan_sessions
 
 
 def test_plain_lines_skip_blanks(tmp_path: Path):

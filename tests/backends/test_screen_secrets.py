@@ -5,11 +5,11 @@ from __future__ import annotations
 import html
 import re
 
-from backends.helpers import TEST_KEY
-from backends.servers import AnthropicServer
-from engine.backends.claude import ClaudeBackend
-from engine.config import Config
-from engine.engine import Engine
+from sluice.engine.backends.claude import ClaudeBackend
+from sluice.engine.config import Config
+from sluice.engine.engine import Engine
+from tests.backends.helpers import TEST_KEY
+from tests.backends.servers import AnthropicServer
 
 
 def screen_text(svg: str) -> str:
@@ -19,8 +19,8 @@ def screen_text(svg: str) -> str:
 
 
 async def test_screen_never_shows_the_key(anthropic_server: AnthropicServer):
-    from tui.app import SluiceApp
-    from tui.detail import DetailScreen
+    from sluice.tui.app import SluiceApp
+    from sluice.tui.detail import DetailScreen
 
     anthropic_server.script.update({"echo": ["echo_key"], "boom": ["error_event"]})
     backend = ClaudeBackend(

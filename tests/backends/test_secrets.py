@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from backends.helpers import TEST_KEY
-from backends.servers import AnthropicServer, OllamaServer
+from tests.backends.helpers import TEST_KEY
+from tests.backends.servers import AnthropicServer, OllamaServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ def sluice(args: list[str], env_extra: dict[str, str]) -> subprocess.CompletedPr
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OLLAMA_"))}
     env.update(env_extra)
     return subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args],
+        [sys.executable, "-m", "sluice", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 
-from engine.backends.base import StreamInfo
-from engine.chunk import Chunk
+from sluice.engine.backends.base import StreamInfo
+from sluice.engine.chunk import Chunk
 
 
 class FakeClock:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from engine.buffer import BufferClosed, BufferStats, TokenBuffer
+from sluice.engine.buffer import BufferClosed, BufferStats, TokenBuffer
 
 
 async def settle(rounds: int = 5) -> None:

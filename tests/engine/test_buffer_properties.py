@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engine.buffer import BufferClosed, TokenBuffer
+from sluice.engine.buffer import BufferClosed, TokenBuffer
 
 
 class Boom(Exception):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import config as config_module
-from engine.config import Config, ConfigError, load_config, parse_config, save_config
-from tui.cli import main
+from sluice.cli.main import main
+from sluice.engine import config as config_module
+from sluice.engine.config import Config, ConfigError, load_config, parse_config, save_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SLUICE = Path(sys.executable).with_name("sluice")
@@ -328,7 +328,7 @@ def test_save_keeps_the_file_mode(tmp_path: Path) -> None:
 def test_the_real_sluice_command_exits_2_on_a_bad_value(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("[demo]\nrate = -4\n")
-    command = [str(SLUICE)] if SLUICE.exists() else [sys.executable, "-m", "tui.cli"]
+    command = [str(SLUICE)] if SLUICE.exists() else [sys.executable, "-m", "sluice"]
     result = subprocess.run(
         [*command, "--config", str(path), "run", "--headless", "--json", *NO_RUN],
         capture_output=True,

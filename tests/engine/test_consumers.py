@@ -10,11 +10,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from engine_fakes import RecordingConsumer, ScriptedBackend
 
-from engine import consumers
-from engine.chunk import Chunk
-from engine.consumers import (
+from sluice.engine import consumers
+from sluice.engine.chunk import Chunk
+from sluice.engine.consumers import (
     CONSUMER_KINDS,
     Consumer,
     NullConsumer,
@@ -23,8 +22,9 @@ from engine.consumers import (
     StdoutConsumer,
     make_consumer,
 )
-from engine.limiter import AdjustableLimiter
-from engine.session import Session
+from sluice.engine.limiter import AdjustableLimiter
+from sluice.engine.session import Session
+from tests.engine.engine_fakes import RecordingConsumer, ScriptedBackend
 
 
 def chunks(texts: list[str], session_id: str = "s1") -> list[Chunk]:

@@ -8,11 +8,11 @@ import itertools
 import statistics
 
 import pytest
-from engine_fakes import FakeClock
 
-from engine.backends.base import Backend, StreamInfo
-from engine.backends.demo import DemoModel
-from engine.chunk import Chunk
+from sluice.engine.backends.base import Backend, StreamInfo
+from sluice.engine.backends.demo import DemoModel
+from sluice.engine.chunk import Chunk
+from tests.engine.engine_fakes import FakeClock
 
 
 def fake_time() -> tuple[FakeClock, object]:

@@ -12,15 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_fakes import FakeClock, RecordingConsumer, ScriptedBackend, other_tasks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.config import Config, QueueConfig
-from engine.consumers import NullConsumer, SleepConsumer
-from engine.engine import Engine, KnobError
-from engine.histogram import Histogram
-from engine.snapshot import (
+from sluice.engine.config import Config, QueueConfig
+from sluice.engine.consumers import NullConsumer, SleepConsumer
+from sluice.engine.engine import Engine, KnobError
+from sluice.engine.histogram import Histogram
+from sluice.engine.snapshot import (
     BackendSnapshot,
     EngineSnapshot,
     Knobs,
@@ -28,6 +27,7 @@ from engine.snapshot import (
     SessionSnapshot,
     Totals,
 )
+from tests.engine.engine_fakes import FakeClock, RecordingConsumer, ScriptedBackend, other_tasks
 
 GLOSSARY = {
     "slot_wait", "ttft", "itl", "queue_wait", "token_age", "consumer_call", "stall",

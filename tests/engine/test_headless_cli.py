@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_fakes import other_tasks
 
-from engine.chunk import Chunk
-from engine.config import load_config
-from engine.engine import Engine
-from engine.headless import demo_plan, run_headless
-from engine.report import to_json_dict
-from tui.cli import main
+from sluice.cli.main import main
+from sluice.engine.chunk import Chunk
+from sluice.engine.config import load_config
+from sluice.engine.engine import Engine
+from sluice.engine.headless import demo_plan, run_headless
+from sluice.engine.report import to_json_dict
+from tests.engine.engine_fakes import other_tasks
 
 SLUICE = Path(sys.executable).with_name("sluice")
-COMMAND = [str(SLUICE)] if SLUICE.exists() else [sys.executable, "-m", "tui.cli"]
+COMMAND = [str(SLUICE)] if SLUICE.exists() else [sys.executable, "-m", "sluice"]
 
 FAST = """\
 [queue]
@@ -230,8 +230,8 @@ class FakeTerminal(io.StringIO):
 
 
 def test_progress_goes_to_stderr_when_it_is_a_terminal(tmp_path: Path) -> None:
-    from engine import headless
-    from tui.cli import build_parser
+    from sluice.cli.main import build_parser
+    from sluice.engine import headless
 
     config = load_config(write_config(tmp_path, sessions=2))
     args = build_parser().parse_args(["run", "--headless", "--duration", "0.7"])

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.histogram import Histogram, Percentiles
+from sluice.engine.histogram import Histogram, Percentiles
 
 
 def nearest_rank(values: list[float], q: float) -> float:

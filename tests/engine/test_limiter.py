@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from engine.limiter import AdjustableLimiter, LimiterStats
+from sluice.engine.limiter import AdjustableLimiter, LimiterStats
 
 
 async def settle(rounds: int = 5) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from engine.limiter import AdjustableLimiter
+from sluice.engine.limiter import AdjustableLimiter
 
 
 @dataclass

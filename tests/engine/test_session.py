@@ -6,18 +6,18 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from engine_fakes import (
+
+from sluice.engine.chunk import Chunk
+from sluice.engine.histogram import Percentiles
+from sluice.engine.limiter import AdjustableLimiter
+from sluice.engine.session import Session
+from sluice.engine.snapshot import SessionSnapshot
+from tests.engine.engine_fakes import (
     FakeClock,
     RecordingConsumer,
     ScriptedBackend,
     other_tasks,
 )
-
-from engine.chunk import Chunk
-from engine.histogram import Percentiles
-from engine.limiter import AdjustableLimiter
-from engine.session import Session
-from engine.snapshot import SessionSnapshot
 
 TEXTS = [f"t{i}" for i in range(10)]
 

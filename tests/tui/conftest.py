@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import Config, load_config
+from sluice.engine.config import Config, load_config
 
 FAST_TOML = """\
 # a config the app tests start from; [extra] is a table the app does not own

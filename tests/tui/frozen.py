@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from engine.histogram import Percentiles
-from engine.snapshot import (
+from sluice.engine.histogram import Percentiles
+from sluice.engine.snapshot import (
     SESSION_STATES,
     BackendSnapshot,
     EngineSnapshot,

@@ -9,7 +9,7 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from tui.app import SluiceApp
+from sluice.tui.app import SluiceApp
 
 
 async def wait_until(pilot: Pilot[Any], condition: Callable[[], bool], limit: float = 10.0) -> None:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from textual.command import CommandPalette
 
-from engine.config import Config, load_config
-from tui.app import SluiceApp
-from tui.detail import DetailScreen
-from tui.help import HelpScreen
-from tui.readout import Readout
-from tui.slider import Slider
-from tui.table import SessionTable
+from sluice.engine.config import Config, load_config
+from sluice.tui.app import SluiceApp
+from sluice.tui.detail import DetailScreen
+from sluice.tui.help import HelpScreen
+from sluice.tui.readout import Readout
+from sluice.tui.slider import Slider
+from sluice.tui.table import SessionTable
 
 from .helpers import read_text, record_notes, streaming, wait_until, write_text
 

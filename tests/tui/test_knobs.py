@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import Config
-from tui.app import SluiceApp
-from tui.knobs import KNOBS, KnobDef, parse_knob_value
-from tui.slider import Slider, snap
+from sluice.engine.config import Config
+from sluice.tui.app import SluiceApp
+from sluice.tui.knobs import KNOBS, KnobDef, parse_knob_value
+from sluice.tui.slider import Slider, snap
 
 from .helpers import record_notes, streaming, wait_until
 

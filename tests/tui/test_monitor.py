@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import Config
-from engine.engine import Engine
-from tui.app import SluiceApp
-from tui.cli import main
-from tui.monitor import WorkloadError, load_workload
-from tui.table import SessionTable
+from sluice.cli.main import main
+from sluice.engine.config import Config
+from sluice.engine.engine import Engine
+from sluice.tui.app import SluiceApp
+from sluice.tui.monitor import WorkloadError, load_workload
+from sluice.tui.table import SessionTable
 
 from .helpers import record_notes, wait_until
 

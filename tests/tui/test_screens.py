@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from engine.config import Config
-from engine.engine import Engine
-from tui.app import SluiceApp
-from tui.source import FrozenSource
+from sluice.engine.config import Config
+from sluice.engine.engine import Engine
+from sluice.tui.app import SluiceApp
+from sluice.tui.source import FrozenSource
 
 from . import frozen
 

@@ -12,18 +12,18 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from engine.config import ConfigError, load_config
+from sluice.engine.config import ConfigError, load_config
 
 EXIT_USAGE = 2
 
 # Subcommand name -> module implementing it. Modules are imported only when listed here,
 # so the headless commands never load Textual.
 COMMANDS: dict[str, str] = {
-    "run": "engine.headless",
-    "calibrate": "engine.calibrate_cmd",
-    "bench": "benchmarks.cli",
-    "check": "engine.check",
-    "monitor": "tui.monitor",
+    "run": "sluice.engine.headless",
+    "calibrate": "sluice.engine.calibrate_cmd",
+    "bench": "sluice.bench.cli",
+    "check": "sluice.engine.check",
+    "monitor": "sluice.tui.monitor",
 }
 
 
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         sys.stderr.write("sluice: the app needs a terminal; for a headless run use `sluice run`\n")
         return EXIT_USAGE
-    from tui.app import SluiceApp
+    from sluice.tui.app import SluiceApp
 
     app = SluiceApp(config=config)
     app.run()
