@@ -3,8 +3,8 @@
 Runs at least 50 chunks one per call through the consumer `config.toml` names (and a shorter
 run at a larger batch to see how the call cost grows with the batch), prints the timing and
 the recommendation with its arithmetic, and with `--save` writes the two knobs to the config
-file the safe way (temp file, fsync, `.bak`, `os.replace`). Exit codes: 0 done, 1 the
-consumer or the save failed, 2 bad input.
+file the safe way (temp file, fsync, `.bak`, `os.replace`; a file changed on disk since it
+was loaded is left alone). Exit codes: 0 done, 1 the consumer or the save failed, 2 bad input.
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ import sys
 from dataclasses import asdict
 from typing import TextIO
 
-from sluice.engine.config import KNOB_SPECS, Config, ConfigError, save_config
+from sluice.engine.config import (
+    KNOB_SPECS,
+    Config,
+    ConfigChanged,
+    ConfigError,
+    SaveResult,
+    save_config,
+)
 from sluice.engine.consumers import make_consumer
 from sluice.engine.report import format_bytes
 from sluice.engine.tuning import (
@@ -175,6 +182,12 @@ def run_command(
     if args.save:
         try:
             saved = save_config(config.with_knobs(maxsize=rec.maxsize, batch_max=rec.batch_max))
+        except ConfigChanged as exc:
+            stderr.write(
+                f"sluice calibrate: could not save: {exc}; run the command again to calibrate "
+                "and save from the file as it is now\n"
+            )
+            return EXIT_FAILED
         except (ConfigError, OSError) as exc:
             stderr.write(f"sluice calibrate: could not save: {exc}\n")
             return EXIT_FAILED
@@ -185,7 +198,8 @@ def run_command(
             "batched": asdict(batched),
             "recommendation": asdict(rec),
             "ceiling_source": source,
-            "saved_to": str(saved) if saved else None,
+            "saved_to": str(saved.path) if saved else None,
+            "backup": str(saved.backup) if saved and saved.backup else None,
         }
         stdout.write(json.dumps(out) + "\n")
     else:
@@ -200,7 +214,7 @@ def format_report(
     batched: ConsumerTiming,
     rec: Recommendation,
     ceiling_source: str | None,
-    saved: object | None,
+    saved: SaveResult | None,
 ) -> str:
     """The human-readable calibration report."""
     kind = config.consumer.kind
@@ -244,7 +258,7 @@ def format_report(
     lines.append(memory)
     lines.extend(f"note: {note}" for note in rec.notes)
     if saved is not None:
-        lines.append(f"saved maxsize and batch_max to {saved} (previous file kept as .bak)")
+        lines.append(f"saved maxsize and batch_max to {saved.path} ({saved.backup_note})")
     else:
         lines.append("run with --save to write maxsize and batch_max to the config file")
     return "\n".join(lines)

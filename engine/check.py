@@ -1,5 +1,6 @@
 """`sluice check`: one line per backend saying whether it is reachable, authorised and has
-the model a run would use. It never prints the API key, at most that one is set.
+the model a run would use. It never prints the API key, at most that one is set, nor
+credentials inside a URL (a base URL's or a proxy's `user:key@`).
 
 Claude is asked for its model (`GET /v1/models/{model}`: authenticated, costs no tokens);
 Ollama for its local models (`GET /api/tags`). Exit 0 when every checked backend is ready,
@@ -20,11 +21,14 @@ from sluice.engine.backends.base import describe_cause
 from sluice.engine.backends.registry import (
     API_KEY_VARIABLE,
     BACKEND_NAMES,
+    BadEnvironment,
     build_backend,
+    check_environment,
     claude_base_url,
     parse_backend_list,
 )
 from sluice.engine.config import Config
+from sluice.engine.redact import redact
 
 __all__ = ["HELP", "CheckResult", "add_arguments", "check_backends", "run_command"]
 
@@ -44,8 +48,9 @@ class CheckResult:
 
     @property
     def line(self) -> str:
-        """`claude: ok: reachable, ...` or `ollama: FAILED: unreachable ...`."""
-        return f"{self.name}: {'ok' if self.ok else 'FAILED'}: {self.detail}"
+        """`claude: ok: reachable, ...` or `ollama: FAILED: unreachable ...`, with any
+        credentials inside a URL hidden."""
+        return redact(f"{self.name}: {'ok' if self.ok else 'FAILED'}: {self.detail}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -162,7 +167,18 @@ async def check_backends(
 ) -> list[CheckResult]:
     """Check the named backends concurrently; results in the order asked."""
     environ = os.environ if environ is None else environ
-    return list(await asyncio.gather(*(CHECKS[name](config, environ) for name in names)))
+    return list(await asyncio.gather(*(_guarded(name, config, environ) for name in names)))
+
+
+async def _guarded(name: str, config: Config, environ: Mapping[str, str]) -> CheckResult:
+    """One check; an error it did not foresee (a proxy refusing in its own way, say) is that
+    backend's FAILED line, not a traceback. A bad environment still ends the command."""
+    try:
+        return await CHECKS[name](config, environ)
+    except BadEnvironment:
+        raise
+    except Exception as exc:
+        return CheckResult(name, False, f"check failed: {describe_cause(exc)}")
 
 
 def run_command(
@@ -181,7 +197,16 @@ def run_command(
     except ValueError as exc:
         stderr.write(f"sluice check: {exc}\n")
         return EXIT_USAGE
-    results = asyncio.run(check_backends(names, config, environ))
+    try:
+        check_environment(names, config, environ)
+    except BadEnvironment as exc:
+        stderr.write(f"sluice check: {exc}\n")
+        return EXIT_USAGE
+    try:
+        results = asyncio.run(check_backends(names, config, environ))
+    except BadEnvironment as exc:
+        stderr.write(f"sluice check: {redact(str(exc))}\n")
+        return EXIT_USAGE
     for result in results:
         stdout.write(result.line + "\n")
     stdout.flush()

@@ -2,19 +2,25 @@
 
 Every bad value is reported in one line naming the file, the key, the value and what is
 allowed, e.g. `config.toml: [queue] maxsize = -3: must be an integer from 0 to 1024
-(0 = unbounded)`. Saving writes a temporary file beside the target, fsyncs it, keeps the
-previous file as `config.toml.bak` and swaps the new one in with `os.replace`; keys and
-tables the app does not own, and the comments around the keys it does, are kept.
-API keys never live here: they come from the environment only.
+(0 = unbounded)`. Unknown tables are refused like unknown keys; tables of the user's own go
+under names starting with `x-`. Saving writes a temporary file beside the target (through a
+symlink: beside the file it points to), fsyncs it and its folder, keeps the previous file as
+`<name>.bak` and swaps the new one in with `os.replace`; keys and tables the app does not
+own, and the comments around the keys it does, are kept. A file that changed on disk since
+it was loaded is not overwritten unless asked. Secrets (API keys, tokens, credentials in
+URLs) never live here: they come from the environment only, and error messages hide them.
 """
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import math
 import os
 import re
+import secrets
 import shutil
-import tempfile
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -25,29 +31,52 @@ from urllib.parse import urlsplit
 import tomli_w
 
 from sluice.engine.consumers import CONSUMER_KINDS
+from sluice.engine.redact import redact, redact_url
 
 __all__ = [
     "BACKENDS",
     "KNOB_SPECS",
     "ClaudeConfig",
     "Config",
+    "ConfigChanged",
     "ConfigError",
     "ConsumerConfig",
     "DemoConfig",
+    "FileStamp",
     "KnobSpec",
     "LimitsConfig",
     "OllamaConfig",
     "QueueConfig",
+    "SaveResult",
     "load_config",
     "save_config",
+    "url_problem",
 ]
 
 BACKENDS = ("claude", "ollama", "demo")
 DEFAULT_PATH = Path("config.toml")
+USER_TABLE_PREFIX = "x-"  # `[x-anything]`: a table of the user's own, kept and not checked
 
 
 class ConfigError(Exception):
-    """A config file that cannot be used; the message is the one line the user sees."""
+    """A config file that cannot be used; the message is the one line the user sees, with
+    any credentials inside URLs hidden."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+
+class ConfigChanged(ConfigError):
+    """The file changed on disk since it was loaded; saving would overwrite another writer."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """A config file as it was read: its real path (symlinks resolved) and a digest of its
+    bytes (None: there was no file). Saving compares it with the file on disk."""
+
+    path: Path
+    digest: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +200,8 @@ class Config:
     claude: ClaudeConfig = field(default_factory=ClaudeConfig)
     ollama: OllamaConfig = field(default_factory=OllamaConfig)
     path: Path | None = None
+    # The file as loaded, so that saving can tell whether someone else changed it since.
+    source: FileStamp | None = field(default=None, compare=False, repr=False)
 
     def with_knobs(
         self,
@@ -243,7 +274,42 @@ def _plain_number(value: float) -> int | float:
 
 # -- loading --------------------------------------------------------------------------------
 
-_SECRET_WORDS = ("api_key", "apikey", "secret", "token_key", "password")
+# Key names that would hold a secret, matched on the name in snake_case (`x-api-key`,
+# `apiKey` -> `x_api_key`, `api_key`): api_key/apikey, auth_token, authorization, ...
+# `token` counts only as a word's end, so `max_tokens` and `tokens` stay allowed.
+_SECRET_NAME = re.compile(
+    r"api_?key|access_?key|private_?key|secret|passw(?:or)?d|passphrase|bearer|cookie"
+    r"|authori[sz]ation|credential|(?:^|_)(?:auth|pwd)(?:_|$)|token(?:_|$)"
+)
+
+
+def _is_secret_name(key: str) -> bool:
+    """True for a key name meant to hold a secret (`api_key`, `x-api-key`, `auth_token`)."""
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower()
+    return bool(_SECRET_NAME.search(re.sub(r"[^a-z0-9]+", "_", name)))
+
+
+URL_RULE = "must be a URL like http://127.0.0.1:11434: http or https, a host, a port 1-65535"
+
+
+def url_problem(value: str, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
+    """Why `value` is not a usable URL with one of `schemes`, or None when it is. A bare
+    `host[:port]` counts as `http://host[:port]`. The reason never quotes the value (it may
+    hold a key)."""
+    if any(c.isspace() for c in value):
+        return "contains spaces"
+    try:
+        parts = urlsplit(value if "://" in value else f"http://{value}")
+        port = parts.port
+    except ValueError:
+        return "not a valid URL (bad host or port)"
+    if parts.scheme.lower() not in schemes:
+        return f"scheme {parts.scheme!r} not allowed"
+    if not parts.hostname:
+        return "no host"
+    if port == 0:
+        return "port 0"
+    return None
 
 
 class _Validator:
@@ -253,12 +319,7 @@ class _Validator:
         self.label = label
         self.table = table
         self.data = data
-        for key in data:
-            if any(word in key.lower() for word in _SECRET_WORDS):
-                raise ConfigError(
-                    f"{label}: [{table}] {key}: secrets are not read from the config file; "
-                    "set the environment variable instead (ANTHROPIC_API_KEY for Claude)"
-                )
+        for key in data:  # secret-like names were refused for the whole file already
             if key not in allowed:
                 raise ConfigError(
                     f"{label}: [{table}] {key}: unknown key; allowed keys: {', '.join(allowed)}"
@@ -293,21 +354,18 @@ class _Validator:
             raise self._fail(key, value, "must be a string")
         if nonempty and not value.strip():
             raise self._fail(key, value, "must be a non-empty string")
-        if url and value and not _is_url(value):
-            raise self._fail(key, value, "must be a URL like http://127.0.0.1:11434 (or empty)")
+        if url and value:
+            problem = url_problem(value)
+            if problem is not None:
+                raise self._fail(key, redact_url(value), f"{problem}; {URL_RULE}; or empty")
+            if "@" in urlsplit(value if "://" in value else f"http://{value}").netloc:
+                raise self._fail(
+                    key,
+                    redact_url(value),
+                    "credentials in a URL are not read from the config file; leave it empty "
+                    "and set the URL in the environment instead (ANTHROPIC_BASE_URL, OLLAMA_HOST)",
+                )
         return value
-
-
-def _is_url(value: str) -> bool:
-    """An http(s) URL or a bare host[:port], with a host name and no spaces."""
-    if any(c.isspace() for c in value):
-        return False
-    parts = urlsplit(value if "://" in value else f"http://{value}")
-    try:
-        parts.port  # noqa: B018  (raises ValueError on a bad port)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _tomlable(value: object) -> bool:
@@ -321,7 +379,7 @@ def _tomlable(value: object) -> bool:
 def _refuse_secrets(data: Mapping[str, Any], label: str, where: str = "") -> None:
     """Refuse a secret-like key anywhere in the file, tables Sluice does not own included."""
     for key, value in data.items():
-        if any(word in key.lower() for word in _SECRET_WORDS):
+        if _is_secret_name(key):
             place = f"[{where}] {key}" if where else key
             raise ConfigError(
                 f"{label}: {place}: secrets are not read from the config file; "
@@ -336,6 +394,26 @@ def _refuse_secrets(data: Mapping[str, Any], label: str, where: str = "") -> Non
                     _refuse_secrets(item, label, inner)
 
 
+def _refuse_unknown_tables(data: Mapping[str, Any], label: str) -> None:
+    """Refuse a top-level name that is neither Sluice's table nor `x-...` (the user's own)."""
+    known = tuple(Config().owned_values())
+    for name, value in data.items():
+        if name in known or name.startswith(USER_TABLE_PREFIX):
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean [{close[0]}]?" if close else f"Sluice's tables: {', '.join(known)}"
+        if isinstance(value, Mapping):
+            what = f"[{name}]: unknown table"
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            what = f"[[{name}]]: unknown table"
+        else:
+            what = f"{name}: unknown key"
+        raise ConfigError(
+            f"{label}: {what}; {hint} (tables of your own go under names starting with "
+            f"{USER_TABLE_PREFIX}, e.g. [{USER_TABLE_PREFIX}notes])"
+        )
+
+
 def parse_config(data: Mapping[str, Any], label: str = "config.toml") -> Config:
     """Validate an already-parsed TOML document; raise ConfigError on the first bad value."""
 
@@ -346,6 +424,7 @@ def parse_config(data: Mapping[str, Any], label: str = "config.toml") -> Config:
         return value
 
     _refuse_secrets(data, label)
+    _refuse_unknown_tables(data, label)
     specs = KNOB_SPECS
     v = _Validator(label, "queue", table("queue"), ("maxsize", "batch_max"))
     queue = QueueConfig(
@@ -411,7 +490,7 @@ def load_config(path: str | Path | None = None, *, must_exist: bool = False) -> 
     except FileNotFoundError:
         if explicit or must_exist:
             raise ConfigError(f"{label}: no such file") from None
-        return replace(Config(), path=path)
+        return replace(Config(), path=path, source=FileStamp(_real(path), None))
     except IsADirectoryError:
         raise ConfigError(f"{label}: is a directory, expected a TOML file") from None
     except OSError as exc:
@@ -422,28 +501,67 @@ def load_config(path: str | Path | None = None, *, must_exist: bool = False) -> 
         raise ConfigError(f"{label}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{label}: not valid TOML: {exc}") from None
-    return replace(parse_config(data, label), path=path)
+    return replace(
+        parse_config(data, label), path=path, source=FileStamp(_real(path), _digest(raw))
+    )
+
+
+def _real(path: Path) -> Path:
+    """`path` with every symlink resolved: the file that is really read and written."""
+    return Path(os.path.realpath(path))
+
+
+def _digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
 
 
 # -- saving ---------------------------------------------------------------------------------
 
 
-def save_config(config: Config, path: str | Path | None = None) -> Path:
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    """What `save_config` did. `written` is the file really replaced (a symlink's target);
+    `backup` the copy of the previous file, None when there was none (a new file);
+    `source` the new file's stamp, for the next save of the same config."""
+
+    path: Path
+    written: Path
+    backup: Path | None
+    source: FileStamp
+
+    @property
+    def backup_note(self) -> str:
+        """`previous kept as config.toml.bak`, or that there was no previous file."""
+        if self.backup is None:
+            return "a new file: there was no previous one to keep"
+        return f"previous kept as {self.backup}"
+
+
+def save_config(
+    config: Config, path: str | Path | None = None, *, overwrite: bool = False
+) -> SaveResult:
     """Write the app's keys to `path` atomically, keeping everything else in the file.
 
-    Returns the path written. The previous file, if any, is kept as `<name>.bak`.
+    Through a symlink the target is updated and the link kept. The previous file, if any, is
+    kept as `<name>.bak` beside it. When `config` was loaded from this file and the file has
+    changed since (another program or an editor wrote it), raise ConfigChanged and write
+    nothing, unless `overwrite` is true.
     """
     path = Path(path) if path is not None else (config.path or DEFAULT_PATH)
+    target = _real(path)
     owned = config.owned_values()
     try:
-        old_text = path.read_text(encoding="utf-8")
+        old_raw: bytes | None = target.read_bytes()
     except FileNotFoundError:
-        old_text = None
-    if old_text is None:
+        old_raw = None
+    if old_raw is None:
         new_text = tomli_w.dumps(owned)
     else:
         try:
+            old_text = old_raw.decode("utf-8")
             old_data = tomllib.loads(old_text)
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not UTF-8 text, refusing to overwrite it") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML, refusing to overwrite it: {exc}") from None
         expected = _merge(old_data, owned)
@@ -452,8 +570,31 @@ def save_config(config: Config, path: str | Path | None = None) -> Path:
             new_text = edited
         else:
             new_text = tomli_w.dumps(expected)
-    _atomic_write(path, new_text, keep_backup=old_text is not None)
-    return path
+    if not overwrite:
+        _refuse_if_changed(config.source, target, old_raw, path)
+    backup = _atomic_write(target, new_text, keep_backup=old_raw is not None)
+    if backup is not None and target == Path(os.path.abspath(path)):
+        backup = path.with_name(backup.name)  # no link involved: name it as the user did
+    stamp = FileStamp(target, _digest(new_text.encode("utf-8")))
+    return SaveResult(path=path, written=target, backup=backup, source=stamp)
+
+
+def _refuse_if_changed(
+    source: FileStamp | None, target: Path, raw: bytes | None, path: Path
+) -> None:
+    """Raise ConfigChanged when the file on disk is not the one `source` recorded."""
+    if source is None or source.path != target:
+        return  # not loaded from this file: nothing to compare with
+    digest = None if raw is None else _digest(raw)
+    if digest == source.digest:
+        return
+    if digest is None:
+        what = "was removed since it was loaded"
+    elif source.digest is None:
+        what = "was created by another program since Sluice started"
+    else:
+        what = "changed on disk since it was loaded (another program or an editor wrote it)"
+    raise ConfigChanged(f"{path}: {what}; not saved, nothing overwritten")
 
 
 def _parse_or_none(text: str) -> dict[str, Any] | None:
@@ -519,30 +660,45 @@ def _toml_value(value: Any) -> str:
     return tomli_w.dumps({"v": value})[4:].strip()
 
 
-def _atomic_write(path: Path, text: str, *, keep_backup: bool) -> None:
-    """Write via a temp file in the same folder, fsync, keep a .bak, then os.replace."""
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    tmp = Path(tmp_name)
+def _atomic_write(path: Path, text: str, *, keep_backup: bool) -> Path | None:
+    """Write via a temp file in the same folder, fsync, keep a .bak, os.replace, fsync the
+    folder. A new file gets the usual mode (0666 less the umask); a replaced one keeps its
+    mode. Returns the backup's path, or None when none was kept."""
+    folder = path.parent
+    mode = stat.S_IMODE(path.stat().st_mode) if keep_backup else None
+    tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    # O_EXCL: never follow or reuse anything already there; 0o666: the umask applies.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    backup = None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
             handle.flush()
+            if mode is not None:
+                os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
         if keep_backup:
             backup = path.with_name(path.name + ".bak")
+            backup.unlink(missing_ok=True)  # a stale link there must not be written through
             shutil.copy2(path, backup)
+            _fsync_path(backup)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_path(folder)
+    return backup
+
+
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a folder by name; a file system that cannot is not an error."""
     try:
-        dir_fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
+    except OSError:
+        pass
     finally:
-        os.close(dir_fd)
+        os.close(fd)

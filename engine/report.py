@@ -1,10 +1,14 @@
-"""Formatting snapshots for people (a plain-text table) and machines (one JSON object)."""
+"""Formatting snapshots for people (a plain-text table) and machines (one JSON object).
+
+Error texts pass through `redact` on the way out, so credentials inside URLs never show.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from sluice.engine.redact import redact
 from sluice.engine.snapshot import EngineSnapshot, SessionSnapshot
 
 __all__ = ["format_bytes", "format_seconds", "summary_json", "summary_table", "to_json_dict"]
@@ -38,7 +42,7 @@ def format_bytes(value: int | None) -> str:
 def to_json_dict(snapshot: EngineSnapshot, **extra: Any) -> dict[str, Any]:
     """The documented JSON summary: sessions, totals, process, knobs (see docs/json.md)."""
     out: dict[str, Any] = {
-        "sessions": [s.to_dict() for s in snapshot.sessions],
+        "sessions": [_session_dict(s) for s in snapshot.sessions],
         "totals": snapshot.totals.to_dict(),
         "process": snapshot.process.to_dict(),
         "knobs": snapshot.knobs.to_dict(),
@@ -48,6 +52,13 @@ def to_json_dict(snapshot: EngineSnapshot, **extra: Any) -> dict[str, Any]:
         ],
     }
     out.update(extra)
+    return out
+
+
+def _session_dict(s: SessionSnapshot) -> dict[str, Any]:
+    out = s.to_dict()
+    if out.get("error"):
+        out["error"] = redact(out["error"])
     return out
 
 
@@ -93,7 +104,7 @@ def _row(s: SessionSnapshot) -> list[str]:
         format_seconds(s.token_age.p99),
         format_seconds(s.consumer_call.p50),
         f"{s.stall_ratio * 100:.0f}%",
-        s.error or "",
+        redact(s.error or ""),
     ]
 
 

@@ -24,6 +24,7 @@ from sluice.engine.consumers import Consumer
 from sluice.engine.histogram import Histogram, Percentiles
 from sluice.engine.limiter import AdjustableLimiter
 from sluice.engine.rates import RateMeter
+from sluice.engine.redact import redact
 from sluice.engine.snapshot import SessionDetail, SessionSnapshot
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ class Session:
             source = "backend"
         self.error_source = source
         self.error = f"{source}: {describe_error(exc)}"
-        self.error_detail = f"{source}: {type(exc).__module__}.{type(exc).__name__}: {exc}"
+        self.error_detail = redact(f"{source}: {type(exc).__module__}.{type(exc).__name__}: {exc}")
         self._finish("failed")
 
     def _finish(self, state: str) -> None:

@@ -6,13 +6,14 @@ import argparse
 import io
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from sluice.engine import calibrate_cmd
 from sluice.engine.chunk import Chunk
-from sluice.engine.config import load_config
+from sluice.engine.config import ConsumerConfig, load_config
 from sluice.engine.tuning import (
     CallCost,
     ConsumerTiming,
@@ -260,7 +261,7 @@ def write_config(tmp_path: Path, kind: str = "null") -> Path:
     path = tmp_path / "config.toml"
     path.write_text(
         "# my settings\n[queue]\nmaxsize = 16 # keep me\nbatch_max = 1\n\n"
-        f'[consumer]\nkind = "{kind}"\ndelay_ms = 1\n\n[extra]\nmine = true\n'
+        f'[consumer]\nkind = "{kind}"\ndelay_ms = 1\n\n[x-extra]\nmine = true\n'
     )
     return path
 
@@ -308,8 +309,48 @@ def test_calibrate_json_and_save(tmp_path: Path) -> None:
     saved = load_config(path)
     assert saved.queue.maxsize == rec["maxsize"] and saved.queue.batch_max == rec["batch_max"]
     text = path.read_text()
-    assert "# my settings" in text and "# keep me" in text and "[extra]" in text
+    assert "# my settings" in text and "# keep me" in text and "[x-extra]" in text
     assert (tmp_path / "config.toml.bak").exists()
+
+
+def test_calibrate_save_to_a_new_file_does_not_claim_a_backup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = replace(load_config(), consumer=ConsumerConfig(kind="null"))  # no file yet
+    out = io.StringIO()
+    code = calibrate_cmd.run_command(
+        args("--save", "--sessions", "2"), config, stdout=out, stderr=io.StringIO()
+    )
+    assert code == 0
+    text = out.getvalue()
+    note = "a new file: there was no previous one to keep"
+    assert f"saved maxsize and batch_max to config.toml ({note})" in text
+    assert ".bak" not in text and not (tmp_path / "config.toml.bak").exists()
+    out = io.StringIO()
+    code = calibrate_cmd.run_command(
+        args("--save", "--json", "--sessions", "2"), load_config(), stdout=out,
+        stderr=io.StringIO(),
+    )  # fmt: skip
+    data = json.loads(out.getvalue())
+    assert (data["saved_to"], data["backup"]) == ("config.toml", "config.toml.bak")
+
+
+def test_calibrate_save_leaves_a_file_changed_meanwhile_alone(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    config = load_config(path)
+    path.write_text("[queue]\nmaxsize = 99 # written by someone else meanwhile\n")
+    out, err = io.StringIO(), io.StringIO()
+    code = calibrate_cmd.run_command(
+        args("--save", "--sessions", "2"), config, stdout=out, stderr=err
+    )
+    assert code == 1 and out.getvalue() == ""
+    assert err.getvalue() == (
+        f"sluice calibrate: could not save: {path}: changed on disk since it was loaded "
+        "(another program or an editor wrote it); not saved, nothing overwritten; run the "
+        "command again to calibrate and save from the file as it is now\n"
+    )
+    assert path.read_text() == "[queue]\nmaxsize = 99 # written by someone else meanwhile\n"
 
 
 def test_calibrate_text_report_without_save(tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ a snapshot source and a clock to freeze what is shown.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from textual import work
@@ -21,7 +23,14 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 
-from sluice.engine.config import Config, ConfigError, load_config, save_config
+from sluice.engine.config import (
+    Config,
+    ConfigChanged,
+    ConfigError,
+    FileStamp,
+    load_config,
+    save_config,
+)
 from sluice.engine.engine import Engine, KnobError
 from sluice.engine.session import describe_error
 from sluice.engine.snapshot import EngineSnapshot
@@ -39,6 +48,7 @@ from sluice.tui.table import SessionTable
 __all__ = ["FilterBox", "SluiceApp", "Workload"]
 
 Workload = Callable[[Engine], Awaitable[object]]
+SAVE_CONFIRM_S = 5.0  # a second `s` this soon after "changed on disk" overwrites the file
 
 
 class FilterBox(Input):
@@ -122,6 +132,8 @@ class SluiceApp(App[int]):
         self.last_recommendation: Recommendation | None = None
         self._shut = False
         self._last_slider: Slider | None = None
+        self._save_source: FileStamp | None = None  # set by each save
+        self._save_refused_at = -math.inf  # when `s` last met a file changed on disk
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -256,13 +268,28 @@ class SluiceApp(App[int]):
     # -- actions ---------------------------------------------------------------------------
 
     def action_save(self) -> None:
-        """Write the knobs to the config file, keeping every key they do not cover."""
+        """Write the knobs to the config file, keeping every key they do not cover. A file
+        changed on disk since it was loaded is kept; `s` again within SAVE_CONFIRM_S
+        overwrites it."""
+        now = self.clock()
+        overwrite = now - self._save_refused_at <= SAVE_CONFIRM_S
+        self._save_refused_at = -math.inf
+        config = self.engine.tuned_config()
+        if self._save_source is not None:  # the file as this app last wrote it
+            config = replace(config, source=self._save_source)
         try:
-            path = save_config(self.engine.tuned_config(), self.config_path)
-        except (ConfigError, OSError) as exc:
-            self.notify(str(exc), title="not saved", severity="error", timeout=10)
+            result = save_config(config, self.config_path, overwrite=overwrite)
+        except ConfigChanged as exc:
+            self._save_refused_at = now
+            message = f"{exc}. Press s again within {SAVE_CONFIRM_S:g} s to overwrite it."
+            self.notify(message, title="not saved", severity="warning", timeout=10, markup=False)
             return
-        self.notify(f"saved {path} (previous kept as {path.name}.bak)", title="knobs saved")
+        except (ConfigError, OSError) as exc:
+            self.notify(str(exc), title="not saved", severity="error", timeout=10, markup=False)
+            return
+        self._save_source = result.source
+        message = f"saved {result.path} ({result.backup_note})"
+        self.notify(message, title="knobs saved", markup=False)
 
     def action_add_sessions(self) -> None:
         """Start `add_count` more demo sessions."""

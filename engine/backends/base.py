@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
 from sluice.engine.chunk import Chunk
+from sluice.engine.redact import redact
 
 __all__ = [
     "Backend",
@@ -31,8 +32,9 @@ class StreamTruncated(BackendError):
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line naming the error's type and message, for tables and JSON."""
-    text = " ".join(str(exc).split())
+    """One line naming the error's type and message, for tables and JSON (credentials
+    inside URLs, a proxy's say, hidden)."""
+    text = redact(" ".join(str(exc).split()))
     name = type(exc).__name__
     return f"{name}: {text}" if text else name
 

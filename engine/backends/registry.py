@@ -2,23 +2,28 @@
 
 One place knows how a backend name becomes an object: `claude` and `ollama` here, `demo`
 inside the Engine. A third backend slots in by adding a builder to `BUILDERS`. The SDKs are
-imported only when their backend is built, so `sluice --help` stays quick.
+imported only when their backend is built, so `sluice --help` stays quick. URLs read from the
+environment (ANTHROPIC_BASE_URL, OLLAMA_HOST) are checked here, like the config's at load.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
-from sluice.engine.backends.base import Backend, BackendError
-from sluice.engine.config import Config
+from sluice.engine.backends.base import Backend, BackendError, describe_error
+from sluice.engine.config import URL_RULE, Config, url_problem
+from sluice.engine.redact import redact_url
 
 __all__ = [
     "BACKEND_NAMES",
     "BUILDERS",
+    "BadEnvironment",
     "MissingCredentials",
     "build_backend",
+    "check_environment",
     "claude_base_url",
     "close_backends",
     "open_backends",
@@ -28,10 +33,25 @@ __all__ = [
 
 BACKEND_NAMES = ("claude", "ollama", "demo")
 API_KEY_VARIABLE = "ANTHROPIC_API_KEY"
+# Proxy variables both SDKs' HTTP client (httpx) honours, and the schemes it can use.
+PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "ALL_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "all_proxy",
+)
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 
 
 class MissingCredentials(BackendError):
     """A backend needs a secret from the environment that is not set."""
+
+
+class BadEnvironment(BackendError):
+    """An environment variable holds a value a backend cannot use (exit 2 on the command
+    line); the message names the variable and shows the value with its credentials hidden."""
 
 
 def require_credentials(names: Iterable[str], environ: Mapping[str, str] | None = None) -> None:
@@ -43,9 +63,54 @@ def require_credentials(names: Iterable[str], environ: Mapping[str, str] | None 
         )
 
 
+def _environ_url(variable: str, environ: Mapping[str, str]) -> str | None:
+    """The URL in `variable`, None when unset or blank; BadEnvironment when unusable."""
+    value = environ.get(variable, "").strip()
+    if not value:
+        return None
+    problem = url_problem(value)
+    if problem is not None:
+        raise BadEnvironment(f"{variable}={redact_url(value)!r}: {problem}; {URL_RULE}")
+    return value
+
+
+def _check_proxies(environ: Mapping[str, str]) -> None:
+    """Refuse a proxy variable the HTTP client would choke on (with a traceback) later."""
+    for variable in PROXY_VARIABLES:
+        value = environ.get(variable, "").strip()
+        if not value:
+            continue
+        shown = f"{variable}={redact_url(value)!r}"
+        problem = url_problem(value, PROXY_SCHEMES)
+        if problem is not None:
+            raise BadEnvironment(
+                f"{shown}: {problem}; must be a proxy URL like http://proxy:3128 "
+                f"({', '.join(PROXY_SCHEMES)}; a host, a port 1-65535)"
+            )
+        if value.lower().startswith("socks") and not importlib.util.find_spec("socksio"):
+            raise BadEnvironment(
+                f"{shown}: a SOCKS proxy needs the socksio package (pip install 'httpx[socks]')"
+            )
+
+
 def claude_base_url(config: Config, environ: Mapping[str, str]) -> str | None:
     """`[claude] base_url`, else ANTHROPIC_BASE_URL, else None (the SDK's default)."""
-    return config.claude.base_url or environ.get("ANTHROPIC_BASE_URL", "").strip() or None
+    return config.claude.base_url or _environ_url("ANTHROPIC_BASE_URL", environ)
+
+
+def check_environment(
+    names: Iterable[str], config: Config, environ: Mapping[str, str] | None = None
+) -> None:
+    """Refuse early (before any session starts) a URL from the environment that a chosen
+    backend would use and could not."""
+    environ = os.environ if environ is None else environ
+    names = set(names)
+    if names & set(BUILDERS):
+        _check_proxies(environ)
+    if "claude" in names:
+        claude_base_url(config, environ)
+    if "ollama" in names and not config.ollama.host.strip():
+        _environ_url("OLLAMA_HOST", environ)
 
 
 def _build_claude(config: Config, environ: Mapping[str, str]) -> Backend:
@@ -98,13 +163,19 @@ def parse_backend_list(text: str) -> list[str]:
 
 
 def build_backend(name: str, config: Config, environ: Mapping[str, str] | None = None) -> Backend:
-    """One real backend, configured from `config` and the environment."""
+    """One real backend, configured from `config` and the environment. A client the
+    environment makes impossible (a proxy variable with an unknown scheme, a SOCKS proxy
+    without its package) is a BadEnvironment, not a crash."""
     environ = os.environ if environ is None else environ
     try:
         builder = BUILDERS[name]
     except KeyError:
         raise KeyError(f"no backend builder for {name!r}; known: {', '.join(BUILDERS)}") from None
-    return builder(config, environ)
+    check_environment([name], config, environ)
+    try:
+        return builder(config, environ)
+    except (ImportError, ValueError) as exc:
+        raise BadEnvironment(f"cannot set up the {name} backend: {describe_error(exc)}") from None
 
 
 async def close_backends(backends: Iterable[Backend]) -> None:

@@ -1,10 +1,14 @@
 """config.toml: every key's bad value is refused in one line (file, key, value, what is
-allowed) with exit code 2 through the real `sluice` entry point; the shipped file equals the
-built-in defaults; saving is atomic, keeps what it does not own and leaves a .bak."""
+allowed) with exit code 2 through the real `sluice` entry point; unknown tables and
+secret-like keys are refused; the shipped file equals the built-in defaults; saving is
+atomic, keeps what it does not own, updates a symlink's target, leaves a .bak only when there
+was a previous file, and never overwrites a file changed on disk since it was loaded."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 import subprocess
 import sys
 import tomllib
@@ -15,7 +19,14 @@ import pytest
 
 from sluice.cli.main import main
 from sluice.engine import config as config_module
-from sluice.engine.config import Config, ConfigError, load_config, parse_config, save_config
+from sluice.engine.config import (
+    Config,
+    ConfigChanged,
+    ConfigError,
+    load_config,
+    parse_config,
+    save_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SLUICE = Path(sys.executable).with_name("sluice")
@@ -49,9 +60,15 @@ BAD_VALUES = [
     ("claude", "max_tokens", "0", "must be an integer from 1 to 1000000"),
     ("claude", "system", "[1, 2]", "must be a string"),
     ("claude", "base_url", '"not a url at all"', "must be a URL like"),
+    ("claude", "base_url", '"http://[bad"', "not a valid URL (bad host or port); must be a URL"),
+    ("claude", "base_url", '"ftp://example.com"', "scheme 'ftp' not allowed"),
     ("claude", "timeout_s", "0", "must be a number from 0.1 to 3600"),
     ("claude", "retries", "21", "must be an integer from 0 to 20"),
     ("ollama", "host", '"http://bad host"', "must be a URL like"),
+    ("ollama", "host", '"http://[bad"', "not a valid URL (bad host or port); must be a URL"),
+    ("ollama", "host", '"http://127.0.0.1:70000"', "port 1-65535"),
+    ("ollama", "host", '"http://127.0.0.1:0"', "port 0"),
+    ("ollama", "host", '"http://:11434"', "no host"),
     ("ollama", "model", "7", "must be a string"),
     ("ollama", "timeout_s", "-1", "must be a number from 0.1 to 3600"),
     ("ollama", "retries", "-1", "must be an integer from 0 to 20"),
@@ -151,6 +168,89 @@ def test_secret_like_keys_are_refused_without_echoing_the_secret(
     assert "SECRETVALUE" not in err + out
 
 
+# Names a secret hides behind; each must be refused like `api_key`, in Sluice's tables and in
+# the user's own. (`max_tokens` and `tokens` are real keys and stay allowed.)
+SECRET_NAMES = [
+    "x-api-key", "api-key", "apiKey", "X_API_KEY", "auth_token", "authToken", "access_token",
+    "authorization", "Authorization", "credentials", "credential", "token", "secret",
+    "client_secret", "password", "passwd", "bearer", "bearer_token", "auth", "private_key",
+    "session-token", "aws_access_key_id",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SECRET_NAMES)
+@pytest.mark.parametrize("table", ["claude", "ollama", "x-mine"])
+def test_every_secret_like_key_name_is_refused_naming_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], table: str, name: str
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[{table}]\n"{name}" = "SECRETVALUE"\n')
+    code, out, err = run_cli(["--config", str(path), "run", "--headless", *NO_RUN], capsys)
+    assert code == 2
+    assert f"[{table}] {name}: secrets are not read from the config file" in err
+    assert err.count("\n") == 1 and "SECRETVALUE" not in err + out
+
+
+def test_ordinary_key_names_are_not_mistaken_for_secrets() -> None:
+    data = {"claude": {"max_tokens": 8}, "demo": {"tokens": 9}, "x-mine": {"keys": 1, "tok": 2}}
+    cfg = parse_config(data)
+    assert (cfg.claude.max_tokens, cfg.demo.tokens) == (8, 9)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("base_url", "http://user:SECRETVALUE@proxy.example:8080"),
+        ("base_url", "https://SECRETVALUE@api.example.com/v1"),
+        ("base_url", "http://user:SECRETVALUE@[bad"),
+        ("host", "user:SECRETVALUE@127.0.0.1:11434"),
+        ("host", "http://us:SECRET VALUE@h"),
+    ],
+)
+def test_credentials_inside_a_config_url_are_refused_and_never_echoed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: str
+) -> None:
+    table = "claude" if key == "base_url" else "ollama"
+    path = tmp_path / "c.toml"
+    path.write_text(f'[{table}]\n{key} = "{value}"\n')
+    code, out, err = run_cli(["--config", str(path), "run", "--headless", *NO_RUN], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"[{table}] {key} = " in err and "***@" in err
+    assert "SECRET" not in err + out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[queu]\nmaxsize = 4\n", "[queu]: unknown table; did you mean [queue]?"),
+        ("[Limits]\ndemo = 4\n", "[Limits]: unknown table; did you mean [limits]?"),
+        ("[olama]\nhost = ''\n", "[olama]: unknown table; did you mean [ollama]?"),
+        ("[zzz]\na = 1\n", "[zzz]: unknown table; Sluice's tables: queue, limits, consumer"),
+        ("maxsize = 4\n", "maxsize: unknown key; "),
+        ("[[hooks]]\nname = 'a'\n", "[[hooks]]: unknown table"),
+    ],
+)
+def test_an_unknown_table_exits_2_with_a_suggestion(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    code, out, err = run_cli(["--config", str(path), "run", "--headless", *NO_RUN], capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and str(path) in err and expected in err, err
+    assert "tables of your own go under names starting with x-" in err
+
+
+def test_tables_of_your_own_are_allowed_under_the_x_prefix() -> None:
+    data = {
+        "queue": {"maxsize": 3},
+        "x-notes": {"anything": [1, 2], "nested": {"deep": True}},
+        "x-hooks": [{"name": "a"}, {"name": "b"}],
+        "x-version": 2,
+    }
+    assert parse_config(data).queue.maxsize == 3
+
+
 def test_a_missing_explicit_file_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -229,7 +329,7 @@ def test_parse_config_accepts_every_boundary_value() -> None:
 
 USER_FILE = """\
 # my own notes at the top
-schema_version = 2  # a root key Sluice does not own
+x-schema = 2  # a root key Sluice does not own
 
 [queue]
 # how deep each buffer is
@@ -241,7 +341,7 @@ claude = 4
 ollama = 6
 demo = 4
 
-[my_tool]
+[x-my_tool]
 # a table Sluice does not own
 answer = 42
 names = ["a", "b"]
@@ -260,14 +360,15 @@ def test_save_keeps_comments_and_foreign_tables_leaves_a_backup_and_reloads(
     tuned = load_config(path).with_knobs(
         maxsize=64, batch_max=8, limits={"demo": 9}, delay_ms=12.5, rate=250, sessions=30
     )
-    assert save_config(tuned) == path
+    result = save_config(tuned)
+    assert (result.path, result.backup) == (path, path.with_name("config.toml.bak"))
     text = path.read_text()
     for kept in ("# my own notes at the top", "# how deep each buffer is", "# inline note",
                  "# a table Sluice does not own"):  # fmt: skip
         assert kept in text
     data = tomllib.loads(text)
-    assert data["my_tool"] == {"answer": 42, "names": ["a", "b"]}
-    assert data["schema_version"] == 2
+    assert data["x-my_tool"] == {"answer": 42, "names": ["a", "b"]}
+    assert data["x-schema"] == 2
     assert data["queue"] == {"maxsize": 64, "batch_max": 8}
     assert (path.with_name("config.toml.bak")).read_text() == USER_FILE
     again = load_config(path)
@@ -287,8 +388,10 @@ def test_saving_the_shipped_defaults_changes_nothing(tmp_path: Path) -> None:
 
 def test_save_to_a_new_file_writes_every_owned_key_and_no_backup(tmp_path: Path) -> None:
     path = tmp_path / "fresh.toml"
-    save_config(Config().with_knobs(maxsize=3), path)
+    result = save_config(Config().with_knobs(maxsize=3), path)
     assert not path.with_name("fresh.toml.bak").exists()
+    assert result.backup is None and ".bak" not in result.backup_note
+    assert result.backup_note == "a new file: there was no previous one to keep"
     assert load_config(path).queue.maxsize == 3
     assert replace(load_config(path), path=None) == Config().with_knobs(maxsize=3)
 
@@ -320,9 +423,126 @@ def test_save_refuses_to_overwrite_a_file_that_is_not_toml(tmp_path: Path) -> No
 def test_save_keeps_the_file_mode(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text(USER_FILE)
-    path.chmod(0o600)
+    for mode in (0o600, 0o640, 0o664):
+        path.chmod(mode)
+        save_config(load_config(path).with_knobs(maxsize=5))
+        assert stat.S_IMODE(path.stat().st_mode) == mode
+
+
+@pytest.fixture
+def umask_027() -> object:
+    old = os.umask(0o027)
+    yield
+    os.umask(old)
+
+
+@pytest.mark.usefixtures("umask_027")
+def test_a_new_config_file_gets_the_usual_mode_from_the_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    save_config(load_config())  # no config.toml yet: the built-in defaults, saved
+    assert stat.S_IMODE((tmp_path / "config.toml").stat().st_mode) == 0o640  # 0666 & ~027
+    assert replace(load_config(), path=None) == Config()
+    assert not (tmp_path / "config.toml.bak").exists()
+
+
+def test_saving_through_a_symlink_updates_its_target_and_keeps_the_link(tmp_path: Path) -> None:
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    target = dotfiles / "sluice.toml"
+    target.write_text(USER_FILE)
+    target.chmod(0o640)
+    link = tmp_path / "config.toml"
+    link.symlink_to(target)
+    result = save_config(load_config(link).with_knobs(maxsize=77))
+    assert link.is_symlink() and link.readlink() == target
+    assert load_config(target).queue.maxsize == 77 and "# inline note" in target.read_text()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert (result.path, result.written) == (link, target)
+    assert result.backup == dotfiles / "sluice.toml.bak"
+    assert result.backup.read_text() == USER_FILE
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "dotfiles"]
+    assert sorted(p.name for p in dotfiles.iterdir()) == ["sluice.toml", "sluice.toml.bak"]
+
+
+def test_save_fsyncs_the_file_the_backup_and_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(USER_FILE)
+    synced: list[tuple[int, int]] = []  # (inode, mode) of every fsync'd descriptor
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        info = os.fstat(fd)
+        synced.append((info.st_ino, info.st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(config_module.os, "fsync", recording_fsync)
     save_config(load_config(path).with_knobs(maxsize=5))
-    assert path.stat().st_mode & 0o777 == 0o600
+    inodes = {ino for ino, _ in synced}
+    assert path.stat().st_ino in inodes  # the new file, before it replaced the old one
+    assert path.with_name("config.toml.bak").stat().st_ino in inodes
+    assert tmp_path.stat().st_ino in inodes and any(stat.S_ISDIR(m) for _, m in synced)
+
+
+OTHER_WRITER = USER_FILE.replace("maxsize = 16 # inline note", "maxsize = 99 # set by hand")
+
+
+def test_a_file_changed_on_disk_since_it_was_loaded_is_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(USER_FILE)
+    tuned = load_config(path).with_knobs(maxsize=5, batch_max=3)
+    path.write_text(OTHER_WRITER)  # an editor or a second Sluice saves meanwhile
+    with pytest.raises(ConfigChanged, match="changed on disk since it was loaded") as caught:
+        save_config(tuned)
+    assert "not saved, nothing overwritten" in str(caught.value)
+    assert path.read_text() == OTHER_WRITER
+    assert not path.with_name("config.toml.bak").exists()
+    # The way through: overwrite on purpose. The other writer's comment survives the edit.
+    result = save_config(tuned, overwrite=True)
+    assert load_config(path).queue.maxsize == 5 and "# set by hand" in path.read_text()
+    assert result.backup is not None and result.backup.read_text() == OTHER_WRITER
+
+
+def test_the_stamp_of_a_save_lets_the_same_config_save_again(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(USER_FILE)
+    loaded = load_config(path)
+    first = save_config(loaded.with_knobs(maxsize=5))
+    with pytest.raises(ConfigChanged):  # the loaded stamp is of the file before the save
+        save_config(loaded.with_knobs(maxsize=6))
+    again = replace(loaded.with_knobs(maxsize=6), source=first.source)
+    save_config(again)
+    assert load_config(path).queue.maxsize == 6
+    assert (
+        first.source.digest
+        == hashlib.sha256(path.with_name("config.toml.bak").read_bytes()).hexdigest()
+    )
+
+
+def test_a_file_created_or_removed_since_loading_is_a_change_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    defaults = load_config()  # no file: the built-in defaults
+    Path("config.toml").write_text(OTHER_WRITER)
+    with pytest.raises(ConfigChanged, match="was created by another program"):
+        save_config(defaults)
+    assert Path("config.toml").read_text() == OTHER_WRITER
+    loaded = load_config()
+    Path("config.toml").unlink()
+    with pytest.raises(ConfigChanged, match="was removed since it was loaded"):
+        save_config(loaded)
+    assert not Path("config.toml").exists()
+
+
+def test_a_config_built_in_code_saves_without_a_change_check(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(USER_FILE)
+    result = save_config(Config().with_knobs(maxsize=2), path)
+    assert load_config(path).queue.maxsize == 2 and result.backup is not None
 
 
 def test_the_real_sluice_command_exits_2_on_a_bad_value(tmp_path: Path) -> None:

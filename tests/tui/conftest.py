@@ -9,7 +9,7 @@ import pytest
 from sluice.engine.config import Config, load_config
 
 FAST_TOML = """\
-# a config the app tests start from; [extra] is a table the app does not own
+# a config the app tests start from; [x-extra] is a table the app does not own
 [queue]
 maxsize = 8 # buffer
 batch_max = 1
@@ -30,7 +30,7 @@ rate = 200
 ttft_ms = 5
 seed = 3
 
-[extra]
+[x-extra]
 owner = "someone else"
 numbers = [1, 2, 3]
 """

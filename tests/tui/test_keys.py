@@ -54,7 +54,7 @@ async def test_save_writes_knobs_atomically_and_keeps_other_keys(
     # the knobs it loads back to are the ones the engine ran with
     assert saved.with_knobs() == app.engine.tuned_config().with_knobs()
     raw = tomllib.loads(read_text(config_path))
-    assert raw["extra"] == {"owner": "someone else", "numbers": [1, 2, 3]}
+    assert raw["x-extra"] == {"owner": "someone else", "numbers": [1, 2, 3]}
     text = read_text(config_path)
     assert "# a config the app tests start from" in text
     assert "maxsize = 18 # buffer" in text
