@@ -2,24 +2,41 @@
 
 `--prompt TEXT` gives one prompt; `--prompts FILE` gives many: one per line, or JSONL (one
 object with a string "prompt" per line) when the file ends in `.jsonl` or its first
-non-blank line starts with `{`. Blank lines are skipped. `--backend a,b` runs the prompts on
-each named backend at once, each behind its own limit.
+non-blank line starts with `{`. Blank lines are skipped. `--prompts -` reads standard input.
+`--backend a,b` runs the prompts on each named backend at once, each behind its own limit.
+
+Reading is bounded whatever the file is: at most MAX_PROMPT_BYTES (16 MiB) are read, and a
+longer input (a huge file, `/dev/zero`) is refused. A FIFO, a pipe, a terminal or a device is
+read the same way, and given up on when no data arrives for READ_IDLE_S seconds (a FIFO that
+no program ever opens for writing would otherwise hang the run); directories and sockets are
+refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import select
+import stat
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from sluice.engine.backends.base import BackendError
-from sluice.engine.backends.registry import parse_backend_list, require_credentials
+from sluice.engine.backends.registry import (
+    check_environment,
+    parse_backend_list,
+    require_credentials,
+)
 from sluice.engine.config import KNOB_SPECS, Config
 
 __all__ = ["PromptError", "add_prompt_arguments", "load_prompts", "plan_from_args", "plan_sessions"]
 
-MAX_PROMPT_FILE = 64 * 1024 * 1024
+MAX_PROMPT_BYTES = 16 * 1024 * 1024
+READ_IDLE_S = 30.0  # a pipe or FIFO silent this long is given up on
+_READ_CHUNK = 1024 * 1024
 
 
 class PromptError(ValueError):
@@ -36,25 +53,21 @@ def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--prompt", metavar="TEXT", help="one prompt for every session")
     group.add_argument(
-        "--prompts", metavar="FILE", help='prompts, one per line or JSONL ({"prompt": ...})'
+        "--prompts",
+        metavar="FILE",
+        help='prompts, one per line or JSONL ({"prompt": ...}); - reads standard input',
     )
 
 
 def load_prompts(path: str | Path) -> list[str]:
-    """The prompts in `path`; raise PromptError naming the file, line and problem."""
+    """The prompts in `path` (`-`: standard input); raise PromptError naming the file, line
+    and problem."""
     path = Path(path)
+    raw = _read_bounded(path)
     try:
-        if path.stat().st_size > MAX_PROMPT_FILE:
-            raise PromptError(f"--prompts {path}: larger than 64 MiB")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PromptError(f"--prompts {path}: no such file") from None
-    except IsADirectoryError:
-        raise PromptError(f"--prompts {path}: is a directory, expected a text file") from None
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise PromptError(f"--prompts {path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise PromptError(f"--prompts {path}: cannot read: {exc.strerror}") from None
     lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)]
     lines = [(n, line) for n, line in lines if line]
     if not lines:
@@ -76,6 +89,58 @@ def load_prompts(path: str | Path) -> list[str]:
             )
         prompts.append(prompt)
     return prompts
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of `path`, at most MAX_PROMPT_BYTES, without hanging on a silent pipe."""
+    if str(path) == "-":
+        return _read_fd(sys.stdin.fileno(), path)
+    try:
+        # O_NONBLOCK: opening a FIFO with no writer returns at once instead of blocking.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise PromptError(f"--prompts {path}: no such file") from None
+    except OSError as exc:
+        raise PromptError(f"--prompts {path}: cannot read: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise PromptError(f"--prompts {path}: is a directory, expected a text file")
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+            raise PromptError(f"--prompts {path}: not a regular file, FIFO or device")
+        os.set_blocking(fd, True)  # poll() below decides when a read may wait
+        return _read_fd(fd, path)
+    finally:
+        os.close(fd)
+
+
+def _read_fd(fd: int, path: Path) -> bytes:
+    """Read `fd` to its end, refusing more than MAX_PROMPT_BYTES or READ_IDLE_S of silence."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        deadline = time.monotonic() + READ_IDLE_S
+        # Wait for data or the writer's end (a FIFO nobody opened reports neither).
+        while not poller.poll(max(0, round((deadline - time.monotonic()) * 1000))):
+            if time.monotonic() >= deadline:
+                raise PromptError(
+                    f"--prompts {path}: no data for {READ_IDLE_S:g} s (a pipe or FIFO with "
+                    "no writer?)"
+                )
+        try:
+            part = os.read(fd, min(_READ_CHUNK, MAX_PROMPT_BYTES + 1 - size))
+        except OSError as exc:
+            raise PromptError(f"--prompts {path}: cannot read: {exc.strerror}") from None
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+        size += len(part)
+        if size > MAX_PROMPT_BYTES:
+            mib, rest = divmod(MAX_PROMPT_BYTES, 1024 * 1024)
+            limit = f"{MAX_PROMPT_BYTES} bytes" if rest else f"{mib} MiB"
+            raise PromptError(f"--prompts {path}: larger than {limit}; give fewer prompts")
 
 
 def plan_sessions(
@@ -127,6 +192,7 @@ def plan_from_args(args: argparse.Namespace, config: Config) -> list[tuple[str, 
         raise PromptError(f"--sessions {sessions}: {KNOB_SPECS['sessions'].describe()}")
     try:
         require_credentials(backends)
+        check_environment(backends, config)
     except BackendError as exc:
         raise PromptError(str(exc)) from None
     return plan_sessions(backends, prompts, sessions, config.demo.sessions)
