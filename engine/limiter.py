@@ -4,12 +4,19 @@
 matters is `in_use`, the permits really handed out (including ones reserved for a woken
 waiter that has not run yet). Grants happen only while `in_use < limit`, so a shrink needs no
 "debt" bookkeeping and a later grow can never over-grant.
+
+Every permit belongs to a holder, as in trio's and anyio's CapacityLimiter: the task that
+called `acquire()` (or the object given to `acquire_on_behalf_of`), recorded the moment the
+permit is granted, reserved ones included, so `in_use` is always the sum of the holders'
+permits. A release must come from a holder with a permit left: a second release for one
+acquire raises instead of letting an extra task in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Hashable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -32,7 +39,8 @@ class AdjustableLimiter:
     Waiters are served strictly first come, first served. Growing the limit wakes up to
     (limit - in_use) waiters with their permit already reserved, so no newcomer can take it;
     shrinking never takes a permit from a holder; a waiter cancelled after its grant hands the
-    permit to the next one in line.
+    permit to the next one in line. `acquire()`/`release()` hold for the current task; one
+    task may hold several permits, and must release each once.
     """
 
     def __init__(self, limit: int) -> None:
@@ -40,7 +48,11 @@ class AdjustableLimiter:
         self._limit = limit
         self._in_use = 0
         self._granted_total = 0
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        # Each waiter's future and the holder its permit will belong to.
+        self._waiters: collections.deque[tuple[asyncio.Future[None], Hashable]] = (
+            collections.deque()
+        )
+        self._holders: dict[Hashable, int] = {}  # holder -> permits it holds (granted ones too)
 
     @property
     def limit(self) -> int:
@@ -66,31 +78,49 @@ class AdjustableLimiter:
         return self._in_use >= self._limit or bool(self._waiters)
 
     async def acquire(self) -> None:
-        """Take a permit, waiting in FIFO order while none is free."""
+        """Take a permit for the current task, waiting in FIFO order while none is free."""
+        await self.acquire_on_behalf_of(_current_task())
+
+    async def acquire_on_behalf_of(self, holder: Hashable) -> None:
+        """Take a permit that `holder` (any hashable object) will give back."""
         if not self.locked():
-            self._in_use += 1
-            self._granted_total += 1
+            self._take(holder)
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        entry = (waiter, holder)
+        self._waiters.append(entry)
         try:
             await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 # Granted, then cancelled before it could run: pass the permit on.
-                self.release()
+                self.release_on_behalf_of(holder)
             else:
                 waiter.cancel()
                 try:
-                    self._waiters.remove(waiter)
+                    self._waiters.remove(entry)
                 except ValueError:
                     pass
             raise
 
     def release(self) -> None:
-        """Give a permit back and hand it to the oldest waiter if the limit allows."""
-        if self._in_use <= 0:
-            raise RuntimeError("release() without a matching acquire()")
+        """Give back a permit the current task holds; hand it to the oldest waiter if the
+        limit allows. RuntimeError when the task holds none (a release without an acquire,
+        or a second release for one acquire)."""
+        self.release_on_behalf_of(_current_task())
+
+    def release_on_behalf_of(self, holder: Hashable) -> None:
+        """Give back a permit `holder` holds; RuntimeError when it holds none."""
+        held = self._holders.get(holder, 0)
+        if held <= 0:
+            raise RuntimeError(
+                "release() without a matching acquire(): this holder has no permit "
+                "(released twice, or acquired by another task?)"
+            )
+        if held == 1:
+            del self._holders[holder]
+        else:
+            self._holders[holder] = held - 1
         self._in_use -= 1
         self._grant()
 
@@ -100,14 +130,18 @@ class AdjustableLimiter:
         self._limit = limit
         self._grant()
 
+    def _take(self, holder: Hashable) -> None:
+        self._in_use += 1
+        self._granted_total += 1
+        self._holders[holder] = self._holders.get(holder, 0) + 1
+
     def _grant(self) -> None:
         while self._waiters and self._in_use < self._limit:
-            waiter = self._waiters.popleft()
+            waiter, holder = self._waiters.popleft()
             if waiter.done():
                 continue
             waiter.set_result(None)
-            self._in_use += 1
-            self._granted_total += 1
+            self._take(holder)  # reserved for the woken waiter before it runs
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -119,6 +153,13 @@ class AdjustableLimiter:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _current_task() -> asyncio.Task[object]:
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("acquire()/release() outside a task: use the *_on_behalf_of forms")
+    return task
 
 
 def _check_limit(limit: object) -> None:

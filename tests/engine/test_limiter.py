@@ -217,3 +217,90 @@ async def test_bad_limits_are_refused(bad: object) -> None:
     with pytest.raises(ValueError, match="limit"):
         lim.resize(bad)  # type: ignore[arg-type]
     assert lim.limit == 2
+
+
+# -- a release must match an acquire ----------------------------------------------------------
+
+
+async def test_a_second_release_for_one_acquire_raises_and_lets_no_extra_holder_in() -> None:
+    lim = AdjustableLimiter(1)
+    admitted: list[str] = []
+    await lim.acquire()  # the test holds the only permit
+    waiter = Holder(lim, "waiter", admitted)
+    await settle()
+    lim.release()  # the permit passes to the waiter (reserved, in_use stays 1)
+    with pytest.raises(RuntimeError, match="without a matching acquire"):
+        lim.release()  # the same holder again: refused, nothing changes
+    assert lim.in_use == 1
+    newcomer = Holder(lim, "newcomer", admitted)
+    await settle()
+    assert admitted == ["waiter"] and not newcomer.inside  # never two holders at limit 1
+    waiter.leave.set()
+    await settle()
+    assert admitted == ["waiter", "newcomer"] and lim.in_use == 1
+    newcomer.leave.set()
+    await settle()
+    assert lim.in_use == 0
+
+
+async def test_a_release_from_a_task_that_holds_nothing_raises() -> None:
+    lim = AdjustableLimiter(2)
+    admitted: list[str] = []
+    holder = Holder(lim, "holder", admitted)
+    await settle()
+    with pytest.raises(RuntimeError):
+        lim.release()  # this task never acquired; the holder's permit stays its own
+    assert lim.in_use == 1
+    holder.leave.set()
+    await settle()
+    assert lim.in_use == 0 and not holder.task.exception()
+
+
+async def test_a_manual_release_inside_async_with_makes_the_exit_raise() -> None:
+    lim = AdjustableLimiter(1)
+    with pytest.raises(RuntimeError, match="without a matching acquire"):
+        async with lim:
+            lim.release()
+    assert lim.in_use == 0
+
+
+async def test_concurrent_holders_each_release_once_without_error() -> None:
+    lim = AdjustableLimiter(3)
+    admitted: list[str] = []
+    holders = [Holder(lim, f"h{i}", admitted) for i in range(5)]
+    await settle()
+    assert lim.in_use == 3 and lim.waiting == 2
+    for holder in holders:
+        holder.leave.set()
+    await settle(20)
+    assert sorted(admitted) == [f"h{i}" for i in range(5)]
+    assert lim.in_use == 0 and all(not h.task.exception() for h in holders)
+
+
+async def test_one_task_may_hold_several_permits_and_releases_each_once() -> None:
+    lim = AdjustableLimiter(3)
+    await lim.acquire()
+    await lim.acquire()
+    lim.release()
+    lim.release()
+    with pytest.raises(RuntimeError):
+        lim.release()
+    assert lim.in_use == 0
+
+
+async def test_permits_on_behalf_of_another_holder_pair_up_by_holder() -> None:
+    lim = AdjustableLimiter(1)
+    job = object()
+    await lim.acquire_on_behalf_of(job)
+    with pytest.raises(RuntimeError):
+        lim.release()  # the task is not the holder
+    waiting = asyncio.get_running_loop().create_task(lim.acquire_on_behalf_of("other"))
+    await settle()
+    assert not waiting.done()
+    lim.release_on_behalf_of(job)
+    await settle()
+    assert waiting.done() and lim.in_use == 1
+    with pytest.raises(RuntimeError):
+        lim.release_on_behalf_of(job)
+    lim.release_on_behalf_of("other")
+    assert lim.in_use == 0

@@ -5,7 +5,9 @@ The model grants a permit only while `in_use < limit` and always to the oldest w
 a permit as taken the moment it is granted (so no newcomer can steal it), and passes on the
 permit of a waiter cancelled after its grant. Comparing the real limiter with it after every
 operation checks "never more than the limit" (beyond holders kept through a shrink), FIFO
-order, no lost permits and no lost wake-ups. Each example runs in one `asyncio.run`, the tasks
+order, no lost permits and no lost wake-ups. Misuse is part of the script too: a second
+release for one acquire, and a release by a task that holds nothing, must raise and change
+nothing. Each example runs in one `asyncio.run`, the tasks
 advancing only when the driver yields, so every example is a deterministic schedule.
 """
 
@@ -15,6 +17,7 @@ import asyncio
 import os
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -66,7 +69,9 @@ class Model:
 
 
 action = st.tuples(
-    st.sampled_from(["acquire", "acquire", "release", "resize", "cancel", "cancel", "settle"]),
+    st.sampled_from(
+        ["acquire", "acquire", "release", "resize", "cancel", "cancel", "settle", "misuse"]
+    ),
     st.integers(1, 4),
 )
 
@@ -120,7 +125,7 @@ async def drive(script: list[tuple[str, int]], limit: int) -> None:
                 continue
             task_id = live[arg % len(live)]
             released_by_driver.add(task_id)
-            lim.release()
+            lim.release_on_behalf_of(tasks[task_id])
             model.running.discard(task_id)
             model.release()
             tasks[task_id].cancel()  # let the task end; it must not release again
@@ -148,6 +153,17 @@ async def drive(script: list[tuple[str, int]], limit: int) -> None:
                 model.pending_releases += 1
         elif op == "settle":
             await settle()
+        elif op == "misuse":
+            # Odd: release again for a holder the driver already released; even: release
+            # from the driver, which holds nothing. Either must raise and change nothing.
+            before = (lim.in_use, lim.waiting)
+            again = sorted(released_by_driver)
+            with pytest.raises(RuntimeError, match="without a matching acquire"):
+                if arg % 2 and again:
+                    lim.release_on_behalf_of(tasks[again[arg // 2 % len(again)]])
+                else:
+                    lim.release()
+            assert (lim.in_use, lim.waiting) == before
             continue
         # Grants happen synchronously inside release() and resize(): compare at once.
         assert lim.limit == model.limit
@@ -176,10 +192,15 @@ async def drive(script: list[tuple[str, int]], limit: int) -> None:
 SHRINK_THEN_GROW = [("acquire", 1), ("acquire", 1), ("acquire", 1), ("resize", 1), ("resize", 2)]
 GRANTED_THEN_CANCELLED = [("acquire", 1), ("acquire", 1), ("acquire", 1), ("release", 1),
                           ("cancel", 4), ("settle", 1)]  # fmt: skip
+# The double release the issue found: at limit 1, the holder's permit passes to a waiter, and
+# a second release for the same acquire must not let a third task in beside it.
+DOUBLE_RELEASE = [("acquire", 1), ("acquire", 1), ("release", 1), ("misuse", 1),
+                  ("acquire", 1), ("settle", 1)]  # fmt: skip
 
 
 @example(script=SHRINK_THEN_GROW, limit=2)
 @example(script=GRANTED_THEN_CANCELLED, limit=1)
+@example(script=DOUBLE_RELEASE, limit=1)
 @settings(max_examples=int(os.environ.get("LIMITER_EXAMPLES", "200")), deadline=None)
 @given(script=st.lists(action, min_size=10, max_size=40), limit=st.integers(1, 3))
 def test_limiter_matches_the_fifo_reference_model(
