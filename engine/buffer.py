@@ -174,6 +174,10 @@ class TokenBuffer(Generic[T]):
         Returns `[]` once the buffer is closed and drained; after `fail(exc)` the items put
         before the failure are returned first and then `exc` is raised.
         """
+        if not isinstance(max_items, int) or isinstance(max_items, bool):
+            raise TypeError(
+                f"max_items must be an int, got {type(max_items).__name__} {max_items!r}"
+            )
         if max_items < 1:
             raise ValueError(f"max_items must be >= 1, got {max_items!r}")
         while not self._items:

@@ -307,3 +307,16 @@ async def test_get_batch_refuses_max_items_below_one() -> None:
     buf: TokenBuffer[int] = TokenBuffer(1)
     with pytest.raises(ValueError):
         await buf.get_batch(0)
+
+
+@pytest.mark.parametrize("bad", ["2", 1.5, 2.0, True, None, b"2"])
+async def test_get_batch_refuses_a_max_items_that_is_not_an_int_with_a_clear_type_error(
+    bad: object,
+) -> None:
+    buf: TokenBuffer[int] = TokenBuffer(4)
+    await buf.put(1)
+    await buf.put(2)
+    with pytest.raises(TypeError, match=rf"^max_items must be an int, got {type(bad).__name__} "):
+        await buf.get_batch(bad)  # type: ignore[arg-type]
+    assert buf.depth == 2  # nothing taken
+    assert await buf.get_batch(2) == [1, 2]
