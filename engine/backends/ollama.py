@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import random
+import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
@@ -148,7 +149,9 @@ class OllamaBackend(RemoteBackend[ollama.AsyncClient]):
                     message = part.message
                     text = message.content if message is not None else None
                     if text:
-                        yield Chunk(text, count, {"model": part.model, "done": False})
+                        # One model string for the stream: the dict is all a chunk adds.
+                        meta = {"model": info.model, "done": False}
+                        yield Chunk(text, count, meta, meta_bytes=sys.getsizeof(meta))
                         count += 1
                     if part.done:
                         done = True
