@@ -23,7 +23,7 @@ import httpx
 import ollama
 
 from sluice.engine.backends.base import BackendError, StreamInfo, StreamTruncated, describe_cause
-from sluice.engine.backends.idle import IdleClock
+from sluice.engine.backends.idle import ContentIdle, IdleClock
 from sluice.engine.backends.remote import RemoteBackend, one_line, tries
 from sluice.engine.chunk import Chunk
 
@@ -94,32 +94,37 @@ class OllamaBackend(RemoteBackend[ollama.AsyncClient]):
             parts: AsyncIterator[Any] = await self._client.chat(
                 model=self.model, messages=messages, stream=True
             )
-            async with contextlib.aclosing(parts):  # type: ignore[type-var]
-                try:
-                    first = await anext(parts, None)
-                except ollama.ResponseError as exc:
-                    if exc.status_code == BUSY and attempt <= self.retries:
+            # The clock covers the first line too: bytes that never finish a line hold no slot.
+            clock = IdleClock(self.timeout_s)
+            busy = False
+            try:
+                async with contextlib.aclosing(parts):  # type: ignore[type-var]
+                    try:
+                        first = await clock.read(parts)
+                    except StopAsyncIteration:
                         first = None
+                    except ollama.ResponseError as exc:
+                        if exc.status_code != BUSY or attempt > self.retries:
+                            raise self._open_error(exc, attempt) from exc
                         busy = True
-                    else:
-                        raise self._open_error(exc, attempt) from exc
-                except httpx.TimeoutException as exc:
-                    raise BackendError(
-                        f"no response within {self.timeout_s:g}s from {self.host}"
-                    ) from exc
-                except (httpx.TransportError, ConnectionError) as exc:
-                    raise BackendError(
-                        f"cannot reach Ollama at {self.host}: {describe_cause(exc)}"
-                    ) from exc
-                except ValueError as exc:  # the first line is not JSON
-                    raise self._first_line_error(exc) from exc
-                else:
-                    busy = False
-                if not busy:
-                    async with contextlib.aclosing(self._read(first, parts, info)) as reader:
-                        async for chunk in reader:
-                            yield chunk
-                    return
+                    except httpx.TimeoutException as exc:
+                        raise BackendError(
+                            f"no response within {self.timeout_s:g}s from {self.host}"
+                        ) from exc
+                    except (httpx.TransportError, ConnectionError) as exc:
+                        raise BackendError(
+                            f"cannot reach Ollama at {self.host}: {describe_cause(exc)}"
+                        ) from exc
+                    except (ValueError, ContentIdle) as exc:  # not JSON; never a whole line
+                        raise self._first_line_error(exc) from exc
+                    if not busy:
+                        reader = self._read(first, parts, info, clock)
+                        async with contextlib.aclosing(reader):
+                            async for chunk in reader:
+                                yield chunk
+                        return
+            finally:
+                clock.close()
             await self._sleep(self.backoff(attempt))
 
     def _open_error(self, exc: ollama.ResponseError, attempt: int) -> BackendError:
@@ -128,15 +133,15 @@ class OllamaBackend(RemoteBackend[ollama.AsyncClient]):
         return BackendError(f"HTTP {exc.status_code}: {one_line(exc.error)} after {tries(attempt)}")
 
     def _first_line_error(self, exc: Exception) -> BackendError:
-        """An error line or an unparsable line where the first chunk should be."""
+        """An error line, an unparsable line or no line at all where the first chunk should
+        be, said as the same errors are said later in the stream."""
         error = self._midstream(exc, 0)
-        assert error is not None, "in-band errors and ValueError always have a reason"
+        assert error is not None, "in-band errors, ValueError and ContentIdle have a reason"
         return error
 
     async def _read(
-        self, first: Any, parts: AsyncIterator[Any], info: StreamInfo
+        self, first: Any, parts: AsyncIterator[Any], info: StreamInfo, clock: IdleClock
     ) -> AsyncGenerator[Chunk, None]:
-        clock = IdleClock(self.timeout_s)
         count = 0
         done = False
         part = first
@@ -171,7 +176,5 @@ class OllamaBackend(RemoteBackend[ollama.AsyncClient]):
             if error is None:
                 raise
             raise error from exc
-        finally:
-            clock.close()
         if not done:
             raise StreamTruncated(f"stream ended after {count} chunks without a done line")

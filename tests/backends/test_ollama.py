@@ -151,16 +151,18 @@ async def test_an_error_first_line_in_a_200_says_what_the_server_said(ollama_ser
     assert consumer.seen == []
 
 
+@pytest.mark.parametrize(("chunks", "before"), [(8, 4), (1, 0)])
 async def test_a_line_that_never_ends_fails_on_the_content_idle_timeout(
-    ollama_server: OllamaServer,
+    ollama_server: OllamaServer, chunks: int, before: int
 ):
-    # After 4 chunks a space every 50 ms for 3 s: bytes keep coming, no line is finished.
+    # After half the chunks a space every 50 ms for 3 s: bytes keep coming, no line ends.
     ollama_server.script["idle"] = ["idle"]
+    ollama_server.chunk_counts["idle"] = chunks
     details, _ = await run_prompts(ollama(ollama_server, timeout_s=0.3), ["idle", "ok"])
     idle, ok = details["idle"].snapshot, details["ok"].snapshot
     assert idle.state == "failed"
-    assert idle.error == "backend: BackendError: no content for 0.3s after 4 chunks"
-    assert (idle.tokens_in, idle.tokens_out) == (4, 4)
+    assert idle.error == f"backend: BackendError: no content for 0.3s after {before} chunks"
+    assert (idle.tokens_in, idle.tokens_out) == (before, before)
     assert ok.state == "done"
     assert stray_tasks() == []
 
