@@ -156,7 +156,7 @@ class ClaudeBackend(RemoteBackend[anthropic.AsyncAnthropic]):
                 # Compared on `event.type` itself so that mypy narrows the event union.
                 if event.type == "content_block_delta":
                     delta = event.delta
-                    if delta.type == "text_delta" and delta.text:
+                    if delta is not None and delta.type == "text_delta" and delta.text:
                         meta = {
                             "type": "content_block_delta",
                             "index": event.index,
@@ -170,11 +170,13 @@ class ClaudeBackend(RemoteBackend[anthropic.AsyncAnthropic]):
                         count += 1
                 elif event.type == "message_start":
                     message = event.message
-                    message_id = message.id or ""
-                    info.model = message.model
-                    _read_usage(info, message.usage)
+                    if message is not None:  # the SDK does not validate: nothing is sure
+                        message_id = message.id or ""
+                        info.model = message.model
+                        _read_usage(info, message.usage)
                 elif event.type == "message_delta":
-                    info.stop_reason = event.delta.stop_reason or info.stop_reason
+                    if event.delta is not None:
+                        info.stop_reason = event.delta.stop_reason or info.stop_reason
                     _read_usage(info, event.usage)
                 elif event.type == "message_stop":
                     stopped = True

@@ -14,7 +14,8 @@ JSON, after half the chunks), "idle" (after half the chunks, only keep-alives fo
 Anthropic `ping` events, or for Ollama single spaces that never finish a line; then the rest).
 Anthropic only: "weird_event" (an event type the SDK does not know, after half the chunks),
 "bad_utf8", "no_usage" / "late_usage" (message_start without usage / without input_tokens;
-both counts then come in message_delta), "tool_use" (a tool_use block whose input JSON
+both counts then come in message_delta), "bare" (message_start without its message,
+message_delta without delta or usage), "tool_use" (a tool_use block whose input JSON
 fragments do not parse, after the text). Ollama only: "error_first" (a 200 whose first line
 is an `{"error": ...}`). `stop_reasons[prompt]` sets the stop reason (Ollama: done_reason).
 Writes wait for the socket to drain with a tiny send buffer, so a slow reader blocks the
@@ -437,7 +438,9 @@ class AnthropicServer(LoopbackServer):
                     "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1},
                 },
             }
-            if action == "no_usage":
+            if action == "bare":
+                start = {"type": "message_start"}
+            elif action == "no_usage":
                 del start["message"]["usage"]
             elif action == "late_usage":
                 start["message"]["usage"] = {"output_tokens": 1}
@@ -470,6 +473,8 @@ class AnthropicServer(LoopbackServer):
             }
             if action in ("no_usage", "late_usage"):
                 stop["usage"] = usage
+            elif action == "bare":
+                stop = {"type": "message_delta"}
             await send(_sse("message_delta", stop))
             await send(_sse("message_stop", {"type": "message_stop"}))
             await conn.end_chunked()

@@ -234,6 +234,16 @@ async def test_usage_may_come_only_in_message_delta(anthropic_server: AnthropicS
     assert_whole(consumer, s.id, anthropic_server.text("two words"), anthropic_server.chunks)
 
 
+async def test_events_missing_their_parts_do_not_fail_a_whole_answer(
+    anthropic_server: AnthropicServer,
+):
+    anthropic_server.script["p"] = ["bare"]
+    details, consumer = await run_prompts(claude(anthropic_server), ["p"])
+    d = details["p"]
+    assert (d.snapshot.state, d.snapshot.error, d.stop_reason) == ("done", None, None)
+    assert_whole(consumer, d.snapshot.id, anthropic_server.text("p"), anthropic_server.chunks)
+
+
 async def test_tool_input_json_that_does_not_parse_is_not_text_and_not_an_error(
     anthropic_server: AnthropicServer,
 ):
