@@ -1,4 +1,5 @@
-"""Sluice benchmarks: the original scenario time-scaled, the engine's overhead, and scale.
+"""Sluice benchmarks: the original scenario time-scaled, the engine's overhead, scale, and the
+cost per delta of long responses.
 
 Each part is an async function returning a frozen result with a `to_dict()`; `runner` runs
 them (in fresh processes where memory figures need a clean start), `report` prints the

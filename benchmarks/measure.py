@@ -11,7 +11,7 @@ from typing import Any
 
 import psutil
 
-__all__ = ["cpu_seconds", "machine", "machine_busy_seconds", "median", "rss"]
+__all__ = ["child_env", "cpu_seconds", "machine", "machine_busy_seconds", "median", "rss"]
 
 _PROCESS = psutil.Process()
 
@@ -52,3 +52,12 @@ def machine() -> dict[str, Any]:
         "machine_memory": int(psutil.virtual_memory().total),
         "load_average": [round(x, 2) for x in load],
     }
+
+
+def child_env() -> dict[str, str]:
+    """This environment, with the repository root first on PYTHONPATH, for a child Python
+    that must import `sluice` from the same tree."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env

@@ -15,6 +15,7 @@ LAG_GOAL = 0.050
 BOOKKEEPING_GOAL = 20 * 1024
 OVERHEAD_GOAL = 0.5
 BATCHED_GOAL = 1.10
+LONG_GOAL = 1.30
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,17 @@ def goals(result: BenchResult) -> list[Goal]:
                 f"plus {format_bytes(round(result.steady.model_state))} the demo model's "
                 "stream holds)",
                 result.steady.engine_per_session < BOOKKEEPING_GOAL,
+            )
+        )
+    if result.long is not None:
+        r = result.long
+        out.append(
+            Goal(
+                f"long responses: CPU per delta at {r.sizes[-1]:,} deltas within "
+                f"{LONG_GOAL:.2f}x of {r.sizes[0]:,}",
+                f"<= {LONG_GOAL:.2f}x",
+                f"{r.ratio:.2f}x ({r.cpu_us[0]:.1f} -> {r.cpu_us[-1]:.1f} us per delta)",
+                r.ratio <= LONG_GOAL,
             )
         )
     return out
@@ -330,6 +342,30 @@ def markdown(result: BenchResult) -> str:
         )
         parts.append(
             _table(["session", "heap/session", "engine says", "largest by file"], rows, {1, 2})
+        )
+    if result.long is not None:
+        lr = result.long
+        parts.append(
+            "### Long responses\n\nOne Claude session (the real `anthropic` client, "
+            "`ClaudeBackend`, null consumer) reading an answer of N text deltas from a loopback "
+            f"SSE server in its own process; medians of {lr.rounds} interleaved rounds of this "
+            "process's CPU time. The ratio is the median per-round ratio of CPU per delta, "
+            f"largest size over smallest: {lr.ratio:.2f}x. Loop lag (10 ms probe) p99 "
+            f"{format_seconds(lr.lag_p99)}, max {format_seconds(lr.lag_max)}."
+        )
+        parts.append(
+            _table(
+                ["deltas", "CPU per delta", "CPU per response", "wall per response"],
+                [
+                    [
+                        f"{n:,}",
+                        f"{us:.1f}us",
+                        format_seconds(us * n / 1e6),
+                        format_seconds(wall),
+                    ]
+                    for n, us, wall in zip(lr.sizes, lr.cpu_us, lr.wall_s, strict=True)
+                ],
+            )
         )
     checked = goals(result)
     if checked:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
 import subprocess
 import sys
 import time
@@ -20,7 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from sluice.bench.measure import machine
+from sluice.bench.long_response import LongResult, run_long
+from sluice.bench.measure import child_env, machine
 from sluice.bench.overhead import OverheadResult, run_overhead
 from sluice.bench.scale import (
     IdleResult,
@@ -34,7 +34,7 @@ from sluice.bench.scenario import MODES, ScenarioResult, ScenarioSpec, run_scena
 
 __all__ = ["BenchParams", "BenchResult", "result_from_dict", "run_bench", "run_job"]
 
-PARTS = ("scenario", "memory", "overhead", "scale")
+PARTS = ("scenario", "memory", "overhead", "scale", "long")
 _SCENARIO = ScenarioSpec()
 
 
@@ -58,6 +58,8 @@ class BenchParams:
     scale_warmup: float = 1.5
     idle_sessions: int = 1000
     steady_sessions: int = 100
+    long_sizes: tuple[int, ...] = (20_000, 80_000)
+    long_rounds: int = 3
     profile: bool = False
     gc_freeze: bool = False
 
@@ -86,6 +88,7 @@ class BenchResult:
     scale: tuple[ScaleResult, ...] = ()
     idle: IdleResult | None = None
     steady: SteadyResult | None = None
+    long: LongResult | None = None
     errors: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +102,7 @@ class BenchResult:
             "scale": [r.to_dict() for r in self.scale],
             "idle": self.idle.to_dict() if self.idle else None,
             "steady": self.steady.to_dict() if self.steady else None,
+            "long": self.long.to_dict() if self.long else None,
             "errors": list(self.errors),
         }
 
@@ -114,6 +118,7 @@ def result_from_dict(data: dict[str, Any]) -> BenchResult:
         scale=tuple(ScaleResult.from_dict(r) for r in data["scale"]),
         idle=IdleResult.from_dict(data["idle"]) if data["idle"] else None,
         steady=SteadyResult.from_dict(data["steady"]) if data["steady"] else None,
+        long=LongResult.from_dict(data["long"]) if data.get("long") else None,
         errors=tuple(data["errors"]),
     )
 
@@ -145,6 +150,10 @@ def _jobs(params: BenchParams) -> tuple[list[dict[str, Any]], list[dict[str, Any
             }
             for n in params.scale_sizes
         ]
+    if "long" in params.parts:
+        alone.append(
+            {"kind": "long", "sizes": list(params.long_sizes), "rounds": params.long_rounds}
+        )
     return together, alone
 
 
@@ -170,19 +179,18 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         return asyncio.run(idle_session_memory(job["sessions"])).to_dict()
     if kind == "steady":
         return asyncio.run(streaming_session_memory(job["sessions"])).to_dict()
+    if kind == "long":
+        return asyncio.run(run_long(tuple(job["sizes"]), job["rounds"])).to_dict()
     raise ValueError(f"unknown job kind {kind!r}")
 
 
 def _start(job: dict[str, Any]) -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     return subprocess.Popen(
         [sys.executable, "-m", "sluice.bench.worker", json.dumps(job)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env=child_env(),
     )
 
 
@@ -258,6 +266,7 @@ def _collect(
     scenario: list[ScenarioResult] = []
     scale: list[ScaleResult] = []
     overhead = idle = steady = None
+    long = None
     errors: list[str] = []
     for job, out in outputs:
         if isinstance(out, str):
@@ -274,9 +283,12 @@ def _collect(
             idle = IdleResult.from_dict(out)
         elif kind == "steady":
             steady = SteadyResult.from_dict(out)
+        elif kind == "long":
+            long = LongResult.from_dict(out)
     params_dict = asdict(params)
     params_dict["parts"] = list(params.parts)
     params_dict["scale_sizes"] = list(params.scale_sizes)
+    params_dict["long_sizes"] = list(params.long_sizes)
     return BenchResult(
         machine=info,
         params=params_dict,
@@ -286,5 +298,6 @@ def _collect(
         scale=tuple(scale),
         idle=idle,
         steady=steady,
+        long=long,
         errors=tuple(errors),
     )

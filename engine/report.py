@@ -87,11 +87,17 @@ _COLUMNS = (
 )
 
 
+def _state(s: SessionSnapshot) -> str:
+    """The state, with the stop reason when it says the answer is not whole (a truncated
+    answer must not look complete)."""
+    return f"{s.state} ({s.stop_reason})" if s.stop_warning else s.state
+
+
 def _row(s: SessionSnapshot) -> list[str]:
     return [
         s.id,
         s.backend,
-        s.state,
+        _state(s),
         str(s.attempts),
         str(s.tokens_in),
         str(s.tokens_out),

@@ -15,6 +15,7 @@ from sluice.engine.histogram import Percentiles
 
 __all__ = [
     "SESSION_STATES",
+    "STOP_WARNINGS",
     "BackendSnapshot",
     "EngineSnapshot",
     "Knobs",
@@ -25,6 +26,14 @@ __all__ = [
 ]
 
 SESSION_STATES = ("queued", "streaming", "draining", "done", "failed", "cancelled")
+# Stop reasons that mean the answer is not whole, and what to call that: the token limit
+# (Claude's max_tokens, Ollama's length, a full context window) or a refusal.
+STOP_WARNINGS: Mapping[str, str] = {
+    "max_tokens": "truncated",
+    "length": "truncated",
+    "model_context_window_exceeded": "truncated",
+    "refusal": "refused",
+}
 LATENCY_FIELDS = ("itl", "queue_wait", "token_age", "consumer_call")
 
 
@@ -92,11 +101,17 @@ class SessionSnapshot:
     streaming_time: float
     input_tokens: int | None
     output_tokens: int | None
+    stop_reason: str | None = None  # why the model stopped, as the backend said (None: unknown)
 
     @property
     def finished(self) -> bool:
         """True once the session reached done, failed or cancelled."""
         return self.state in ("done", "failed", "cancelled")
+
+    @property
+    def stop_warning(self) -> str | None:
+        """`truncated` or `refused` when the stop reason says the answer is not whole."""
+        return STOP_WARNINGS.get(self.stop_reason or "")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; latency summaries flatten to `<name>_p50` and so on."""

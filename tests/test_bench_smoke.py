@@ -11,6 +11,8 @@ from dataclasses import replace
 import pytest
 
 from sluice.bench import cli
+from sluice.bench.anthropic_sse import render_stream
+from sluice.bench.long_response import LongResult, run_long
 from sluice.bench.overhead import VARIANTS, run_overhead
 from sluice.bench.plot import scenario_svg
 from sluice.bench.report import goals, markdown
@@ -128,6 +130,30 @@ async def test_idle_and_steady_memory_shape() -> None:
     assert steady.engine_per_session == pytest.approx(steady.bytes_per_session - steady.model_state)
 
 
+async def test_long_responses_shape() -> None:
+    r = await run_long((200, 600), rounds=2)
+    assert (r.sizes, r.rounds) == ((200, 600), 2)
+    assert all(us > 0 for us in r.cpu_us) and all(w > 0 for w in r.wall_s)
+    assert r.ratio > 0 and r.lag_max is not None
+    assert LongResult.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+    with pytest.raises(ValueError):
+        await run_long((200, 200), rounds=1)
+
+
+def test_long_response_server_streams_what_the_api_sends() -> None:
+    body = render_stream(3).decode()
+    events = [block.split("\n")[0] for block in body.strip().split("\n\n")]
+    assert events == [
+        "event: message_start",
+        "event: content_block_start",
+        "event: ping",
+        *["event: content_block_delta"] * 3,
+        "event: content_block_stop",
+        "event: message_delta",
+        "event: message_stop",
+    ]
+
+
 # -- the whole run, its report and its plot -------------------------------------------------
 
 
@@ -146,6 +172,8 @@ TINY_PARAMS = replace(
     scale_warmup=0.2,
     idle_sessions=20,
     steady_sessions=3,
+    long_sizes=(100, 300),
+    long_rounds=1,
 )
 
 
@@ -156,14 +184,23 @@ def test_run_bench_in_process_report_and_plot() -> None:
     assert result.overhead is not None and len(result.scale) == 1
     assert result.idle is not None and result.steady is not None
     text = markdown(result)
-    for heading in ("Original scenario", "Engine overhead", "Scale", "Memory per session"):
+    assert result.long is not None and result.long.sizes == (100, 300)
+    for heading in (
+        "Original scenario",
+        "Engine overhead",
+        "Scale",
+        "Memory per session",
+        "Long responses",
+    ):
         assert f"### {heading}" in text
     assert "| unbounded |" in text and "| batched |" in text
     checked = {g.name: g for g in goals(result)}
     assert checked["zero tokens lost, every mode"].met
     assert checked["bounded modes hold at most maxsize chunks per session"].met
     data = json.loads(json.dumps(result.to_dict()))
-    assert {"machine", "params", "scenario", "overhead", "scale", "idle", "steady"} <= set(data)
+    assert {"machine", "params", "scenario", "overhead", "scale", "idle", "steady", "long"} <= set(
+        data
+    )
     assert markdown(result_from_dict(data)) == text  # a saved --json run renders the same
     svg = ET.fromstring(scenario_svg(result.scenario))
     polylines = svg.findall("{http://www.w3.org/2000/svg}polyline")

@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from sluice.engine.histogram import Percentiles
-from sluice.engine.snapshot import SessionDetail, SessionSnapshot
+from sluice.engine.snapshot import STOP_WARNINGS, SessionDetail, SessionSnapshot
 from sluice.tui import fmt
 
 __all__ = ["DetailScreen", "Timeline", "render_latencies", "render_summary", "render_timeline"]
@@ -81,7 +81,12 @@ def render_summary(detail: SessionDetail) -> Text:
     if detail.model:
         text.append(f"  model {detail.model}")
     if detail.stop_reason:
-        text.append(f"  stop {detail.stop_reason}")
+        warning = STOP_WARNINGS.get(detail.stop_reason)
+        if warning is None:
+            text.append(f"  stop {detail.stop_reason}")
+        else:  # a truncated or refused answer must not look complete
+            style = "bold red" if warning == "refused" else "bold yellow"
+            text.append(f"  stop {detail.stop_reason}: answer {warning}", style=style)
     if s.attempts > 1:
         text.append(f"  {s.attempts} attempts", style="yellow")
     text.append(

@@ -1,30 +1,38 @@
-"""The Claude backend: `anthropic.AsyncAnthropic` and `messages.stream(...)`.
+"""The Claude backend: `anthropic.AsyncAnthropic` and the raw event stream of
+`messages.create(..., stream=True)`.
+
+Why the raw stream and not the SDK's `messages.stream()` helper: the helper accumulates a
+snapshot of the whole answer (`text += delta`), so its CPU grows with the square of the
+number of deltas and it keeps a second copy of every response outside the bounded buffer; it
+also parses tool-input JSON fragments and fails a stream whose text was complete when one does
+not parse. Here each event costs the same, only the session's buffer holds text, and events
+are dispatched on `event.type`: a type this code does not know (Anthropic may add some) is
+skipped, as are deltas that are not text (tool input, thinking), which are never parsed.
 
 Retry policy, stated once: the SDK retries 408/409/429/5xx/529 and connection errors up to
 `[claude] retries` times, honouring `retry-after-ms` / `retry-after`, and only before the
 response starts. Every HTTP attempt is counted on the session (`attempts`) by a client
-middleware, so retries are visible while they happen. Once the first event arrived nothing is
-retried: an in-band `event: error`, a dropped connection, a read timeout, or a body that ends
-without `message_stop` fails the session with a one-line reason, so a consumer never gets the
-same text twice.
+middleware, so retries are visible while they happen. Once the response started nothing is
+retried: an in-band `event: error`, no content for `timeout_s` (pings do not count), a dropped
+connection, an event that does not parse, or a body that ends without `message_stop` fails
+the session with a one-line reason, so a consumer never gets the same text twice.
 """
 
 from __future__ import annotations
 
 import contextvars
+import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import anthropic
 import httpx2
-from anthropic.types import (
-    RawContentBlockDeltaEvent,
-    RawMessageDeltaEvent,
-    RawMessageStartEvent,
-    TextDelta,
-)
+from anthropic import AsyncStream
+from anthropic.types import RawMessageStreamEvent
 
 from sluice.engine.backends.base import BackendError, StreamInfo, StreamTruncated, describe_cause
+from sluice.engine.backends.idle import IdleClock
+from sluice.engine.backends.remote import RemoteBackend, tries
 from sluice.engine.chunk import Chunk
 
 __all__ = ["ClaudeBackend"]
@@ -33,6 +41,19 @@ __all__ = ["ClaudeBackend"]
 # The SDK runs its retry loop (and so its middleware) in the task that opens the stream.
 _OPENING: contextvars.ContextVar[StreamInfo | None] = contextvars.ContextVar(
     "sluice_claude_opening", default=None
+)
+
+# Events that carry the message forward: each restarts the content-idle clock. `ping` never
+# reaches us (the SDK drops it) and unknown types do not count.
+_PROGRESS = frozenset(
+    (
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    )
 )
 
 
@@ -44,8 +65,13 @@ async def _count_attempt(request: Any, call_next: Any) -> Any:
     return await call_next(request)
 
 
-class ClaudeBackend:
+class ClaudeBackend(RemoteBackend[anthropic.AsyncAnthropic]):
     """Streams Claude's answers; one client (one connection pool) shared by every session."""
+
+    endpoint_attr: ClassVar[str] = "base_url"
+    unit: ClassVar[str] = "event"
+    timeout_errors: ClassVar[tuple[type[BaseException], ...]] = (httpx2.TimeoutException,)
+    transport_errors: ClassVar[tuple[type[BaseException], ...]] = (httpx2.TransportError,)
 
     def __init__(
         self,
@@ -67,7 +93,7 @@ class ClaudeBackend:
         self.system = system
         self.timeout_s = timeout_s
         self.retries = retries
-        self._secret = api_key  # only to scrub it from error text; never shown
+        self._secret = api_key
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key,
             base_url=base_url or None,
@@ -78,97 +104,92 @@ class ClaudeBackend:
         )
         self.base_url = str(self._client.base_url).rstrip("/")
 
-    def __repr__(self) -> str:
-        return f"ClaudeBackend(model={self.model!r}, base_url={self.base_url!r})"
+    def _in_band(self, exc: BaseException) -> str | None:
+        """An `event: error` in the stream reaches us as the SDK's APIStatusError."""
+        return _status_text(exc) if isinstance(exc, anthropic.APIStatusError) else None
 
-    @property
-    def client(self) -> anthropic.AsyncAnthropic:
-        """The SDK client (for `sluice check`)."""
-        return self._client
-
-    async def aclose(self) -> None:
-        """Close the client's connection pool."""
-        await self._client.close()
-
-    def _error(self, message: str, kind: type[BackendError] = BackendError) -> BackendError:
-        """A one-line error with the key scrubbed out, whatever the server echoed."""
-        text = " ".join(message.split())
-        if self._secret:
-            text = text.replace(self._secret, "[redacted]")
-        return kind(text)
-
-    async def stream(self, prompt: str, info: StreamInfo) -> AsyncIterator[Chunk]:
-        """Yield the text deltas of Claude's answer to `prompt`, filling `info`."""
+    async def _open(self, prompt: str, info: StreamInfo) -> AsyncStream[RawMessageStreamEvent]:
+        """Send the request (the SDK retries before the response starts); the event stream."""
         params: dict[str, Any] = {
             "model": self.model,
             "max_tokens": self.max_tokens,
             "messages": [{"role": "user", "content": prompt}],
+            "stream": True,
         }
         if self.system:
             params["system"] = self.system
-        manager = self._client.messages.stream(**params)
         token = _OPENING.set(info)
         try:
-            stream = await manager.__aenter__()
+            return await self._client.messages.create(**params)
         except anthropic.APIStatusError as exc:
             raise self._error(
-                f"HTTP {exc.status_code} {_status_text(exc)} after {_tries(info)}"
+                f"HTTP {exc.status_code} {_status_text(exc)} after {tries(info.attempts)}"
             ) from exc
         except anthropic.APITimeoutError as exc:
             raise self._error(
-                f"no response within {self.timeout_s:g}s from {self.base_url} after {_tries(info)}"
+                f"no response within {self.timeout_s:g}s from {self.base_url} after "
+                f"{tries(info.attempts)}"
             ) from exc
         except anthropic.APIConnectionError as exc:
             raise self._error(
-                f"cannot reach {self.base_url} after {_tries(info)}: {describe_cause(exc)}"
+                f"cannot reach {self.base_url} after {tries(info.attempts)}: {describe_cause(exc)}"
             ) from exc
         finally:
             _OPENING.reset(token)
+
+    async def stream(self, prompt: str, info: StreamInfo) -> AsyncIterator[Chunk]:
+        """Yield the text deltas of Claude's answer to `prompt`, filling `info`."""
+        events = await self._open(prompt, info)
+        clock = IdleClock(self.timeout_s)
         count = 0
         stopped = False
         message_id = ""
         try:
-            async for event in stream:
-                # isinstance narrows the SDK's event union (its `type` strings do not).
-                if isinstance(event, RawContentBlockDeltaEvent):
+            while True:
+                try:
+                    event = await clock.read(events)
+                except StopAsyncIteration:
+                    break
+                if event.type not in _PROGRESS or stopped:
+                    continue  # an event type we do not know, or anything after message_stop
+                clock.content()
+                # Compared on `event.type` itself so that mypy narrows the event union.
+                if event.type == "content_block_delta":
                     delta = event.delta
-                    if isinstance(delta, TextDelta) and delta.text:
+                    if delta is not None and delta.type == "text_delta" and delta.text:
                         meta = {
-                            "type": event.type,
+                            "type": "content_block_delta",
                             "index": event.index,
-                            "delta_type": delta.type,
+                            "delta_type": "text_delta",
                             "message_id": message_id,
                             "model": info.model,
                         }
-                        yield Chunk(delta.text, count, meta)
+                        # The values are shared by the whole stream: the dict is all a chunk
+                        # adds (and walking it for every delta would cost more than the rest).
+                        yield Chunk(delta.text, count, meta, meta_bytes=sys.getsizeof(meta))
                         count += 1
-                elif isinstance(event, RawMessageStartEvent):
+                elif event.type == "message_start":
                     message = event.message
-                    message_id = message.id
-                    info.model = message.model
-                    info.input_tokens = message.usage.input_tokens
-                    info.output_tokens = message.usage.output_tokens
-                elif isinstance(event, RawMessageDeltaEvent):
-                    info.stop_reason = event.delta.stop_reason
-                    info.output_tokens = event.usage.output_tokens
+                    if message is not None:  # the SDK does not validate: nothing is sure
+                        message_id = message.id or ""
+                        info.model = message.model
+                        _read_usage(info, message.usage)
+                elif event.type == "message_delta":
+                    if event.delta is not None:
+                        info.stop_reason = event.delta.stop_reason or info.stop_reason
+                    _read_usage(info, event.usage)
                 elif event.type == "message_stop":
                     stopped = True
-        except anthropic.APIStatusError as exc:
-            raise self._error(
-                f"error event after {count} chunks: {_status_text(exc)} (not retried: the "
-                "stream had started)"
-            ) from exc
-        except httpx2.TimeoutException as exc:
-            raise self._error(
-                f"no data for {self.timeout_s:g}s after {count} chunks (read timeout)"
-            ) from exc
-        except httpx2.TransportError as exc:
-            raise self._error(
-                f"connection dropped after {count} chunks: {describe_cause(exc)} (not retried: the "
-                "stream had started)"
-            ) from exc
+        except Exception as exc:
+            if stopped:
+                return  # the answer was whole; only reading on to the end of the body failed
+            error = self._midstream(exc, count)
+            if error is None:
+                raise
+            raise error from exc
         finally:
-            await stream.close()
+            clock.close()
+            await events.close()
         if not stopped:
             raise self._error(
                 f"stream ended after {count} chunks without message_stop (truncated)",
@@ -176,9 +197,15 @@ class ClaudeBackend:
             )
 
 
-def _tries(info: StreamInfo) -> str:
-    n = max(info.attempts, 1)
-    return f"{n} attempt" + ("" if n == 1 else "s")
+def _read_usage(info: StreamInfo, usage: Any) -> None:
+    """Token counts from `message_start` or `message_delta` usage, when present (either may
+    lack it, or lack a count)."""
+    if usage is None:
+        return
+    if usage.input_tokens is not None:
+        info.input_tokens = usage.input_tokens
+    if usage.output_tokens is not None:
+        info.output_tokens = usage.output_tokens
 
 
 def _status_text(exc: anthropic.APIStatusError) -> str:

@@ -4,8 +4,9 @@ Host: `[ollama] host`, else `OLLAMA_HOST`, else http://127.0.0.1:11434. The clie
 a timeout (`[ollama] timeout_s`; the library has none by default). HTTP 503 (the server's
 queue is full) is retried with exponential backoff up to `[ollama] retries` times, only before
 the first chunk; every attempt is counted on the session. After that any failure (an
-`{"error": ...}` line, a dropped connection, a read timeout, a stream that ends without its
-`done` line) fails the session with a one-line reason.
+`{"error": ...}` line, even as the first line of a 200 response, no content for `timeout_s`, a
+dropped connection, a line that does not parse, a stream that ends without its `done` line)
+fails the session with a one-line reason.
 """
 
 from __future__ import annotations
@@ -14,19 +15,23 @@ import asyncio
 import contextlib
 import os
 import random
+import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import ollama
 
 from sluice.engine.backends.base import BackendError, StreamInfo, StreamTruncated, describe_cause
+from sluice.engine.backends.idle import ContentIdle, IdleClock
+from sluice.engine.backends.remote import RemoteBackend, one_line, tries
 from sluice.engine.chunk import Chunk
 
 __all__ = ["DEFAULT_HOST", "OllamaBackend", "resolve_host"]
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 BUSY = 503
+IN_BAND = -1  # the library's status code for an `{"error": ...}` line in a 200 response
 
 
 def resolve_host(configured: str, environ: Mapping[str, str] | None = None) -> str:
@@ -38,8 +43,13 @@ def resolve_host(configured: str, environ: Mapping[str, str] | None = None) -> s
     return host.rstrip("/")
 
 
-class OllamaBackend:
+class OllamaBackend(RemoteBackend[ollama.AsyncClient]):
     """Streams an Ollama model's answers; one client (one connection pool) for all sessions."""
+
+    endpoint_attr: ClassVar[str] = "host"
+    unit: ClassVar[str] = "line"
+    timeout_errors: ClassVar[tuple[type[BaseException], ...]] = (httpx.TimeoutException,)
+    transport_errors: ClassVar[tuple[type[BaseException], ...]] = (httpx.TransportError,)
 
     def __init__(
         self,
@@ -65,22 +75,14 @@ class OllamaBackend:
             host=host, timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         )
 
-    def __repr__(self) -> str:
-        return f"OllamaBackend(model={self.model!r}, host={self.host!r})"
-
-    @property
-    def client(self) -> ollama.AsyncClient:
-        """The library client (for `sluice check`)."""
-        return self._client
-
-    async def aclose(self) -> None:
-        """Close the client's connection pool."""
-        await self._client.close()
-
     def backoff(self, attempt: int) -> float:
         """Seconds to wait after busy attempt `attempt` (1-based): doubling, jittered."""
         delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
         return delay * random.uniform(0.75, 1.0)
+
+    def _in_band(self, exc: BaseException) -> str | None:
+        """The library raises ResponseError for an `{"error": ...}` line."""
+        return one_line(exc.error) if isinstance(exc, ollama.ResponseError) else None
 
     async def stream(self, prompt: str, info: StreamInfo) -> AsyncIterator[Chunk]:
         """Yield the text of the model's answer to `prompt`, filling `info`."""
@@ -92,83 +94,87 @@ class OllamaBackend:
             parts: AsyncIterator[Any] = await self._client.chat(
                 model=self.model, messages=messages, stream=True
             )
-            async with contextlib.aclosing(parts):  # type: ignore[type-var]
-                try:
-                    first = await anext(parts, None)
-                except ollama.ResponseError as exc:
-                    if exc.status_code == BUSY and attempt <= self.retries:
+            # The clock covers the first line too: bytes that never finish a line hold no slot.
+            clock = IdleClock(self.timeout_s)
+            busy = False
+            try:
+                async with contextlib.aclosing(parts):  # type: ignore[type-var]
+                    try:
+                        first = await clock.read(parts)
+                    except StopAsyncIteration:
                         first = None
+                    except ollama.ResponseError as exc:
+                        if exc.status_code != BUSY or attempt > self.retries:
+                            raise self._open_error(exc, attempt) from exc
                         busy = True
-                    else:
-                        raise self._open_error(exc, attempt) from exc
-                except httpx.TimeoutException as exc:
-                    raise BackendError(
-                        f"no response within {self.timeout_s:g}s from {self.host}"
-                    ) from exc
-                except (httpx.TransportError, ConnectionError) as exc:
-                    raise BackendError(
-                        f"cannot reach Ollama at {self.host}: {describe_cause(exc)}"
-                    ) from exc
-                else:
-                    busy = False
-                if not busy:
-                    async with contextlib.aclosing(self._read(first, parts, info)) as reader:
-                        async for chunk in reader:
-                            yield chunk
-                    return
+                    except httpx.TimeoutException as exc:
+                        raise BackendError(
+                            f"no response within {self.timeout_s:g}s from {self.host}"
+                        ) from exc
+                    except (httpx.TransportError, ConnectionError) as exc:
+                        raise BackendError(
+                            f"cannot reach Ollama at {self.host}: {describe_cause(exc)}"
+                        ) from exc
+                    except (ValueError, ContentIdle) as exc:  # not JSON; never a whole line
+                        raise self._first_line_error(exc) from exc
+                    if not busy:
+                        reader = self._read(first, parts, info, clock)
+                        async with contextlib.aclosing(reader):
+                            async for chunk in reader:
+                                yield chunk
+                        return
+            finally:
+                clock.close()
             await self._sleep(self.backoff(attempt))
 
     def _open_error(self, exc: ollama.ResponseError, attempt: int) -> BackendError:
-        tries = f"{attempt} attempt" + ("" if attempt == 1 else "s")
-        return BackendError(f"HTTP {exc.status_code}: {_one_line(exc.error)} after {tries}")
+        if exc.status_code == IN_BAND:  # a 200 whose first line is an error (the model failed)
+            return self._first_line_error(exc)
+        return BackendError(f"HTTP {exc.status_code}: {one_line(exc.error)} after {tries(attempt)}")
+
+    def _first_line_error(self, exc: Exception) -> BackendError:
+        """An error line, an unparsable line or no line at all where the first chunk should
+        be, said as the same errors are said later in the stream."""
+        error = self._midstream(exc, 0)
+        assert error is not None, "in-band errors, ValueError and ContentIdle have a reason"
+        return error
 
     async def _read(
-        self, first: Any, parts: AsyncIterator[Any], info: StreamInfo
+        self, first: Any, parts: AsyncIterator[Any], info: StreamInfo, clock: IdleClock
     ) -> AsyncGenerator[Chunk, None]:
         count = 0
         done = False
         part = first
         try:
             while part is not None:
-                if done:  # anything after the done line is ignored
-                    part = await anext(parts, None)
-                    continue
-                if info.model is None:
-                    info.model = part.model
-                message = part.message
-                text = message.content if message is not None else None
-                if text:
-                    yield Chunk(text, count, {"model": part.model, "done": False})
-                    count += 1
-                if part.done:
-                    done = True
-                    info.stop_reason = part.done_reason
-                    info.input_tokens = part.prompt_eval_count
-                    info.output_tokens = part.eval_count
-                # Read on to the end (nothing follows `done`) so the library's line
-                # iterator finishes too instead of being left for the garbage collector.
-                part = await anext(parts, None)
-        except ollama.ResponseError as exc:
-            raise BackendError(
-                f"error line after {count} chunks: {_one_line(exc.error)} (not retried: the "
-                "stream had started)"
-            ) from exc
-        except httpx.TimeoutException as exc:
-            raise BackendError(
-                f"no data for {self.timeout_s:g}s after {count} chunks (read timeout)"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise BackendError(
-                f"connection dropped after {count} chunks: {describe_cause(exc)} (not retried: the "
-                "stream had started)"
-            ) from exc
-        except ValueError as exc:  # a line that is not JSON
-            raise BackendError(
-                f"malformed line after {count} chunks: {_one_line(str(exc))}"
-            ) from exc
+                if not done:
+                    clock.content()
+                    if info.model is None:
+                        info.model = part.model
+                    message = part.message
+                    text = message.content if message is not None else None
+                    if text:
+                        # One model string for the stream: the dict is all a chunk adds.
+                        meta = {"model": info.model, "done": False}
+                        yield Chunk(text, count, meta, meta_bytes=sys.getsizeof(meta))
+                        count += 1
+                    if part.done:
+                        done = True
+                        info.stop_reason = part.done_reason
+                        info.input_tokens = part.prompt_eval_count
+                        info.output_tokens = part.eval_count
+                # Read on to the end (anything after `done` is ignored) so the connection
+                # goes back to the pool instead of being closed half read.
+                try:
+                    part = await clock.read(parts)
+                except StopAsyncIteration:
+                    part = None
+        except Exception as exc:
+            if done:
+                return  # the answer was whole; only reading on to the end of the body failed
+            error = self._midstream(exc, count)
+            if error is None:
+                raise
+            raise error from exc
         if not done:
             raise StreamTruncated(f"stream ended after {count} chunks without a done line")
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())

@@ -22,3 +22,12 @@ def ollama_server() -> Iterator[OllamaServer]:
     """A fresh Ollama-speaking server."""
     with OllamaServer(stall_s=10.0) as server:
         yield server
+
+
+@pytest.fixture
+def key(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test key in the environment; no base URL or host from the outside."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    monkeypatch.delenv("OLLAMA_HOST", raising=False)
+    return TEST_KEY

@@ -9,8 +9,17 @@ is `server.words(prompt)`, so a test knows exactly what every session must proce
 Faults: "ok", "429", "529", "401", "error_event" / "error_line" (an in-band error after half
 the chunks), "drop" (connection aborted mid-stream, chunked framing left open), "stall"
 (silence past the client's read timeout), "cut" (a close-delimited body that ends before
-message_stop / the done line), "503" (Ollama busy). Writes wait for the socket to drain with
-a tiny send buffer, so a slow reader blocks the server's writes (see `write_blocked`).
+message_stop / the done line), "503" (Ollama busy), "bad_json" (a line or event that is not
+JSON, after half the chunks), "idle" (after half the chunks, only keep-alives for `idle_s`:
+Anthropic `ping` events, or for Ollama single spaces that never finish a line; then the rest).
+Anthropic only: "weird_event" (an event type the SDK does not know, after half the chunks),
+"bad_utf8", "no_usage" / "late_usage" (message_start without usage / without input_tokens;
+both counts then come in message_delta), "bare" (message_start without its message,
+message_delta without delta or usage), "tool_use" (a tool_use block whose input JSON
+fragments do not parse, after the text). Ollama only: "error_first" (a 200 whose first line
+is an `{"error": ...}`). `stop_reasons[prompt]` sets the stop reason (Ollama: done_reason).
+Writes wait for the socket to drain with a tiny send buffer, so a slow reader blocks the
+server's writes (see `write_blocked`).
 """
 
 from __future__ import annotations
@@ -148,6 +157,9 @@ class LoopbackServer:
     chunks: int = 8  # chunks per answer
     pad: int = 0  # extra characters per chunk (to fill socket buffers sooner)
     stall_s: float = 30.0  # how long a "stall" stays silent
+    idle_s: float = 3.0  # how long an "idle" sends only keep-alives
+    keepalive_s: float = 0.05  # the gap between those keep-alives
+    stop_reasons: dict[str, str] = field(default_factory=dict)  # per prompt; default normal end
     script: dict[str, list[str]] = field(default_factory=dict)
     chunk_counts: dict[str, int] = field(default_factory=dict)  # per-prompt answer length
     requests: list[Request] = field(default_factory=list)
@@ -412,6 +424,7 @@ class AnthropicServer(LoopbackServer):
             send = conn.chunk
         self.stream_started(model)
         try:
+            usage = {"input_tokens": len(prompt.split()), "output_tokens": len(words)}
             start = {
                 "type": "message_start",
                 "message": {
@@ -422,16 +435,22 @@ class AnthropicServer(LoopbackServer):
                     "model": model,
                     "stop_reason": None,
                     "stop_sequence": None,
-                    "usage": {"input_tokens": len(prompt.split()), "output_tokens": 1},
+                    "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1},
                 },
             }
+            if action == "bare":
+                start = {"type": "message_start"}
+            elif action == "no_usage":
+                del start["message"]["usage"]
+            elif action == "late_usage":
+                start["message"]["usage"] = {"output_tokens": 1}
             await send(_sse("message_start", start))
             block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}}
             block["content_block"]["text"] = ""
             await send(_sse("content_block_start", block))
             await send(_sse("ping", {"type": "ping"}))
             for i, word in enumerate(words):
-                if i == cut_at and action != "ok":
+                if i == cut_at and action in _MID_STREAM:
                     await self._fault(conn, action, send)
                 if self.pace:
                     await asyncio.sleep(self.pace)
@@ -443,11 +462,19 @@ class AnthropicServer(LoopbackServer):
                 await send(_sse("content_block_delta", delta))
                 self.written[prompt] += 1
             await send(_sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
+            reason = self.stop_reasons.get(prompt, "end_turn")
+            if action == "tool_use":
+                await _tool_use_block(send)
+                reason = "tool_use"
             stop = {
                 "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "delta": {"stop_reason": reason, "stop_sequence": None},
                 "usage": {"output_tokens": len(words)},
             }
+            if action in ("no_usage", "late_usage"):
+                stop["usage"] = usage
+            elif action == "bare":
+                stop = {"type": "message_delta"}
             await send(_sse("message_delta", stop))
             await send(_sse("message_stop", {"type": "message_stop"}))
             await conn.end_chunked()
@@ -467,8 +494,54 @@ class AnthropicServer(LoopbackServer):
             await conn.stall(self.stall_s)
         elif action == "cut":
             await conn.close()
+        elif action == "weird_event":  # then the stream goes on as usual
+            await send(_sse("weird_event", {"type": "weird_event", "detail": {"x": 1}}))
+        elif action == "idle":  # then the stream goes on as usual
+            await _keep_alive(self, lambda: send(_sse("ping", {"type": "ping"})))
+        elif action in ("bad_json", "bad_utf8"):
+            if action == "bad_json":
+                data = b'{"type": "content_block_delta", "index": 0, "delta": {'
+            else:
+                data = b'{"type": "content_block_delta", "index": 0, "delta": '
+                data += b'{"type": "text_delta", "text": "caf\xe9"}}'
+            await send(b"event: content_block_delta\ndata: " + data + b"\n\n")
+            await conn.end_chunked()
+            await conn.close()
         else:
             raise AssertionError(f"unknown fault {action!r}")
+
+
+# Anthropic actions that act after half the chunks (the others change the message's shape).
+_MID_STREAM = frozenset(
+    ("error_event", "drop", "stall", "cut", "weird_event", "idle", "bad_json", "bad_utf8")
+)
+
+
+async def _tool_use_block(send: Callable[[bytes], Awaitable[None]]) -> None:
+    """A tool_use content block whose input JSON fragments do not add up to JSON."""
+    block = {
+        "type": "content_block_start",
+        "index": 1,
+        "content_block": {"type": "tool_use", "id": "toolu_01", "name": "lookup", "input": {}},
+    }
+    await send(_sse("content_block_start", block))
+    for fragment in ('{"city": ', "Par", "is}"):  # {"city": Paris}
+        delta = {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": fragment},
+        }
+        await send(_sse("content_block_delta", delta))
+    await send(_sse("content_block_stop", {"type": "content_block_stop", "index": 1}))
+
+
+async def _keep_alive(server: LoopbackServer, send: Callable[[], Awaitable[None]]) -> None:
+    """Send only keep-alives for `server.idle_s`, one every `server.keepalive_s`."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + server.idle_s
+    while loop.time() < until:
+        await send()
+        await asyncio.sleep(server.keepalive_s)
 
 
 # -- Ollama ---------------------------------------------------------------------------------
@@ -531,8 +604,19 @@ class OllamaServer(LoopbackServer):
             send = conn.chunk
         self.stream_started(model)
         try:
+            if action == "error_first":
+                line = {"error": "model runner has unexpectedly stopped,\n out of memory"}
+                await send(json.dumps(line).encode() + b"\n")
+                await conn.end_chunked()
+                return
             for i, word in enumerate(words):
                 if i == cut_at and action != "ok":
+                    if action == "idle":
+                        await _keep_alive(self, lambda: send(b" "))
+                    if action == "bad_json":
+                        await send(b'{"model": "x", "message": \n')
+                        await conn.end_chunked()
+                        return
                     if action == "error_line":
                         line = {"error": "an error was encountered while running the model"}
                         await send(json.dumps(line).encode() + b"\n")
@@ -559,7 +643,7 @@ class OllamaServer(LoopbackServer):
                 "created_at": "2025-01-01T00:00:01.000000Z",
                 "message": {"role": "assistant", "content": ""},
                 "done": True,
-                "done_reason": "stop",
+                "done_reason": self.stop_reasons.get(prompt, "stop"),
                 "total_duration": 1000,
                 "load_duration": 10,
                 "prompt_eval_count": len(prompt.split()),

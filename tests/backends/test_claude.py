@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import pytest
@@ -93,7 +94,7 @@ async def test_bad_key_is_not_retried_and_never_echoed(anthropic_server: Anthrop
     [
         ("error_event", "error event after 4 chunks: overloaded_error: Overloaded"),
         ("drop", "connection dropped after 4 chunks"),
-        ("stall", "no data for 0.5s after 4 chunks (read timeout)"),
+        ("stall", "no content for 0.5s after 4 chunks"),
         ("cut", "StreamTruncated: stream ended after 4 chunks without message_stop"),
     ],
 )
@@ -209,3 +210,136 @@ def test_factory_prefers_config_over_environment():
     with pytest.raises(MissingCredentials, match="needs ANTHROPIC_API_KEY"):
         build_backend("claude", config, {})
     assert TEST_KEY not in repr(backend)
+
+
+# -- streams the real API can send ----------------------------------------------------------
+
+
+async def test_an_unknown_event_type_mid_stream_is_skipped(anthropic_server: AnthropicServer):
+    anthropic_server.script["p"] = ["weird_event"]
+    details, consumer = await run_prompts(claude(anthropic_server), ["p"])
+    d = details["p"]
+    assert (d.snapshot.state, d.snapshot.error) == ("done", None)
+    assert_whole(consumer, d.snapshot.id, anthropic_server.text("p"), anthropic_server.chunks)
+    assert d.stop_reason == "end_turn"
+
+
+@pytest.mark.parametrize("shape", ["no_usage", "late_usage"])
+async def test_usage_may_come_only_in_message_delta(anthropic_server: AnthropicServer, shape: str):
+    anthropic_server.script["two words"] = [shape]
+    details, consumer = await run_prompts(claude(anthropic_server), ["two words"])
+    s = details["two words"].snapshot
+    assert (s.state, s.error) == ("done", None)
+    assert (s.input_tokens, s.output_tokens) == (2, anthropic_server.chunks)
+    assert_whole(consumer, s.id, anthropic_server.text("two words"), anthropic_server.chunks)
+
+
+async def test_events_missing_their_parts_do_not_fail_a_whole_answer(
+    anthropic_server: AnthropicServer,
+):
+    anthropic_server.script["p"] = ["bare"]
+    details, consumer = await run_prompts(claude(anthropic_server), ["p"])
+    d = details["p"]
+    assert (d.snapshot.state, d.snapshot.error, d.stop_reason) == ("done", None, None)
+    assert_whole(consumer, d.snapshot.id, anthropic_server.text("p"), anthropic_server.chunks)
+
+
+async def test_tool_input_json_that_does_not_parse_is_not_text_and_not_an_error(
+    anthropic_server: AnthropicServer,
+):
+    anthropic_server.script["p"] = ["tool_use"]
+    details, consumer = await run_prompts(claude(anthropic_server), ["p"])
+    d = details["p"]
+    assert (d.snapshot.state, d.snapshot.error) == ("done", None)
+    assert (d.snapshot.tokens_in, d.stop_reason) == (anthropic_server.chunks, "tool_use")
+    assert_whole(consumer, d.snapshot.id, anthropic_server.text("p"), anthropic_server.chunks)
+
+
+async def test_a_stream_of_pings_only_fails_on_the_content_idle_timeout(
+    anthropic_server: AnthropicServer,
+):
+    # Pings every 50 ms for 3 s after 4 chunks: the read timeout (0.3 s) never fires.
+    anthropic_server.script["idle"] = ["idle"]
+    details, _ = await run_prompts(claude(anthropic_server, timeout_s=0.3), ["idle", "ok"])
+    idle, ok = details["idle"].snapshot, details["ok"].snapshot
+    assert idle.state == "failed"
+    assert idle.error == "backend: BackendError: no content for 0.3s after 4 chunks"
+    assert (idle.tokens_in, idle.tokens_out, idle.attempts) == (4, 4, 1)
+    assert ok.state == "done"
+    assert stray_tasks() == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("bad_json", "malformed event after 4 chunks: JSONDecodeError: "),
+        ("bad_utf8", "malformed event after 4 chunks: UnicodeDecodeError: 'utf-8' codec"),
+    ],
+)
+async def test_an_event_that_does_not_parse_fails_like_other_mid_stream_errors(
+    anthropic_server: AnthropicServer, fault: str, reason: str
+):
+    anthropic_server.script["bad"] = [fault]
+    details, consumer = await run_prompts(claude(anthropic_server), ["bad", "good"])
+    bad, good = details["bad"].snapshot, details["good"].snapshot
+    assert bad.state == "failed"
+    assert (bad.error or "").startswith(f"backend: BackendError: {reason}")
+    assert "\n" not in (bad.error or "")
+    assert_whole(consumer, bad.id, "".join(anthropic_server.words("bad")[:4]), 4)
+    assert good.state == "done"
+
+
+@pytest.mark.parametrize(
+    ("reason", "warning"),
+    [
+        ("end_turn", None),
+        ("stop_sequence", None),
+        ("max_tokens", "truncated"),
+        ("refusal", "refused"),
+    ],
+)
+async def test_how_the_answer_ended_is_on_the_snapshot(
+    anthropic_server: AnthropicServer, reason: str, warning: str | None
+):
+    anthropic_server.stop_reasons["p"] = reason
+    details, _ = await run_prompts(claude(anthropic_server), ["p"])
+    s = details["p"].snapshot
+    assert (s.state, s.stop_reason, s.stop_warning) == ("done", reason, warning)
+    assert s.to_dict()["stop_reason"] == reason
+
+
+def _strings_holding(marker: str) -> list[str]:
+    """Every string reachable from a gc-tracked object that contains `marker` (but the
+    marker itself). Containers holding only atoms are not tracked by the collector (a
+    model's `__dict__`, say), so their contents are searched through their holder."""
+    found = []
+    for obj in gc.get_objects():
+        refs = gc.get_referents(obj)
+        while refs:
+            ref = refs.pop()
+            if type(ref) is str:
+                if marker in ref and ref is not marker:
+                    found.append(ref)
+            elif isinstance(ref, dict | list | tuple) and not gc.is_tracked(ref):
+                refs.extend(gc.get_referents(ref))
+    return found
+
+
+async def test_the_backend_holds_no_copy_of_the_answer(anthropic_server: AnthropicServer):
+    # The old helper kept `text += delta` on a snapshot of the whole answer: any string
+    # holding several consecutive deltas would be such a copy. Only the buffer may hold text.
+    prompt = "a prompt no other test uses"
+    anthropic_server.script[prompt] = ["idle"]
+    anthropic_server.idle_s = 30.0
+    backend = claude(anthropic_server, timeout_s=30.0)
+    consumer = RecordingConsumer()
+    consumer.open.clear()  # the consumer holds its first chunk: nothing reaches the tail
+    try:
+        async with Engine(Config(), consumer=consumer, backends={"claude": backend}) as engine:
+            session = engine.add_session(prompt, "claude")
+            assert await wait_until(lambda: session.tokens_in == 4)
+            marker = "".join(anthropic_server.words(prompt)[1:4])
+            assert _strings_holding(marker) == []
+            engine.cancel(session.id)
+    finally:
+        await backend.aclose()

@@ -11,7 +11,6 @@ import pytest
 from sluice.cli.main import build_parser
 from sluice.engine import headless
 from sluice.engine.config import Config, parse_config
-from tests.backends.helpers import TEST_KEY
 from tests.backends.servers import AnthropicServer, OllamaServer
 
 
@@ -39,15 +38,6 @@ def run(argv: list[str], config) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = headless.run_command(args, config, stdout=out, stderr=err)
     return code, out.getvalue(), err.getvalue()
-
-
-@pytest.fixture
-def key(monkeypatch: pytest.MonkeyPatch) -> str:
-    """The test key in the environment; no base URL or host from the outside."""
-    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
-    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
-    monkeypatch.delenv("OLLAMA_HOST", raising=False)
-    return TEST_KEY
 
 
 def test_mixed_run_streams_every_backend_under_its_own_limit(

@@ -81,7 +81,7 @@ async def test_unknown_model_fails_without_retry(ollama_server: OllamaServer):
     [
         ("error_line", "error line after 4 chunks: an error was encountered while running"),
         ("drop", "connection dropped after 4 chunks"),
-        ("stall", "no data for 0.5s after 4 chunks (read timeout)"),
+        ("stall", "no content for 0.5s after 4 chunks"),
         ("cut", "StreamTruncated: stream ended after 4 chunks without a done line"),
     ],
 )
@@ -137,3 +137,52 @@ def test_the_client_always_has_a_timeout():
     backend = OllamaBackend(host=DEFAULT_HOST, model="m", timeout_s=7.0)
     timeout = backend.client._client.timeout
     assert timeout.read == 7.0 and timeout.connect == 7.0
+
+
+async def test_an_error_first_line_in_a_200_says_what_the_server_said(ollama_server: OllamaServer):
+    ollama_server.script["p"] = ["error_first"]
+    details, consumer = await run_prompts(ollama(ollama_server), ["p"])
+    s = details["p"].snapshot
+    assert (s.state, s.attempts) == ("failed", 1)
+    assert s.error == (
+        "backend: BackendError: error line after 0 chunks: model runner has unexpectedly "
+        "stopped, out of memory (not retried: the stream had started)"
+    )
+    assert consumer.seen == []
+
+
+@pytest.mark.parametrize(("chunks", "before"), [(8, 4), (1, 0)])
+async def test_a_line_that_never_ends_fails_on_the_content_idle_timeout(
+    ollama_server: OllamaServer, chunks: int, before: int
+):
+    # After half the chunks a space every 50 ms for 3 s: bytes keep coming, no line ends.
+    ollama_server.script["idle"] = ["idle"]
+    ollama_server.chunk_counts["idle"] = chunks
+    details, _ = await run_prompts(ollama(ollama_server, timeout_s=0.3), ["idle", "ok"])
+    idle, ok = details["idle"].snapshot, details["ok"].snapshot
+    assert idle.state == "failed"
+    assert idle.error == f"backend: BackendError: no content for 0.3s after {before} chunks"
+    assert (idle.tokens_in, idle.tokens_out) == (before, before)
+    assert ok.state == "done"
+    assert stray_tasks() == []
+
+
+async def test_a_line_that_is_not_json_reports_after_how_many_chunks(ollama_server: OllamaServer):
+    ollama_server.script["bad"] = ["bad_json"]
+    details, consumer = await run_prompts(ollama(ollama_server), ["bad"])
+    s = details["bad"].snapshot
+    assert s.state == "failed"
+    assert (s.error or "").startswith(
+        "backend: BackendError: malformed line after 4 chunks: JSONDecodeError: "
+    )
+    assert_whole(consumer, s.id, "".join(ollama_server.words("bad")[:4]), 4)
+
+
+@pytest.mark.parametrize(("reason", "warning"), [("stop", None), ("length", "truncated")])
+async def test_done_reason_is_on_the_snapshot(
+    ollama_server: OllamaServer, reason: str, warning: str | None
+):
+    ollama_server.stop_reasons["p"] = reason
+    details, _ = await run_prompts(ollama(ollama_server), ["p"])
+    s = details["p"].snapshot
+    assert (s.state, s.stop_reason, s.stop_warning) == ("done", reason, warning)

@@ -72,6 +72,7 @@ SESSION_KEYS: dict[str, Any] = {
     "streaming_time": NUMBER,
     "input_tokens": (int, type(None)),
     "output_tokens": (int, type(None)),
+    "stop_reason": (str, type(None)),
 }
 LATENCIES = ("itl", "queue_wait", "token_age", "consumer_call")
 TOTAL_KEYS = (
