@@ -203,6 +203,14 @@ class Config:
     # The file as loaded, so that saving can tell whether someone else changed it since.
     source: FileStamp | None = field(default=None, compare=False, repr=False)
 
+    def value(self, name: str) -> Any:
+        """The value of the setting `name` (a dotted config name such as `queue.maxsize`)."""
+        table, _, key = name.partition(".")
+        section = getattr(self, table, None)
+        if section is None or not hasattr(section, key):
+            raise KeyError(name)
+        return getattr(section, key)
+
     def with_knobs(
         self,
         *,

@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import difflib
 import functools
 import itertools
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
+from typing import Any
 
 from sluice.engine.backends.base import Backend
 from sluice.engine.backends.demo import DemoModel
 from sluice.engine.backends.registry import BUILDERS, build_backend, close_backends
-from sluice.engine.config import BACKENDS, KNOB_SPECS, Config, KnobSpec
+from sluice.engine.config import BACKENDS, Config
 from sluice.engine.consumers import Consumer, SleepConsumer, make_consumer
 from sluice.engine.histogram import Histogram, Percentiles
 from sluice.engine.limiter import AdjustableLimiter
 from sluice.engine.process import ProcessSampler
 from sluice.engine.session import SUMMARY_REFRESH, Session
+from sluice.engine.settings import SETTINGS, Setting, SettingError, limit_setting, live_settings
 from sluice.engine.snapshot import (
     SESSION_STATES,
     BackendSnapshot,
@@ -95,9 +98,8 @@ class Engine:
         self.config = config or Config()
         cfg = self.config
         self._clock = clock
-        self._maxsize = cfg.queue.maxsize
-        self._batch_max = cfg.queue.batch_max
-        self._demo_target = cfg.demo.sessions
+        self._knob_values: dict[str, Any] = {s.name: cfg.value(s.name) for s in live_settings()}
+        self._knob_listeners: list[Callable[[str, Any], None]] = [self._on_demo_knob]
         self._continuous = False
         self.demo = DemoModel(
             rate=cfg.demo.rate, ttft_ms=cfg.demo.ttft_ms, tokens=cfg.demo.tokens, seed=cfg.demo.seed
@@ -106,7 +108,7 @@ class Engine:
         if backends:
             self.backends.update(backends)
         self.limiters: dict[str, AdjustableLimiter] = {
-            name: AdjustableLimiter(limit) for name, limit in cfg.limits.as_dict().items()
+            name: AdjustableLimiter(self._knob_values[f"limits.{name}"]) for name in BACKENDS
         }
         # The engine closes only what it built: a consumer or backend handed in by the
         # caller stays the caller's to close.
@@ -117,7 +119,6 @@ class Engine:
             )
             self._owned_consumers.append(consumer)
         self.consumer = consumer
-        self._delay_ms = cfg.consumer.delay_ms
         self._owned_backends: list[Backend] = []
         self.sessions: dict[str, Session] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -186,7 +187,13 @@ class Engine:
         """Register a backend (a user's own, say) and give it a limiter if it has none."""
         self.backends[backend.name] = backend
         if backend.name not in self.limiters:
-            self.limiters[backend.name] = AdjustableLimiter(limit or 4)
+            setting = limit_setting(backend.name)
+            try:
+                value = setting.coerce(setting.default if limit is None else limit)
+            except SettingError as exc:
+                raise KnobError(f"{setting.name} = {limit!r}: {exc}") from None
+            self.limiters[backend.name] = AdjustableLimiter(value)
+            self._knob_values[setting.name] = value
         elif limit is not None:
             self.set_limit(backend.name, limit)
 
@@ -216,7 +223,7 @@ class Engine:
             self.backends[backend],
             self.limiters[backend],
             consumer or self.consumer,
-            maxsize=self._maxsize,
+            maxsize=self._knob_values["queue.maxsize"],
             batch_max=self._get_batch_max,
             clock=self._clock,
         )
@@ -273,7 +280,7 @@ class Engine:
         if not self._continuous or self._closed:
             return
         active = self._active_demo()
-        missing = self._demo_target - len(active)
+        missing = self._knob_values["demo.sessions"] - len(active)
         if missing > 0:
             self.add_demo_sessions(missing)
         elif missing < 0:
@@ -343,63 +350,116 @@ class Engine:
         return count
 
     # -- knobs -----------------------------------------------------------------------------
+    # Every live knob is declared once, in engine/settings.py; these methods look it up,
+    # validate, store the value and let the setting apply it to the running sessions.
 
-    @staticmethod
-    def _check(name: str, value: object, spec: KnobSpec) -> None:
-        if not spec.check(value):
-            raise KnobError(f"{name} = {value!r}: {spec.describe()}")
+    def _knob_setting(self, name: str) -> Setting[Any]:
+        """The live setting called `name` (a limit of an added backend included)."""
+        setting = SETTINGS.get(name)
+        if setting is not None and setting.live:
+            return setting
+        table, _, backend = name.partition(".")
+        if table == "limits" and backend in self.limiters:
+            return limit_setting(backend)
+        known = [*self._knob_values]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(known)}"
+        raise KnobError(f"{name}: no such knob; {hint}")
 
-    def set_maxsize(self, maxsize: int) -> None:
-        """Resize every live session's buffer now and use the size for new sessions."""
-        self._check("maxsize", maxsize, KNOB_SPECS["maxsize"])
-        self._maxsize = maxsize
+    def knob(self, name: str) -> Any:
+        """The current value of the live knob `name` (a dotted config name)."""
+        self._knob_setting(name)
+        return self._knob_values[name]
+
+    @property
+    def knob_values(self) -> Mapping[str, Any]:
+        """Every live knob's current value, by dotted config name (read-only view)."""
+        return MappingProxyType(self._knob_values)
+
+    def knob_settings(self) -> dict[str, Setting[Any]]:
+        """Every live knob's declaration, by dotted config name, in display order."""
+        return {name: self._knob_setting(name) for name in self._knob_values}
+
+    def set_knob(self, name: str, value: object) -> Any:
+        """Set one live knob; applied to running sessions at once. Returns the stored value;
+        KnobError (nothing changed) when the name or the value is not allowed."""
+        return self.set_knobs({name: value})[name]
+
+    def set_knobs(self, values: Mapping[str, object]) -> dict[str, Any]:
+        """Set several knobs at once: every value is checked first, so a bad one changes
+        nothing; then each is applied in order. Returns the stored values."""
+        checked: dict[str, tuple[Setting[Any], Any]] = {}
+        for name, value in values.items():
+            setting = self._knob_setting(name)
+            try:
+                checked[name] = (setting, setting.coerce(value))
+            except SettingError as exc:
+                raise KnobError(f"{name} = {value!r}: {exc}") from None
+        for name, (setting, value) in checked.items():
+            if setting.apply is not None:
+                setting.apply(self, value)
+            self._knob_values[name] = value
+            for listener in list(self._knob_listeners):
+                listener(name, value)
+        return {name: value for name, (_, value) in checked.items()}
+
+    def on_knob_change(self, listener: Callable[[str, Any], None]) -> Callable[[], None]:
+        """Call `listener(name, value)` after every knob change; returns the unsubscriber."""
+        self._knob_listeners.append(listener)
+        return functools.partial(self._knob_listeners.remove, listener)
+
+    def _on_demo_knob(self, name: str, _value: Any) -> None:
+        if name == "demo.sessions":
+            self._top_up_demo()
+
+    def resize_buffers(self, maxsize: int) -> None:
+        """Resize every live session's buffer now (how `queue.maxsize` is applied)."""
         for session in self.sessions.values():
             if not session.finished:
                 session.buffer.resize(maxsize)
 
-    def set_batch_max(self, batch_max: int) -> None:
-        """Chunks a consumer call may take; read by every consumer loop on its next batch."""
-        self._check("batch_max", batch_max, KNOB_SPECS["batch_max"])
-        self._batch_max = batch_max
-
-    def _get_batch_max(self) -> int:
-        return self._batch_max
-
-    def set_limit(self, backend: str, limit: int) -> None:
-        """Change one backend's concurrency cap now (holders are never preempted)."""
-        self._check(f"limits.{backend}", limit, KNOB_SPECS["limit"])
-        if backend not in self.limiters:
-            raise KeyError(f"no backend named {backend!r}; known: {', '.join(self.limiters)}")
-        self.limiters[backend].resize(limit)
-
-    def set_delay_ms(self, delay_ms: float) -> None:
-        """The built-in sleep consumer's delay per call."""
-        self._check("delay_ms", delay_ms, KNOB_SPECS["delay_ms"])
-        self._delay_ms = float(delay_ms)
+    def set_consumer_delay(self, delay_ms: float) -> None:
+        """The built-in sleep consumer's time per call (how `consumer.delay_ms` is applied)."""
         if isinstance(self.consumer, SleepConsumer):
             self.consumer.delay_ms = float(delay_ms)
 
+    def set_maxsize(self, maxsize: int) -> None:
+        """`set_knob("queue.maxsize", maxsize)`."""
+        self.set_knob("queue.maxsize", maxsize)
+
+    def set_batch_max(self, batch_max: int) -> None:
+        """`set_knob("queue.batch_max", batch_max)`."""
+        self.set_knob("queue.batch_max", batch_max)
+
+    def _get_batch_max(self) -> int:
+        return int(self._knob_values["queue.batch_max"])
+
+    def set_limit(self, backend: str, limit: int) -> None:
+        """`set_knob(f"limits.{backend}", limit)`: holders are never preempted."""
+        self.set_knob(f"limits.{backend}", limit)
+
+    def set_delay_ms(self, delay_ms: float) -> None:
+        """`set_knob("consumer.delay_ms", delay_ms)`."""
+        self.set_knob("consumer.delay_ms", delay_ms)
+
     def set_rate(self, rate: float) -> None:
-        """The demo model's tokens per second, for every demo stream from its next token."""
-        self._check("rate", rate, KNOB_SPECS["rate"])
-        self.demo.rate = float(rate)
+        """`set_knob("demo.rate", rate)`."""
+        self.set_knob("demo.rate", rate)
 
     def set_demo_sessions(self, sessions: int) -> None:
-        """How many demo sessions continuous mode keeps going; applied at once."""
-        self._check("sessions", sessions, KNOB_SPECS["sessions"])
-        self._demo_target = sessions
-        self._top_up_demo()
+        """`set_knob("demo.sessions", sessions)`; continuous mode follows at once."""
+        self.set_knob("demo.sessions", sessions)
 
     @property
     def knobs(self) -> Knobs:
         """The knobs' current values."""
         return Knobs(
-            maxsize=self._maxsize,
-            batch_max=self._batch_max,
+            maxsize=self._knob_values["queue.maxsize"],
+            batch_max=self._knob_values["queue.batch_max"],
             limits=MappingProxyType({n: lim.limit for n, lim in self.limiters.items()}),
-            delay_ms=self._delay_ms,
+            delay_ms=self._knob_values["consumer.delay_ms"],
             rate=self.demo.rate,
-            sessions=self._demo_target,
+            sessions=self._knob_values["demo.sessions"],
         )
 
     @property

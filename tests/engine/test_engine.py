@@ -120,7 +120,7 @@ async def test_limit_knob_starts_queued_sessions_at_once() -> None:
         backend.gate.set()
         await engine.wait_idle()
         assert all(s.state == "done" for s in sessions)
-        with pytest.raises(KeyError):
+        with pytest.raises(KnobError, match="no such knob"):
             engine.set_limit("nope", 2)
 
 

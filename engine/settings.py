@@ -1,0 +1,390 @@
+"""The settings registry: one declaration per config key, live knobs included.
+
+Each `Setting` says everything there is to know about one key of config.toml: its dotted
+name (`queue.maxsize`), type, default, allowed values, help line, and, for a live knob, the
+slider's label and span and how a running engine applies a new value. Config loading,
+validation and saving, `Engine.set_knob` / `Engine.knobs`, the snapshot, the app's sliders,
+its help screen and the control API all read this table; adding a knob means adding one
+`Setting` here and the code that honours its value, nothing else.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from urllib.parse import urlsplit
+
+from sluice.engine.consumers import CONSUMER_KINDS
+
+if TYPE_CHECKING:
+    from sluice.engine.engine import Engine
+
+__all__ = [
+    "BACKEND_LIMITS",
+    "SETTINGS",
+    "Setting",
+    "SettingError",
+    "limit_setting",
+    "live_settings",
+    "lookup",
+    "register",
+    "unregister",
+]
+
+T = TypeVar("T")
+
+
+class SettingError(ValueError):
+    """A value a setting does not allow; the message says what is allowed."""
+
+
+def _plain(number: float) -> str:
+    """1000000 as `1000000` and 0.1 as `0.1` (never `1e+06`)."""
+    return str(int(number)) if float(number).is_integer() else repr(float(number))
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class Setting(Generic[T]):
+    """One key of config.toml. `kind` is int, float or str; numbers have a range, strings
+    may have choices, must be non-empty or must be a URL. `live` knobs can be changed on a
+    running engine: `apply(engine, value)` makes the change (None: the engine stores the
+    value and the code that uses it reads it from `engine.knob(name)` each time)."""
+
+    name: str
+    kind: type
+    default: T
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    note: str = ""
+    choices: tuple[str, ...] = ()
+    nonempty: bool = False
+    url: bool = False
+    live: bool = False
+    label: str = ""
+    slider_max: float | None = None
+    step: float = 1
+    apply: Callable[[Engine, Any], None] | None = None
+
+    @property
+    def table(self) -> str:
+        """The config table the key lives in (`queue` for `queue.maxsize`)."""
+        return self.name.partition(".")[0]
+
+    @property
+    def key(self) -> str:
+        """The key inside its table (`maxsize` for `queue.maxsize`)."""
+        return self.name.partition(".")[2]
+
+    @property
+    def integer(self) -> bool:
+        """True for whole-number settings."""
+        return self.kind is int
+
+    @property
+    def numeric(self) -> bool:
+        """True for int and float settings."""
+        return self.kind in (int, float)
+
+    @property
+    def slider_range(self) -> tuple[float, float]:
+        """A live knob's slider span: its minimum up to its slider cap (never past the max)."""
+        low = self.minimum if self.minimum is not None else 0
+        high = self.slider_max if self.slider_max is not None else (self.maximum or low)
+        if self.maximum is not None:
+            high = min(high, self.maximum)
+        return low, high
+
+    def describe(self) -> str:
+        """What is allowed, in words (the end of every error about this setting)."""
+        if self.numeric:
+            kind = "an integer" if self.integer else "a number"
+            if self.minimum is None or self.maximum is None:
+                text = f"must be {kind}"
+            else:
+                text = f"must be {kind} from {_plain(self.minimum)} to {_plain(self.maximum)}"
+        elif self.choices:
+            text = f"must be one of {', '.join(map(repr, self.choices))}"
+        elif self.url:
+            text = "must be a URL like http://127.0.0.1:11434 (or empty)"
+        elif self.nonempty:
+            text = "must be a non-empty string"
+        else:
+            text = "must be a string"
+        return f"{text} ({self.note})" if self.note else text
+
+    def coerce(self, value: object) -> T:
+        """`value` as this setting's type, or SettingError saying what is allowed.
+
+        Booleans are never numbers; an int is accepted for a float setting; NaN and
+        infinities are refused.
+        """
+        if self.numeric:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if ok and self.integer and not isinstance(value, int):
+                ok = False
+            if ok and not math.isfinite(cast(float, value)):
+                ok = False
+            number = cast(float, value)
+            if ok and self.minimum is not None and number < self.minimum:
+                ok = False
+            if ok and self.maximum is not None and number > self.maximum:
+                ok = False
+            if not ok:
+                raise SettingError(self.describe())
+            return cast(T, int(number) if self.integer else float(number))
+        if not isinstance(value, str):
+            raise SettingError(self.describe())
+        if self.choices and value not in self.choices:
+            raise SettingError(self.describe())
+        if self.nonempty and not value.strip():
+            raise SettingError(self.describe())
+        if self.url and value and not _is_url(value):
+            raise SettingError(self.describe())
+        return cast(T, value)
+
+    def to_toml(self, value: T) -> Any:
+        """The value as written to config.toml (50.0 as 50, so saved files read naturally)."""
+        if self.kind is float and float(cast(float, value)).is_integer():
+            return int(cast(float, value))
+        return value
+
+
+def _is_url(value: str) -> bool:
+    """An http(s) URL or a bare host[:port], with a host name, a valid port, no spaces."""
+    if any(c.isspace() for c in value):
+        return False
+    try:
+        parts = urlsplit(value if "://" in value else f"http://{value}")
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError:  # also "Invalid IPv6 URL" for http://[bad
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+# -- how running engines apply the live knobs ----------------------------------------------
+
+
+def _apply_maxsize(engine: Engine, value: int) -> None:
+    engine.resize_buffers(value)
+
+
+def _apply_delay(engine: Engine, value: float) -> None:
+    engine.set_consumer_delay(value)
+
+
+def _apply_rate(engine: Engine, value: float) -> None:
+    engine.demo.rate = value
+
+
+def _limit_applier(backend: str) -> Callable[[Engine, int], None]:
+    def apply(engine: Engine, value: int) -> None:
+        engine.limiters[backend].resize(value)
+
+    return apply
+
+
+# -- the registry ---------------------------------------------------------------------------
+
+SETTINGS: dict[str, Setting[Any]] = {}
+
+
+def register(setting: Setting[T]) -> Setting[T]:
+    """Add `setting` to the registry (its name must be new) and return it."""
+    if setting.name in SETTINGS:
+        raise ValueError(f"setting {setting.name!r} is declared twice")
+    if "." not in setting.name:
+        raise ValueError(f"setting {setting.name!r} needs a table: 'table.key'")
+    setting.coerce(setting.default)  # a default the setting itself refuses is a bug
+    SETTINGS[setting.name] = setting
+    return setting
+
+
+def unregister(name: str) -> None:
+    """Remove a setting (tests that add a knob of their own clean up with this)."""
+    SETTINGS.pop(name, None)
+
+
+LIMIT_RANGE = (1, 10_000)
+
+
+def limit_setting(backend: str, default: int = 4) -> Setting[int]:
+    """The concurrency cap of one backend (`limits.<backend>`), a live knob."""
+    return Setting(
+        f"limits.{backend}",
+        int,
+        default,
+        f"sessions streaming at once on the {backend} backend",
+        minimum=LIMIT_RANGE[0],
+        maximum=LIMIT_RANGE[1],
+        live=True,
+        label=f"{backend} lim",
+        slider_max=64,
+        apply=_limit_applier(backend),
+    )
+
+
+QUEUE_MAXSIZE = register(
+    Setting(
+        "queue.maxsize",
+        int,
+        16,
+        "chunks each session's buffer holds before its producer waits (0 = unbounded)",
+        minimum=0,
+        maximum=1024,
+        note="0 = unbounded",
+        live=True,
+        label="maxsize",
+        slider_max=1024,
+        apply=_apply_maxsize,
+    )
+)
+QUEUE_BATCH_MAX = register(
+    Setting(
+        "queue.batch_max",
+        int,
+        1,
+        "most chunks one consumer call takes",
+        minimum=1,
+        maximum=256,
+        live=True,
+        label="batch_max",
+        slider_max=256,
+    )
+)
+BACKEND_LIMITS: dict[str, Setting[int]] = {
+    name: register(limit_setting(name, default))
+    for name, default in (("claude", 4), ("ollama", 6), ("demo", 4))
+}
+CONSUMER_KIND = register(
+    Setting(
+        "consumer.kind",
+        str,
+        "sleep",
+        "the built-in consumer: sleep, sqlite, stdout or null",
+        choices=CONSUMER_KINDS,
+    )
+)
+CONSUMER_DELAY_MS = register(
+    Setting(
+        "consumer.delay_ms",
+        float,
+        50.0,
+        "the built-in sleep consumer's time per call",
+        minimum=0,
+        maximum=10_000,
+        live=True,
+        label="delay ms",
+        slider_max=1000,
+        apply=_apply_delay,
+    )
+)
+CONSUMER_PATH = register(
+    Setting("consumer.path", str, "sluice.db", "the sqlite consumer's database", nonempty=True)
+)
+DEMO_SESSIONS = register(
+    Setting(
+        "demo.sessions",
+        int,
+        12,
+        "demo sessions kept running",
+        minimum=0,
+        maximum=10_000,
+        live=True,
+        label="demo sess.",
+        slider_max=1000,
+    )
+)
+DEMO_TOKENS = register(
+    Setting("demo.tokens", int, 200, "tokens in each demo answer", minimum=1, maximum=100_000)
+)
+DEMO_RATE = register(
+    Setting(
+        "demo.rate",
+        float,
+        40.0,
+        "how fast the demo model generates",
+        minimum=0.1,
+        maximum=10_000,
+        note="tokens per second",
+        live=True,
+        label="demo tok/s",
+        slider_max=1000,
+        apply=_apply_rate,
+    )
+)
+DEMO_TTFT_MS = register(
+    Setting(
+        "demo.ttft_ms", float, 300.0, "the demo model's time to first token",
+        minimum=0, maximum=600_000,
+    )
+)
+DEMO_SEED = register(Setting("demo.seed", int, 0, "seed of the demo model's text"))
+CLAUDE_MODEL = register(
+    Setting("claude.model", str, "claude-sonnet-5-5", "the Claude model", nonempty=True)
+)
+CLAUDE_MAX_TOKENS = register(
+    Setting(
+        "claude.max_tokens", int, 1024, "most tokens in one answer",
+        minimum=1, maximum=1_000_000,
+    )
+)
+CLAUDE_SYSTEM = register(Setting("claude.system", str, "", "the system prompt (may be empty)"))
+CLAUDE_BASE_URL = register(
+    Setting(
+        "claude.base_url", str, "",
+        "the API's URL (empty: ANTHROPIC_BASE_URL, else Anthropic's)", url=True,
+    )
+)
+CLAUDE_TIMEOUT_S = register(
+    Setting(
+        "claude.timeout_s", float, 60.0, "seconds without content before a stream fails",
+        minimum=0.1, maximum=3_600,
+    )
+)
+CLAUDE_RETRIES = register(
+    Setting(
+        "claude.retries", int, 2, "retries before a response starts", minimum=0, maximum=20
+    )
+)
+OLLAMA_HOST = register(
+    Setting(
+        "ollama.host", str, "",
+        "the Ollama server (empty: OLLAMA_HOST, else http://127.0.0.1:11434)", url=True,
+    )
+)
+OLLAMA_MODEL = register(Setting("ollama.model", str, "llama3.2", "the Ollama model", nonempty=True))
+OLLAMA_TIMEOUT_S = register(
+    Setting(
+        "ollama.timeout_s", float, 60.0, "seconds without content before a stream fails",
+        minimum=0.1, maximum=3_600,
+    )
+)
+OLLAMA_RETRIES = register(
+    Setting(
+        "ollama.retries", int, 2, "retries of a busy server (HTTP 503)", minimum=0, maximum=20
+    )
+)
+
+
+def live_settings() -> Iterator[Setting[Any]]:
+    """The live knobs, in declaration order."""
+    return (s for s in SETTINGS.values() if s.live)
+
+
+def tables() -> list[str]:
+    """The config tables Sluice owns, in declaration order."""
+    return list(dict.fromkeys(s.table for s in SETTINGS.values()))
+
+
+def lookup(name: str) -> Setting[Any]:
+    """The setting called `name`; SettingError with the closest names when there is none."""
+    try:
+        return SETTINGS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, SETTINGS, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise SettingError(f"no setting named {name!r}{hint}") from None
