@@ -30,7 +30,7 @@ def test_values_are_checked_by_type_and_range() -> None:
 
 
 def test_an_unknown_name_suggests_the_closest() -> None:
-    with pytest.raises(SettingError, match="did you mean queue.maxsize"):
+    with pytest.raises(SettingError, match=r"did you mean queue\.maxsize"):
         lookup("queue.maxsise")
 
 
