@@ -253,9 +253,9 @@ class _Run:
             t = snapshot.totals
             states = ", ".join(f"{n} {state}" for state, n in t.states.items() if n)
             stderr.write(
-                f"sluice run: stopped by {signal_name(stopped_by)}; every session was "
-                f"cancelled ({states}); chunks in {t.tokens_in} / out {t.tokens_out} / lost "
-                f"{t.tokens_lost}; wall time {format_seconds(wall)}\n"
+                f"sluice run: stopped by {signal_name(stopped_by)}; the sessions still running "
+                f"were cancelled; sessions: {states}; chunks in {t.tokens_in} / out "
+                f"{t.tokens_out} / lost {t.tokens_lost}; wall time {format_seconds(wall)}\n"
             )
         elif args.duration is not None:
             # The run outlasts --duration on purpose: streaming sessions finish so nothing

@@ -97,7 +97,8 @@ def test_a_stop_signal_cancels_everything_prints_the_summary_and_exits_128_plus_
     assert proc.returncode == code, err  # before the fix: -15 / -1 and nothing printed
     for bad in NOISE:
         assert bad not in err, err
-    assert f"sluice run: stopped by {shown}; every session was cancelled (" in err
+    assert f"sluice run: stopped by {shown}; the sessions still running were cancelled; " in err
+    assert "sessions: 8 cancelled; chunks in " in err
     assert "/ lost " in err and err.count("\n") == 1
     if as_json:
         doc = json.loads(out)  # the whole of stdout is one JSON object
