@@ -305,6 +305,8 @@ class Session:
                     self._arm_watchdog(timeout)
             await consumer.process(batch)
             self._call_started = None
+            if self._abandoned:  # it came back after all; the record stays as reported
+                raise asyncio.CancelledError
             done = clock()
             record_call(done - started)
             for chunk in batch:

@@ -27,7 +27,7 @@ class Stubborn:
         self.hanging.set()
         while not self.release.is_set():
             try:
-                await asyncio.sleep(3600)
+                await self.release.wait()
             except asyncio.CancelledError:
                 pass
 
