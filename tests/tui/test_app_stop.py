@@ -4,7 +4,9 @@ swallows CancelledError (its session is reported abandoned), with the signal's e
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +66,18 @@ async def test_stop_exits_the_app_with_the_signals_code(fast_config: Config) -> 
     assert app.return_code == 143
     assert app.engine.closed
     assert {s.state for s in app.engine.sessions.values()} <= {"done", "cancelled"}
+
+
+def test_the_app_refuses_an_unusable_sqlite_path_before_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sluice.cli.main import main
+
+    missing = tmp_path / "gone" / "x.db"
+    config = tmp_path / "c.toml"
+    config.write_text(f'[consumer]\nkind = "sqlite"\npath = "{missing}"\n')
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["--config", str(config)]) == 2
+    _, err = capsys.readouterr()
+    assert err == f'sluice: [consumer] path = "{missing}": folder {missing.parent} does not exist\n'
