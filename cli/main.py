@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from sluice.engine.config import ConfigError, load_config
+from sluice.engine.consumers import ConsumerError
 
 EXIT_USAGE = 2
 
@@ -70,9 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     from sluice.tui.app import SluiceApp
 
-    app = SluiceApp(config=config)
-    app.run()
-    return int(app.return_code or 0)
+    try:
+        app = SluiceApp(config=config)
+    except ConsumerError as exc:
+        sys.stderr.write(f"sluice: {exc}\n")
+        return EXIT_USAGE
+    return app.run_until_stopped()  # SIGTERM/SIGHUP/SIGINT: exit 143/129/130, terminal restored
 
 
 if __name__ == "__main__":

@@ -122,6 +122,7 @@ KNOB_SPECS: dict[str, KnobSpec] = {
     "ttft_ms": KnobSpec(0, 600_000, integer=False),
     "max_tokens": KnobSpec(1, 1_000_000),
     "timeout_s": KnobSpec(0.1, 3_600, integer=False),
+    "consumer_timeout_s": KnobSpec(0, 3_600, integer=False, note="seconds; 0 = no limit"),
     "retries": KnobSpec(0, 20),
 }
 
@@ -154,6 +155,7 @@ class ConsumerConfig:
     kind: str = "sleep"
     delay_ms: float = 50.0
     path: str = "sluice.db"
+    timeout_s: float = 30.0  # a consumer call running longer fails its session; 0 = no limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +252,7 @@ class Config:
                 "kind": self.consumer.kind,
                 "delay_ms": _plain_number(self.consumer.delay_ms),
                 "path": self.consumer.path,
+                "timeout_s": _plain_number(self.consumer.timeout_s),
             },
             "demo": {
                 "sessions": self.demo.sessions,
@@ -444,11 +447,12 @@ def parse_config(data: Mapping[str, Any], label: str = "config.toml") -> Config:
     limits = LimitsConfig(
         **{name: v.number(name, getattr(defaults, name), specs["limit"]) for name in BACKENDS}
     )
-    v = _Validator(label, "consumer", table("consumer"), ("kind", "delay_ms", "path"))
+    v = _Validator(label, "consumer", table("consumer"), ("kind", "delay_ms", "path", "timeout_s"))
     consumer = ConsumerConfig(
         kind=v.choice("kind", "sleep", CONSUMER_KINDS),
         delay_ms=v.number("delay_ms", 50.0, specs["delay_ms"]),
         path=v.text("path", "sluice.db", nonempty=True),
+        timeout_s=v.number("timeout_s", 30.0, specs["consumer_timeout_s"]),
     )
     v = _Validator(label, "demo", table("demo"), ("sessions", "tokens", "rate", "ttft_ms", "seed"))
     demo = DemoConfig(

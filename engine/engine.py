@@ -12,6 +12,7 @@ import collections
 import difflib
 import functools
 import itertools
+import math
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
@@ -21,11 +22,11 @@ from sluice.engine.backends.base import Backend
 from sluice.engine.backends.demo import DemoModel
 from sluice.engine.backends.registry import BUILDERS, build_backend, close_backends
 from sluice.engine.config import BACKENDS, Config
-from sluice.engine.consumers import Consumer, SleepConsumer, make_consumer
+from sluice.engine.consumers import Consumer, SleepConsumer, close_consumer, make_consumer
 from sluice.engine.histogram import Histogram, Percentiles
 from sluice.engine.limiter import AdjustableLimiter
 from sluice.engine.process import ProcessSampler
-from sluice.engine.session import SUMMARY_REFRESH, Session
+from sluice.engine.session import SHUTDOWN_GRACE, SUMMARY_REFRESH, Session
 from sluice.engine.settings import SETTINGS, Setting, SettingError, limit_setting, live_settings
 from sluice.engine.snapshot import (
     SESSION_STATES,
@@ -83,7 +84,9 @@ class Engine:
     """Runs back-pressured streaming sessions; use as `async with Engine(config) as engine:`.
 
     `history` caps how many finished sessions stay in snapshots (None keeps all); older ones
-    are folded into the totals so long continuous runs stay cheap to watch.
+    are folded into the totals so long continuous runs stay cheap to watch. `shutdown_grace`
+    is how long a cancelled session's consumer, stream and stream close each get to stop
+    before the session is abandoned (so `aclose`, `q` and Ctrl+C stay bounded).
     """
 
     def __init__(
@@ -94,7 +97,10 @@ class Engine:
         backends: Mapping[str, Backend] | None = None,
         history: int | None = 500,
         clock: Callable[[], float] = time.monotonic,
+        shutdown_grace: float = SHUTDOWN_GRACE,
     ) -> None:
+        if not (math.isfinite(shutdown_grace) and shutdown_grace >= 0):
+            raise ValueError(f"shutdown_grace must be seconds >= 0, got {shutdown_grace!r}")
         self.config = config or Config()
         cfg = self.config
         self._clock = clock
@@ -131,6 +137,8 @@ class Engine:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closed = False
+        self._close_done = asyncio.Event()
+        self.shutdown_grace = shutdown_grace
         self.dropped_queued = 0  # sessions removed before they got a slot (nothing received)
         self._totals_cache: tuple[float, tuple[Percentiles, ...]] | None = None
 
@@ -156,25 +164,29 @@ class Engine:
             )
 
     async def aclose(self) -> None:
-        """Cancel every session and background task, wait for them, close consumers."""
+        """Cancel every session and background task, wait for them, close consumers.
+
+        Bounded: a session whose consumer or stream ignores its cancel is abandoned after
+        `shutdown_grace` seconds (failed, its error saying so) instead of holding shutdown.
+        A second caller waits for the first one's shutdown to finish.
+        """
         if self._closed:
+            await self._close_done.wait()
             return
         self._closed = True
         self._continuous = False
-        tasks = list(self._tasks.values()) + self._background
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        self._background.clear()
-        for consumer in self._owned_consumers:
-            closer = getattr(consumer, "aclose", None)
-            if closer is not None:
-                try:
-                    await closer()
-                except Exception:
-                    pass
-        await close_backends(self._owned_backends)
+        try:
+            tasks = list(self._tasks.values()) + self._background
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            self._background.clear()
+            for consumer in self._owned_consumers:
+                await close_consumer(consumer)
+            await close_backends(self._owned_backends)
+        finally:
+            self._close_done.set()
 
     @property
     def closed(self) -> bool:
@@ -226,6 +238,8 @@ class Engine:
             maxsize=self._knob_values["queue.maxsize"],
             batch_max=self._get_batch_max,
             clock=self._clock,
+            consumer_timeout=self.config.consumer.timeout_s,
+            grace=self.shutdown_grace,
         )
         self.sessions[session_id] = session
         task = asyncio.get_running_loop().create_task(session.run(), name=f"sluice-{session_id}")

@@ -1,17 +1,18 @@
 """Session: one prompt streamed from a backend through a TokenBuffer into a consumer.
 
 Life of a session: wait for a permit from the backend's limiter (`queued`), open the stream,
-run producer and consumer in one TaskGroup (`streaming`, then `draining` once the stream
-ended with chunks still buffered), and close the stream on every path. A failure on either
-side cancels the other and is kept on the session (`failed`); cancellation ends it as
-`cancelled`. Nothing a session does can disturb another session.
+run producer and consumer side by side (`streaming`, then `draining` once the stream ended
+with chunks still buffered), and close the stream on every path. A failure on either side
+cancels the other and is kept on the session (`failed`); cancellation ends it as
+`cancelled`. Stopping is bounded: a part that ignores its cancel for `grace` seconds is
+abandoned and the session fails saying so; a consumer call longer than `consumer_timeout`
+fails the session. Nothing a session does can disturb another session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -28,15 +29,28 @@ from sluice.engine.redact import redact
 from sluice.engine.snapshot import SessionDetail, SessionSnapshot
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator
+    from collections.abc import AsyncIterator
 
-__all__ = ["Session", "describe_error"]
+__all__ = ["SHUTDOWN_GRACE", "Abandoned", "ConsumerTimeout", "Session", "describe_error"]
 
 TAIL_CHARS = 1200  # characters of processed text the detail view can show
 SUMMARY_REFRESH = 0.5  # seconds between recomputing a running session's percentiles
+SHUTDOWN_GRACE = 5.0  # seconds a cancelled session's producer, consumer and stream get to stop
+
+# Parts of sessions that ignored their cancel, kept referenced until they end (if ever) so
+# they are neither collected mid-flight nor reported as "destroyed while pending".
+_ADRIFT: set[asyncio.Task[None]] = set()
 
 
 _EMPTY_DEQUE_BYTES = sys.getsizeof(collections.deque())
+
+
+class ConsumerTimeout(Exception):
+    """A consumer call ran longer than `[consumer] timeout_s`."""
+
+
+class Abandoned(Exception):
+    """A part of a session did not stop within the grace period after its cancel."""
 
 
 class _UpstreamFailed(Exception):
@@ -61,6 +75,8 @@ class Session:
         maxsize: int,
         batch_max: Callable[[], int],
         clock: Callable[[], float] = time.monotonic,
+        consumer_timeout: float = 0.0,
+        grace: float = SHUTDOWN_GRACE,
     ) -> None:
         self.id = session_id
         self.prompt = prompt
@@ -94,6 +110,15 @@ class Session:
         self._summary_at = -1.0e18
         self._summaries: tuple[Percentiles, Percentiles, Percentiles, Percentiles] | None = None
         self._bookkeeping = 0
+        self._timeout = consumer_timeout  # seconds one consumer call may take; 0 = no limit
+        self._grace = grace  # seconds a part gets to stop after its cancel
+        self._call_started: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._overran = False
+        self._abandoned = False
+        self._consumer_task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._close_error: Exception | None = None
 
     @property
     def finished(self) -> bool:
@@ -109,24 +134,20 @@ class Session:
                 self.granted_at = self._clock()
                 self.state = "streaming"
                 stream = self.backend.stream(self.prompt, self.info)
-                closer = (
-                    contextlib.aclosing(cast("AsyncGenerator[Chunk, None]", stream))
-                    if hasattr(stream, "aclose")
-                    else _no_close(stream)
-                )
-                async with closer:
-                    async with asyncio.TaskGroup() as group:
-                        group.create_task(self._produce(stream), name=f"{self.id}:producer")
-                        group.create_task(self._consume(), name=f"{self.id}:consumer")
-            self.state = "done"
+                error = await self._stream(stream)
+            if error is not None:
+                self._record_failure(error)
+            elif not self._abandoned:
+                self.state = "done"
         except asyncio.CancelledError:
             self._finish("cancelled")
             raise
-        except BaseExceptionGroup as group:
-            self._record_failure(_first_error(group))
-        except Exception as exc:  # the backend failed to open, or closing the stream failed
+        except Exception as exc:  # the backend failed to open its stream
             self._record_failure(_UpstreamFailed(exc))
         finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
             if self.ended_at is None:
                 self.ended_at = self._clock()
             if self.stream_ended_at is None:
@@ -134,7 +155,90 @@ class Session:
             if self.state not in ("done", "failed", "cancelled"):
                 self.state = "done"
 
+    async def _stream(self, stream: AsyncIterator[Chunk]) -> BaseException | None:
+        """Producer and consumer side by side until both end or one fails, then stop the
+        rest and close the stream; returns the error to record, or None.
+
+        Like a TaskGroup, except that stopping is bounded: a part that has not ended
+        `grace` seconds after its cancel (user code that swallows CancelledError) is left
+        running, and the session is failed as abandoned so its permit and its place in
+        `wait_idle` are freed. Raises CancelledError (after stopping) when cancelled itself.
+        """
+        loop = asyncio.get_running_loop()
+        producer = loop.create_task(self._produce(stream), name=f"{self.id}:producer")
+        consumer = loop.create_task(self._consume(), name=f"{self.id}:consumer")
+        self._consumer_task = consumer
+        wake: asyncio.Future[None] = loop.create_future()
+        self._wake = wake
+
+        def on_part_done(task: asyncio.Task[None]) -> None:
+            failed = task.cancelled() or task.exception() is not None
+            if not wake.done() and (failed or (producer.done() and consumer.done())):
+                wake.set_result(None)
+
+        producer.add_done_callback(on_part_done)
+        consumer.add_done_callback(on_part_done)
+        cancelled = False
+        try:
+            await wake
+        except asyncio.CancelledError:
+            cancelled = True
+        parts = [producer, consumer]
+        for task in parts:
+            task.cancel()
+        stuck, interrupted = await _wait_bounded(parts, self._grace)
+        if producer.done() and not stuck:
+            closer = loop.create_task(_close_stream(stream), name=f"{self.id}:close")
+            closing, again = await _wait_bounded([closer], self._grace)
+            stuck += closing
+            interrupted = interrupted or again
+            if not closing and closer.exception() is not None:
+                self._close_error = _UpstreamFailed(cast(Exception, closer.exception()))
+        if stuck:
+            self._abandon(stuck)
+        if cancelled or interrupted:
+            raise asyncio.CancelledError
+        return self._outcome(producer, consumer)
+
+    def _outcome(
+        self, producer: asyncio.Task[None], consumer: asyncio.Task[None]
+    ) -> Exception | None:
+        """The error a stopped session records: a consumer timeout first, then the side
+        that failed, then a failed stream close."""
+        if self._abandoned:
+            return None
+        if self._overran:
+            return ConsumerTimeout(f"consumer call did not return within {self._timeout:g}s")
+        for task in (consumer, producer):
+            if task.done() and not task.cancelled():
+                exc = task.exception()
+                if isinstance(exc, Exception):
+                    return exc
+        return self._close_error
+
+    def _abandon(self, stuck: list[asyncio.Task[None]]) -> None:
+        """Fail the session for parts that ignored their cancel; keep them referenced."""
+        names = [task.get_name().rpartition(":")[2] for task in stuck]
+        source = "consumer" if "consumer" in names else "backend"
+        what = f"did not stop within {self._grace:g}s of cancel"
+        if self._overran:
+            exc: Exception = ConsumerTimeout(
+                f"consumer call did not return within {self._timeout:g}s, then {what}; abandoned"
+            )
+        else:
+            exc = Abandoned(what if source == "consumer" else f"the stream {what}")
+        self.error_source = source
+        self.error = f"{source}: {describe_error(exc)}"
+        self.error_detail = f"{source}: {type(exc).__module__}.{type(exc).__name__}: {exc}"
+        self._finish("failed")
+        self._abandoned = True
+        for task in stuck:
+            _ADRIFT.add(task)
+            task.add_done_callback(_forget)
+
     def _record_failure(self, exc: BaseException) -> None:
+        if self._abandoned:
+            return
         source = "consumer"
         if isinstance(exc, _UpstreamFailed):
             exc = exc.original
@@ -145,6 +249,8 @@ class Session:
         self._finish("failed")
 
     def _finish(self, state: str) -> None:
+        if self._abandoned:
+            return
         self.state = state
         self.ended_at = self._clock()
         # Chunks that were received but will never be processed are lost.
@@ -186,12 +292,22 @@ class Session:
         record_call = self.consumer_call.record
         record_wait = self.queue_wait.record
         record_age = self.token_age.record
+        timeout = self._timeout
+        task = asyncio.current_task()
+        assert task is not None
         while True:
             batch = await buffer.get_batch(self._batch_max())
             if not batch:
                 return
             started = clock()
+            if timeout:
+                self._call_started = started
+                if self._watchdog is None:
+                    self._arm_watchdog(timeout)
             await consumer.process(batch)
+            self._call_started = None
+            if self._abandoned:  # it came back after all; the record stays as reported
+                raise asyncio.CancelledError
             done = clock()
             record_call(done - started)
             for chunk in batch:
@@ -204,8 +320,33 @@ class Session:
             # Trim only when twice the size: one copy per TAIL_CHARS characters, not per chunk.
             self.tail = tail[-TAIL_CHARS:] if len(tail) > 2 * TAIL_CHARS else tail
             self.tokens_out += len(batch)
+            if task.cancelling():
+                # The consumer finished a write it could not undo before honouring a cancel
+                # (the sqlite consumer does): the batch counts as delivered, then we stop.
+                raise asyncio.CancelledError
             if self.state == "streaming" and self.stream_ended_at is not None and buffer.depth:
                 self.state = "draining"
+
+    def _arm_watchdog(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._watchdog = loop.call_later(max(delay, 0.0), self._check_call)
+
+    def _check_call(self) -> None:
+        """The consumer-timeout watchdog: one timer per session, re-armed only while a call
+        runs, so a call costs two attribute writes rather than a timer of its own."""
+        self._watchdog = None
+        started = self._call_started
+        if started is None or self.finished:
+            return  # idle: the next call arms it again
+        left = started + self._timeout - self._clock()
+        if left > 0:
+            self._arm_watchdog(left)
+            return
+        self._overran = True
+        if self._consumer_task is not None:
+            self._consumer_task.cancel()
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     # -- views -----------------------------------------------------------------------------
 
@@ -300,17 +441,39 @@ class Session:
         )
 
 
-@contextlib.asynccontextmanager
-async def _no_close(stream: AsyncIterator[Chunk]) -> AsyncIterator[AsyncIterator[Chunk]]:
-    """For a backend's plain async iterator that has no `aclose` to call."""
-    yield stream
+async def _close_stream(stream: AsyncIterator[Chunk]) -> None:
+    """Close a backend's stream; a plain async iterator without `aclose` needs nothing."""
+    closer = getattr(stream, "aclose", None)
+    if closer is not None:
+        await closer()
 
 
-def _first_error(group: BaseExceptionGroup) -> BaseException:
-    """The first real error in a (possibly nested) exception group."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first_error(exc)
-        if not isinstance(exc, asyncio.CancelledError):
-            return exc
-    return group.exceptions[0]
+async def _wait_bounded(
+    tasks: list[asyncio.Task[None]], grace: float
+) -> tuple[list[asyncio.Task[None]], bool]:
+    """Wait up to `grace` seconds for `tasks` to end, even through a second cancel.
+
+    Returns the tasks still running and whether the caller was cancelled meanwhile (the
+    caller re-raises that once it has recorded what happened).
+    """
+    pending = {task for task in tasks if not task.done()}
+    interrupted = False
+    if pending:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while pending:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                _, pending = await asyncio.wait(pending, timeout=remaining)
+            except asyncio.CancelledError:
+                interrupted = True
+    return [task for task in tasks if not task.done()], interrupted
+
+
+def _forget(task: asyncio.Task[None]) -> None:
+    """An abandoned part ended after all: drop it and mark its outcome as seen."""
+    _ADRIFT.discard(task)
+    if not task.cancelled():
+        task.exception()

@@ -285,6 +285,13 @@ CONSUMER_DELAY_MS = register(
 CONSUMER_PATH = register(
     Setting("consumer.path", str, "sluice.db", "the sqlite consumer's database", nonempty=True)
 )
+CONSUMER_TIMEOUT_S = register(
+    Setting(
+        "consumer.timeout_s", float, 30.0,
+        "a consumer call running longer fails its session (read when a session starts)",
+        minimum=0, maximum=3_600, note="seconds; 0 = no limit",
+    )
+)
 DEMO_SESSIONS = register(
     Setting(
         "demo.sessions",

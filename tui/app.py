@@ -32,7 +32,9 @@ from sluice.engine.config import (
     save_config,
 )
 from sluice.engine.engine import Engine, KnobError
+from sluice.engine.runner import run_to_exit
 from sluice.engine.session import describe_error
+from sluice.engine.signals import exit_code, stop_signals
 from sluice.engine.snapshot import EngineSnapshot
 from sluice.engine.tuning import Recommendation
 from sluice.tui.calibrate import recommend_for
@@ -131,6 +133,7 @@ class SluiceApp(App[int]):
         self.knob_changes = 0
         self.last_recommendation: Recommendation | None = None
         self._shut = False
+        self._stopping: asyncio.Task[None] | None = None
         self._last_slider: Slider | None = None
         self._save_source: FileStamp | None = None  # set by each save
         self._save_refused_at = -math.inf  # when `s` last met a file changed on disk
@@ -418,8 +421,30 @@ class SluiceApp(App[int]):
 
     async def action_quit(self) -> None:
         """Cancel every session, close every stream, then leave."""
-        await self.shutdown_engine()
-        self.exit(0)
+        await self._quit(0)
+
+    async def _quit(self, return_code: int) -> None:
+        await self.shutdown_engine()  # bounded by the engine's shutdown grace
+        self.exit(return_code=return_code)
+
+    def stop(self, return_code: int) -> None:
+        """A stop signal arrived: shut the engine down and exit the app normally (so Textual
+        leaves the alternate screen and turns mouse tracking off) with `return_code`."""
+        if self._stopping is None:
+            self._stopping = asyncio.get_running_loop().create_task(
+                self._quit(return_code), name="sluice-stop"
+            )
+
+    def run_until_stopped(self) -> int:
+        """Run the app until it quits, or until SIGINT, SIGTERM or SIGHUP stops it (exit code
+        130, 143 or 129); the terminal is restored either way. Returns the exit code."""
+
+        async def main() -> int:
+            with stop_signals(lambda sig: self.stop(exit_code(sig))):
+                await self.run_async()
+            return int(self.return_code or 0)
+
+        return run_to_exit(main())
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The app's own actions in the command palette, after Textual's."""

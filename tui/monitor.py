@@ -90,8 +90,12 @@ def run_command(args: argparse.Namespace, config: Config) -> int:
     except WorkloadError as exc:
         sys.stderr.write(f"sluice monitor: {exc}\n")
         return 2
+    from sluice.engine.consumers import ConsumerError
     from sluice.tui.app import SluiceApp
 
-    app = SluiceApp(config=config, continuous=bool(args.demo), workload=workload)
-    app.run()
-    return int(app.return_code or 0)
+    try:
+        app = SluiceApp(config=config, continuous=bool(args.demo), workload=workload)
+    except ConsumerError as exc:
+        sys.stderr.write(f"sluice monitor: {exc}\n")
+        return 2
+    return app.run_until_stopped()

@@ -49,6 +49,8 @@ BAD_VALUES = [
     ("consumer", "delay_ms", "nan", "must be a number from 0 to 10000"),
     ("consumer", "path", '""', "must be a non-empty string"),
     ("consumer", "path", "5", "must be a string"),
+    ("consumer", "timeout_s", "-1", "must be a number from 0 to 3600 (seconds; 0 = no limit)"),
+    ("consumer", "timeout_s", '"30s"', "must be a number from 0 to 3600"),
     ("demo", "sessions", "-1", "must be an integer from 0 to 10000"),
     ("demo", "tokens", "0", "must be an integer from 1 to 100000"),
     ("demo", "rate", "0", "must be a number from 0.1 to 10000 (tokens per second)"),

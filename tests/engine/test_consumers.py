@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from sluice.engine.chunk import Chunk
 from sluice.engine.consumers import (
     CONSUMER_KINDS,
     Consumer,
+    ConsumerError,
     NullConsumer,
     SleepConsumer,
     SqliteConsumer,
@@ -115,6 +117,60 @@ async def test_stdout_consumer_defaults_to_stdout(capsys: pytest.CaptureFixture[
     assert capsys.readouterr().out == "to stdout"
 
 
+async def test_stdout_writes_wait_off_the_loop_when_the_reader_stops() -> None:
+    """A pipe nobody reads: the call waits (back-pressure for its session) but the event loop
+    keeps running; the text arrives whole once the reader reads again."""
+    read_fd, write_fd = os.pipe()
+    out = os.fdopen(write_fd, "w", encoding="utf-8")
+    ticked = threading.Event()
+    received = bytearray()
+
+    def reader() -> None:
+        ticked.wait(3)  # start reading only once the loop ran beside the blocked write
+        while chunk := os.read(read_fd, 65536):
+            received.extend(chunk)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    consumer = StdoutConsumer(out)
+    big = ["x" * 1000] * 300  # 300 kB: far more than a pipe holds
+    call = asyncio.create_task(consumer.process(chunks(big)))
+    ticks = 0
+    for _ in range(5):
+        await asyncio.sleep(0.01)
+        ticks += 1
+    pending_while_blocked = not call.done()
+    ticked.set()
+    try:
+        await asyncio.wait_for(call, 10)
+        await consumer.aclose()
+    finally:
+        ticked.set()
+        out.close()
+        thread.join(10)
+        os.close(read_fd)
+    assert ticks == 5 and pending_while_blocked
+    assert bytes(received) == b"x" * 300_000
+
+
+async def test_stdout_reader_gone_fails_the_call_with_one_line_and_the_next_at_once() -> None:
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)  # `| true`: the reader is gone
+    out = os.fdopen(write_fd, "w", encoding="utf-8")
+    consumer = StdoutConsumer(out)
+    try:
+        with pytest.raises(BrokenPipeError) as first:
+            await consumer.process(chunks(["lost"]))
+        assert "\n" not in str(first.value) and "was closed by its reader" in str(first.value)
+        with pytest.raises(BrokenPipeError):
+            await consumer.process(chunks(["also lost"]))
+        out.write("later writes go nowhere, quietly")
+        out.flush()  # the descriptor now points at /dev/null
+    finally:
+        await consumer.aclose()
+        out.close()
+
+
 def read_rows(path: Path) -> list[tuple[str, int, str, float]]:
     with sqlite3.connect(path) as conn:
         return conn.execute(
@@ -157,9 +213,9 @@ async def test_sqlite_consumer_writes_off_the_event_loop(
     threads: list[int] = []
     original = SqliteConsumer._write
 
-    def spy(self: SqliteConsumer, rows: list[tuple[str, int, str, float]]) -> None:
+    def spy(self: SqliteConsumer, rows: list[tuple[str, int, str, float]], queued: float) -> None:
         threads.append(threading.get_ident())
-        original(self, rows)
+        original(self, rows, queued)
 
     monkeypatch.setattr(SqliteConsumer, "_write", spy)
     consumer = SqliteConsumer(tmp_path / "thread.db")
@@ -179,11 +235,122 @@ async def test_sqlite_consumer_refuses_work_after_close(tmp_path: Path) -> None:
         await consumer.process(chunks(["b"]))
 
 
-async def test_sqlite_consumer_reports_an_unwritable_path(tmp_path: Path) -> None:
-    consumer = SqliteConsumer(tmp_path / "no" / "such" / "dir" / "x.db")
-    with pytest.raises(sqlite3.OperationalError):
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("no/such/dir/x.db", "folder {tmp}/no/such/dir does not exist"),
+        (".", "is a directory; expected a database file"),
+    ],
+)
+def test_sqlite_consumer_refuses_an_unusable_path_when_built(
+    tmp_path: Path, where: str, message: str
+) -> None:
+    path = tmp_path / where
+    with pytest.raises(ConsumerError) as caught:
+        make_consumer("sqlite", path=path)
+    text = str(caught.value)
+    assert text.startswith(f'[consumer] path = "{path}": ')
+    assert message.format(tmp=tmp_path) in text
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_sqlite_consumer_refuses_a_read_only_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(ConsumerError, match="is not writable"):
+            SqliteConsumer(folder / "x.db")
+    finally:
+        folder.chmod(0o700)
+
+
+async def test_sqlite_errors_name_the_file(tmp_path: Path) -> None:
+    db = tmp_path / "not-a-db.db"
+    db.write_bytes(b"this is not a database" * 100)
+    consumer = SqliteConsumer(db)
+    with pytest.raises(sqlite3.DatabaseError, match=f"^{db}: file is not a database"):
         await consumer.process(chunks(["a"]))
     await consumer.aclose()
+
+
+def lock_database(db: Path) -> sqlite3.Connection:
+    """Another writer holding the database (as another process would)."""
+    locker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    locker.execute("PRAGMA journal_mode=WAL")
+    locker.execute(SqliteConsumer._SCHEMA)
+    locker.execute("BEGIN EXCLUSIVE")
+    return locker
+
+
+async def test_sessions_failing_on_a_locked_database_do_not_wait_in_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumers, "BUSY_TIMEOUT", 0.5, raising=False)
+    db = tmp_path / "locked.db"
+    locker = lock_database(db)
+    consumer = SqliteConsumer(db)
+    limiter = AdjustableLimiter(12)
+    backends = [ScriptedBackend(["a", "b"]) for _ in range(12)]
+    sessions = [
+        Session(f"s{i}", "p", b, limiter, consumer, maxsize=4, batch_max=lambda: 1)
+        for i, b in enumerate(backends)
+    ]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.gather(*(s.run() for s in sessions))
+    took = loop.time() - started
+    locker.rollback()
+    locker.close()
+    await consumer.aclose()
+    assert all(s.state == "failed" for s in sessions)
+    assert all(s.error is not None and str(db) in s.error and "locked" in s.error
+               for s in sessions)  # fmt: skip
+    # One after another they would take 12 busy timeouts (6 s); together, about one.
+    assert took < 5 * 0.5, took
+
+
+async def test_a_write_after_the_lock_is_gone_waits_normally_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumers, "BUSY_TIMEOUT", 0.2)
+    db = tmp_path / "relocked.db"
+    locker = lock_database(db)
+    consumer = SqliteConsumer(db)
+    with pytest.raises(sqlite3.OperationalError, match=r"gave up after 0\.2s"):
+        await consumer.process(chunks(["a"]))
+    locker.rollback()
+    locker.close()
+    await consumer.process(chunks(["b"]))  # a new write gets the full wait, and succeeds
+    await consumer.aclose()
+    assert [row[2] for row in read_rows(db)] == ["b"]
+
+
+async def test_a_sqlite_write_already_running_when_cancelled_completes_and_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running, go = threading.Event(), threading.Event()
+    original = SqliteConsumer._write
+
+    def held(self: SqliteConsumer, rows: list[tuple[str, int, str, float]], queued: float) -> None:
+        running.set()
+        go.wait(10)
+        original(self, rows, queued)
+
+    monkeypatch.setattr(SqliteConsumer, "_write", held)
+    consumer = SqliteConsumer(tmp_path / "cancel.db")
+    first = asyncio.create_task(consumer.process(chunks(["committed"])))
+    second = asyncio.create_task(consumer.process(chunks(["never started"])))
+    await asyncio.get_running_loop().run_in_executor(None, running.wait, 10)
+    first.cancel()
+    second.cancel()  # still queued behind the first: dropped
+    await asyncio.sleep(0.01)
+    go.set()
+    assert await first is None  # committed: returns, so the session counts it delivered
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    await consumer.aclose()
+    assert [row[2] for row in read_rows(tmp_path / "cancel.db")] == ["committed"]
 
 
 async def run_session(batch_max: int, consumer: RecordingConsumer, n: int = 40) -> Session:
