@@ -284,6 +284,7 @@ class Session:
             streaming_time=streaming_time,
             input_tokens=self.info.input_tokens,
             output_tokens=self.info.output_tokens,
+            stop_reason=self.info.stop_reason,
         )
 
     def detail(self) -> SessionDetail:
