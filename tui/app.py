@@ -83,8 +83,9 @@ class SluiceApp(App[int]):
         Binding("shift+tab", "switch_area", "table/knobs", show=False, priority=True),
         Binding("escape", "clear_filter", "clear filter", show=False),
     ]
-    # Narrow terminals stack the panels under the table; short ones drop the sparklines.
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-medium"), (180, "-wide")]
+    # Screen classes by width (app.tcss): under 180 columns the panels go under the table,
+    # under 100 the sparklines are left out, under 80 the detail screen stacks too.
+    HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (80, "-narrow"), (100, "-medium"), (180, "-wide")]
 
     def __init__(
         self,
