@@ -21,6 +21,7 @@ from sluice.tui.columns import STOP_STYLE, stop_label
 __all__ = ["DetailScreen", "Timeline", "render_latencies", "render_summary", "render_timeline"]
 
 LONG = 4000  # characters of outside text (prompt, error, tail) shown at most
+NAME = 300  # ... of an id, a backend's or a model's name
 
 
 def render_timeline(s: SessionSnapshot, width: int = 40) -> Text:
@@ -78,19 +79,19 @@ def render_summary(detail: SessionDetail) -> Text:
     """Who, what state, how it ended, buffer figures and the prompt (all outside text plain)."""
     s = detail.snapshot
     text = Text()
-    text.append_text(fmt.plain(s.id, "bold", one_line=False, limit=LONG))
+    text.append_text(fmt.plain(s.id, "bold", one_line=False, limit=NAME))
     text.append("  ")
-    text.append_text(fmt.plain(s.backend, one_line=False, limit=LONG))
+    text.append_text(fmt.plain(s.backend, one_line=False, limit=NAME))
     text.append("  ")
     text.append(s.state, style="bold")
     if detail.model:
         text.append("  model ")
-        text.append_text(fmt.plain(detail.model, one_line=False, limit=LONG))
+        text.append_text(fmt.plain(detail.model, one_line=False, limit=NAME))
     reason = detail.stop_reason or s.stop_reason
     if reason:
         text.append("  stop ")
         label = stop_label(reason)
-        text.append_text(fmt.plain(reason, STOP_STYLE.get(reason, ""), one_line=False, limit=LONG))
+        text.append_text(fmt.plain(reason, STOP_STYLE.get(reason, ""), one_line=False, limit=NAME))
         if label.endswith("!"):
             cut = "refused" if reason == "refusal" else "cut at the token limit"
             text.append(f" ({cut})", style=STOP_STYLE.get(reason, "bold yellow"))
@@ -180,7 +181,7 @@ class DetailScreen(Screen[None]):
         source = self.app.source  # type: ignore[attr-defined]
         detail: SessionDetail | None = source.detail(self.session_id)
         if detail is None:
-            gone = fmt.plain(self.session_id, "bold", one_line=False, limit=LONG)
+            gone = fmt.plain(self.session_id, "bold", one_line=False, limit=NAME)
             gone.append(": no longer tracked (finished sessions are pruned)")
             self.query_one("#detail-summary", Static).update(gone)
             return

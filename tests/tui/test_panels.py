@@ -119,3 +119,17 @@ async def test_the_engine_counts_what_cancelled_sessions_dropped_even_once_retir
         assert len(engine.sessions) == 1  # two folded into the totals
         assert totals.tokens_lost == 15
         assert totals.tokens_lost_cancelled == 15
+
+
+def test_the_detail_marks_a_cut_or_refused_answer() -> None:
+    s = frozen.session(1, 0)
+    for reason, note, style in (
+        ("max_tokens", "stop max_tokens (cut at the token limit)", "bold yellow"),
+        ("refusal", "stop refusal (refused)", "bold red"),
+    ):
+        summary = render_summary(SessionDetail(s, "p", "", None, reason, "m"))
+        assert note in summary.plain
+        assert style in styles_of(summary, reason)
+    summary = render_summary(SessionDetail(s, "p", "", None, "end_turn", "m"))
+    assert "stop end_turn" in summary.plain
+    assert "(cut" not in summary.plain and "(refused)" not in summary.plain
