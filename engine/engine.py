@@ -54,6 +54,7 @@ class _Retired:
         self.tokens_in = 0
         self.tokens_out = 0
         self.tokens_lost = 0
+        self.tokens_lost_cancelled = 0
         self.stall = 0.0
         self.high_water = 0
         self.queue_wait = Histogram()
@@ -69,6 +70,8 @@ class _Retired:
         self.tokens_in += snap.tokens_in
         self.tokens_out += snap.tokens_out
         self.tokens_lost += snap.tokens_lost
+        if snap.state == "cancelled":
+            self.tokens_lost_cancelled += snap.tokens_lost
         self.stall += snap.stall
         self.high_water = max(self.high_water, snap.high_water)
         self.queue_wait.merge(session.queue_wait)
@@ -526,6 +529,7 @@ class Engine:
         tokens_in = retired.tokens_in
         tokens_out = retired.tokens_out
         tokens_lost = retired.tokens_lost
+        lost_cancelled = retired.tokens_lost_cancelled
         rate_in = rate_out = 0.0
         depth = buffered = memory = 0
         high_water = retired.high_water
@@ -535,6 +539,8 @@ class Engine:
             tokens_in += s.tokens_in
             tokens_out += s.tokens_out
             tokens_lost += s.tokens_lost
+            if s.state == "cancelled":
+                lost_cancelled += s.tokens_lost
             rate_in += s.rate_in
             rate_out += s.rate_out
             depth += s.depth
@@ -568,6 +574,7 @@ class Engine:
             consumer_call=merged[2],
             ttft=merged[3],
             slot_wait=merged[4],
+            tokens_lost_cancelled=lost_cancelled,
         )
 
     def _merged_latencies(self) -> tuple[Percentiles, ...]:

@@ -179,6 +179,8 @@ class Totals:
     consumer_call: Percentiles
     ttft: Percentiles
     slot_wait: Percentiles
+    # The part of tokens_lost held by cancelled sessions: dropped on request, not by a fault.
+    tokens_lost_cancelled: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, latency summaries flattened as in `SessionSnapshot.to_dict`."""

@@ -20,6 +20,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 
@@ -37,6 +38,7 @@ from sluice.engine.session import describe_error
 from sluice.engine.signals import exit_code, stop_signals
 from sluice.engine.snapshot import EngineSnapshot
 from sluice.engine.tuning import Recommendation
+from sluice.tui import fmt
 from sluice.tui.calibrate import recommend_for
 from sluice.tui.detail import DetailScreen
 from sluice.tui.help import HelpScreen
@@ -91,7 +93,11 @@ class SluiceApp(App[int]):
         Binding("q", "quit", "quit"),
         Binding("tab", "switch_area", "table/knobs", show=False, priority=True),
         Binding("shift+tab", "switch_area", "table/knobs", show=False, priority=True),
+        Binding("escape", "clear_filter", "clear filter", show=False),
     ]
+    # Screen classes by width (app.tcss): under 180 columns the panels go under the table,
+    # under 100 the sparklines are left out, under 80 the detail screen stacks too.
+    HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (80, "-narrow"), (100, "-medium"), (180, "-wide")]
 
     def __init__(
         self,
@@ -137,6 +143,22 @@ class SluiceApp(App[int]):
         self._last_slider: Slider | None = None
         self._save_source: FileStamp | None = None  # set by each save
         self._save_refused_at = -math.inf  # when `s` last met a file changed on disk
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A toast. Plain text unless `markup=True`: messages carry session ids, paths and
+        error text from outside, which must show as written (controls escaped)."""
+        if not markup:
+            message = fmt.clean(message, one_line=False, limit=2000)
+            title = fmt.clean(title, limit=200)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -234,17 +256,7 @@ class SluiceApp(App[int]):
         table = self.query_one("#sessions", SessionTable)
         with self.batch_update():
             view = table.show(self.latest.sessions)
-        if table.filter_text:
-            note = f"{view.matching} of {view.total} sessions match '{table.filter_text}'"
-            if view.hidden:
-                note += f", {view.shown} shown"
-        else:
-            note = f"{view.shown} of {view.total} sessions"
-        if view.hidden:
-            note += f", {view.hidden} hidden (busiest shown; / filters)"
-        arrow = "▼" if table.sort_reverse else "▲"
-        note += f"  sort: {table.sort_column} {arrow}"
-        self.query_one("#table-note", Readout).update(note)
+        self.query_one("#table-note", Readout).update(table.note(view))
 
     def refresh_now(self) -> None:
         """Pull one snapshot and redraw everything now (paused or not)."""
@@ -370,6 +382,12 @@ class SluiceApp(App[int]):
                 event.input.display = False
             self.query_one("#sessions", SessionTable).focus()
 
+    def action_clear_filter(self) -> None:
+        """Escape on the table: drop the filter (also after Enter kept it)."""
+        box = self.query_one("#filter", FilterBox)
+        if box.value or box.display:
+            box.action_clear()
+
     def on_filter_box_cleared(self, _event: FilterBox.Cleared) -> None:
         """Escape in the filter box: no filter, back to the table."""
         self.query_one("#sessions", SessionTable).filter_text = ""
@@ -386,9 +404,15 @@ class SluiceApp(App[int]):
         self.query_one("#sessions", SessionTable).cycle_sort(reverse=True)
         self._draw_table()
 
-    def on_session_table_sort_changed(self, _event: SessionTable.SortChanged) -> None:
-        """A header click changed the sort: redraw at once."""
-        self._draw_table()
+    def on_session_table_view_changed(self, event: SessionTable.ViewChanged) -> None:
+        """A header click, `L`, the column chooser or a resize changed the table: redraw at
+        once (paused: the same rows, re-sorted or re-laid out)."""
+        if not self.paused:
+            self._draw_table()
+            return
+        with self.batch_update():
+            view = event.table.redraw()
+        self.query_one("#table-note", Readout).update(event.table.note(view))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter on a session opens its detail screen."""

@@ -16,8 +16,12 @@ from textual.widgets import Footer, Static
 from sluice.engine.histogram import Percentiles
 from sluice.engine.snapshot import STOP_WARNINGS, SessionDetail, SessionSnapshot
 from sluice.tui import fmt
+from sluice.tui.columns import stop_style
 
 __all__ = ["DetailScreen", "Timeline", "render_latencies", "render_summary", "render_timeline"]
+
+LONG = 4000  # characters of outside text (prompt, error, tail) shown at most
+NAME = 300  # ... of an id, a backend's or a model's name
 
 
 def render_timeline(s: SessionSnapshot, width: int = 40) -> Text:
@@ -72,34 +76,44 @@ def render_latencies(s: SessionSnapshot) -> Table:
 
 
 def render_summary(detail: SessionDetail) -> Text:
-    """Who, what state, buffer figures and the prompt."""
+    """Who, what state, how it ended, buffer figures and the prompt (all outside text plain)."""
     s = detail.snapshot
     text = Text()
-    text.append(f"{s.id}", style="bold")
-    text.append(f"  {s.backend}  ")
+    text.append_text(fmt.plain(s.id, "bold", one_line=False, limit=NAME))
+    text.append("  ")
+    text.append_text(fmt.plain(s.backend, one_line=False, limit=NAME))
+    text.append("  ")
     text.append(s.state, style="bold")
     if detail.model:
-        text.append(f"  model {detail.model}")
-    if detail.stop_reason:
-        warning = STOP_WARNINGS.get(detail.stop_reason)
-        if warning is None:
-            text.append(f"  stop {detail.stop_reason}")
-        else:  # a truncated or refused answer must not look complete
-            style = "bold red" if warning == "refused" else "bold yellow"
-            text.append(f"  stop {detail.stop_reason}: answer {warning}", style=style)
+        text.append("  model ")
+        text.append_text(fmt.plain(detail.model, one_line=False, limit=NAME))
+    reason = detail.stop_reason or s.stop_reason
+    if reason:
+        warning = STOP_WARNINGS.get(reason)
+        style = stop_style(reason)  # a truncated or refused answer must not look complete
+        text.append("  ")
+        text.append("stop ", style=style)
+        text.append_text(fmt.plain(reason, style, one_line=False, limit=NAME))
+        if warning is not None:
+            text.append(f": answer {warning}", style=style)
     if s.attempts > 1:
         text.append(f"  {s.attempts} attempts", style="yellow")
     text.append(
         f"\nbuffer {s.depth}/{s.maxsize if s.maxsize else '∞'}  high water {s.high_water}  "
         f"buffered {fmt.nbytes(s.buffered_bytes)}  held by session {fmt.nbytes(s.memory_bytes)}"
     )
+    text.append(f"\ntokens in {s.tokens_in}  out {s.tokens_out}  lost ")
+    if s.state == "cancelled":
+        # dropped because someone cancelled the session: not a fault, so not red
+        text.append(f"{s.tokens_lost} (cancelled)" if s.tokens_lost else "0")
+    else:
+        text.append(str(s.tokens_lost), style="bold red" if s.tokens_lost else "")
     text.append(
-        f"\ntokens in {s.tokens_in}  out {s.tokens_out}  lost {s.tokens_lost}  "
-        f"rate in {fmt.rate(s.rate_in)}/s out {fmt.rate(s.rate_out)}/s  "
+        f"  rate in {fmt.rate(s.rate_in)}/s out {fmt.rate(s.rate_out)}/s  "
         f"stall {fmt.pct(s.stall_ratio)}  elapsed {fmt.seconds(s.elapsed)}"
     )
     text.append("\nprompt: ", style="dim")
-    text.append(detail.prompt)
+    text.append_text(fmt.plain(detail.prompt, one_line=False, limit=LONG))
     return text
 
 
@@ -146,15 +160,15 @@ class DetailScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         """Summary and timeline up top, latencies beside the error, then the text tail."""
-        yield Static(id="detail-summary")
+        yield Static(id="detail-summary", markup=False)
         with Horizontal(id="detail-mid"):
             yield Timeline(id="detail-timeline")
-            yield Static(id="detail-latency")
-        yield Static(id="detail-error")
+            yield Static(id="detail-latency", markup=False)
+        yield Static(id="detail-error", markup=False)
         box = VerticalScroll(id="detail-tail-box")
         box.border_title = "text processed so far (tail)"
         with box:
-            yield Static(id="detail-tail")
+            yield Static(id="detail-tail", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -168,9 +182,9 @@ class DetailScreen(Screen[None]):
         source = self.app.source  # type: ignore[attr-defined]
         detail: SessionDetail | None = source.detail(self.session_id)
         if detail is None:
-            self.query_one("#detail-summary", Static).update(
-                f"{self.session_id}: no longer tracked (finished sessions are pruned)"
-            )
+            gone = fmt.plain(self.session_id, "bold", one_line=False, limit=NAME)
+            gone.append(": no longer tracked (finished sessions are pruned)")
+            self.query_one("#detail-summary", Static).update(gone)
             return
         s = detail.snapshot
         self.query_one("#detail-summary", Static).update(render_summary(detail))
@@ -178,11 +192,18 @@ class DetailScreen(Screen[None]):
         self.query_one("#detail-latency", Static).update(render_latencies(s))
         error = self.query_one("#detail-error", Static)
         if detail.error_detail:
-            error.update(Text(f"error: {detail.error_detail}", style="bold red"))
+            message = Text("error: ", style="bold red")
+            message.append_text(
+                fmt.plain(detail.error_detail, "bold red", one_line=False, limit=LONG)
+            )
+            error.update(message)
         else:
             error.update(Text("no error", style="dim"))
-        tail = detail.tail[-4000:] if detail.tail else "(nothing processed yet)"
-        self.query_one("#detail-tail", Static).update(Text(tail))
+        if detail.tail:
+            tail = fmt.plain(detail.tail[-LONG:], one_line=False)
+        else:
+            tail = Text("(nothing processed yet)", style="dim")
+        self.query_one("#detail-tail", Static).update(tail)
 
     def action_cancel_session(self) -> None:
         """Cancel this session."""

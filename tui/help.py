@@ -1,13 +1,16 @@
-"""The help screen (`?`): every key of the app and what the knobs mean."""
+"""The help screen (`?`): every key of the app, what the knobs mean, what the columns show."""
 
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from sluice.tui.columns import COLUMNS
 
 __all__ = ["HELP_KEYS", "HelpScreen"]
 
@@ -19,8 +22,12 @@ HELP_KEYS: tuple[tuple[str, str], ...] = (
     ("q", "quit: cancel every session, close every stream"),
     ("t", "calibrate: time the consumer, set maxsize and batch_max from it"),
     ("?", "this help"),
-    ("/", "filter the table by id, backend, state or error (Esc clears)"),
+    ("/", "filter the table by id, backend, state or error (Esc clears, also after Enter)"),
     ("o / O", "sort by the next column / reverse the order (or click a header)"),
+    ("L", "live sessions first on or off (on: running above finished whatever the sort)"),
+    ("C", "choose the table's columns"),
+    ("Up Down j k", "table: the previous / next session"),
+    ("g G Home End", "table: the first / last session"),
     ("Enter", "on a session: its detail screen; on a slider: type an exact value"),
     ("Tab", "jump between the table and the knobs (back to the slider last used)"),
     ("Up Down", "slider: the previous / next slider"),
@@ -52,14 +59,20 @@ class HelpScreen(ModalScreen[None]):
         keys.add_column("key", style="bold")
         keys.add_column("does")
         for key, does in HELP_KEYS:
-            keys.add_row(key, does)
+            keys.add_row(Text(key), Text(does))
         knobs = Table(title="Knobs", box=None, padding=(0, 1), title_justify="left")
         knobs.add_column("knob", style="bold")
         knobs.add_column("means")
         for name, means in KNOB_HELP:
-            knobs.add_row(name, means)
+            knobs.add_row(Text(name), Text(means))
+        columns = Table(title="Table columns", box=None, padding=(0, 1), title_justify="left")
+        columns.add_column("column", style="bold")
+        columns.add_column("shows")
+        for col in COLUMNS:
+            columns.add_row(Text(col.label), Text(col.means))
         with VerticalScroll(id="help-box"):
             yield Static("Up/Down or PgUp/PgDn scroll; Esc, q or ? closes.", classes="dim")
             yield Static(keys)
             yield Static(knobs)
+            yield Static(columns)
             yield Static("Esc, q or ? closes this help.", classes="dim")

@@ -16,75 +16,105 @@ from textual.widgets import Label, Sparkline
 
 from sluice.engine.snapshot import EngineSnapshot
 from sluice.tui import fmt
-from sluice.tui.readout import Readout
+from sluice.tui.readout import Fitted, Readout
 
 __all__ = ["BackendsBar", "ProcessBar", "SparkHistory", "SparkPanel"]
 
 WINDOW = 60.0  # seconds of history the sparklines show
 
 
+def _part(text: str, style: str = "") -> Text:
+    return Text(text, style=style, end="")
+
+
+def _pair(label: str, value: str, style: str = "bold") -> Text:
+    """A label and its figure, kept or left out together."""
+    text = Text(label, end="")
+    text.append(value, style=style)
+    return text
+
+
 class ProcessBar(Readout):
-    """Two lines: memory, CPU and loop lag; then sessions by state, total rates, tokens lost."""
+    """Two lines: memory, CPU and loop lag; then sessions by state, total rates, tokens lost.
+
+    On a narrow terminal the least important figures are left out whole (`Fitted`)."""
 
     def show(self, snap: EngineSnapshot, *, uptime: float, paused: bool) -> None:
         """Redraw from `snap`."""
         proc = snap.process
-        totals = snap.totals
         limit = proc.memory_limit
         limit_name = "cgroup" if limit else "machine"
         limit = limit or proc.machine_memory
         fill = proc.rss / limit if limit else 0.0
-        line = Text(no_wrap=True, overflow="ellipsis")
-        line.append("Sluice ", style="bold")
-        line.append("RSS ")
-        line.append(f"{fmt.nbytes(proc.rss)}/{fmt.nbytes(limit)} {limit_name} ", style="bold")
-        line.append(fmt.bar(fill, 6), style="red" if fill > 0.8 else "green")
-        line.append(f" {fmt.pct(fill)}  CPU ")
-        line.append(f"{proc.cpu_percent:.0f}%", style="bold")
-        line.append("  lag ")
-        line.append(fmt.seconds(proc.loop_lag), style="bold")
-        if proc.loop_lag_p99 is not None:
-            line.append(f" (p99 {fmt.seconds(proc.loop_lag_p99)})")
-        line.append(f"  up {fmt.seconds(uptime)}", style="dim")
+        first: list[tuple[int, Text]] = []
         if paused:
-            line.append("  PAUSED", style="bold reverse yellow")
-        first = line
-        line = Text(no_wrap=True, overflow="ellipsis")
+            first.append((0, _part("PAUSED ", "bold reverse yellow")))
+        first += [
+            (8, _part("Sluice ", "bold")),
+            (0, _pair("RSS ", f"{fmt.nbytes(proc.rss)}/{fmt.nbytes(limit)}")),
+            (6, _part(f" {limit_name}", "bold")),
+            (7, _part(" " + fmt.bar(fill, 6), "red" if fill > 0.8 else "green")),
+            (3, _part(f" {fmt.pct(fill)}")),
+            (1, _pair("  CPU ", f"{proc.cpu_percent:.0f}%")),
+            (2, _pair("  lag ", fmt.seconds(proc.loop_lag))),
+        ]
+        if proc.loop_lag_p99 is not None:
+            first.append((4, _part(f" (p99 {fmt.seconds(proc.loop_lag_p99)})")))
+        first.append((9, _part(f"  up {fmt.seconds(uptime)}", "dim")))
+        self.update(Group(Fitted(first), Fitted(self._sessions_line(snap))))
+
+    @staticmethod
+    def _sessions_line(snap: EngineSnapshot) -> list[tuple[int, Text]]:
+        totals = snap.totals
         states = totals.states
-        line.append(f"{fmt.count(totals.sessions)} sessions:", style="bold")
-        for state in ("streaming", "draining", "queued", "done", "failed", "cancelled"):
+        parts: list[tuple[int, Text]] = [
+            (0, _part(f"{fmt.count(totals.sessions)} sessions:", "bold"))
+        ]
+        for state, prio in (
+            ("streaming", 1),
+            ("draining", 5),
+            ("queued", 2),
+            ("done", 6),
+            ("failed", 1),
+            ("cancelled", 6),
+        ):
             n = states.get(state, 0)
             if n or state in ("streaming", "queued"):
                 style = "red" if state == "failed" and n else ""
-                line.append(f" {n} {state}", style=style)
-        line.append("  in ")
-        line.append(f"{fmt.rate(totals.rate_in)}/s", style="bold")
-        line.append(" out ")
-        line.append(f"{fmt.rate(totals.rate_out)}/s", style="bold")
-        line.append("  lost ")
-        lost = totals.tokens_lost
-        line.append(fmt.count(lost), style="bold red" if lost else "bold green")
-        self.update(Group(first, line))
+                parts.append((prio, _part(f" {n} {state}", style)))
+        parts.append((3, _pair("  in ", f"{fmt.rate(totals.rate_in)}/s")))
+        parts.append((3, _pair(" out ", f"{fmt.rate(totals.rate_out)}/s")))
+        # Chunks a user's cancel dropped were dropped on request: shown apart, not in red.
+        cancelled = totals.tokens_lost_cancelled
+        lost = totals.tokens_lost - cancelled
+        parts.append((0, _pair("  lost ", fmt.count(lost), "bold red" if lost else "bold green")))
+        if cancelled:
+            parts.append((2, _part(f" (+{fmt.count(cancelled)} dropped by cancel)", "dim")))
+        return parts
 
 
 class BackendsBar(Readout):
-    """One line: each backend's permits in use against its limit, and sessions waiting."""
+    """One line: each backend's permits in use against its limit, and sessions waiting.
+
+    Narrow: the bars go first, then the idle backends; names are shown as plain text."""
 
     def show(self, snap: EngineSnapshot) -> None:
         """Redraw from `snap`."""
-        line = Text(no_wrap=True, overflow="ellipsis")
-        line.append("backends", style="bold")
+        parts: list[tuple[int, Text]] = [(9, _part("backends", "bold"))]
         for backend in snap.backends:
             fill = backend.in_use / backend.limit if backend.limit else 0.0
-            line.append(f"  {backend.name} ")
-            line.append(fmt.bar(fill, 4), style="yellow" if fill >= 1 else "green")
-            line.append(f" {backend.in_use}/{backend.limit}", style="bold")
+            busy = backend.in_use or backend.waiting
+            figures = fmt.plain(f"  {backend.name} ", limit=26)
+            figures.end = ""
+            figures.append(f"{backend.in_use}/{backend.limit}", style="bold")
+            parts.append((0 if busy else 3, figures))
+            parts.append((6, _part(" " + fmt.bar(fill, 4), "yellow" if fill >= 1 else "green")))
             if backend.in_use > backend.limit:
                 # A lowered limit never preempts: say why in-use exceeds it for a while.
-                line.append(" (over: running ones finish)", style="dim")
+                parts.append((7, _part(" (over: running ones finish)", "dim")))
             if backend.waiting:
-                line.append(f" +{backend.waiting} waiting", style="yellow")
-        self.update(line)
+                parts.append((1, _part(f" +{backend.waiting} waiting", "yellow")))
+        self.update(Fitted(parts))
 
 
 class SparkHistory:

@@ -2,17 +2,20 @@
 
 `Static.update` and `Label.update` ask Textual to lay the whole screen out again, which with
 a big table costs tens of milliseconds; figures that change several times a second but never
-change size use this instead, so an update is only a repaint.
+change size use this instead, so an update is only a repaint. A string given to it is shown
+as it is, never read as markup.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
-from rich.console import Console, RenderableType
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.text import Text
 from textual.widget import Widget
 
-__all__ = ["Readout"]
+__all__ = ["Fitted", "Readout"]
 
 
 class Readout(Widget):
@@ -31,7 +34,7 @@ class Readout(Widget):
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
-        super().__init__(id=id, classes=classes)
+        super().__init__(id=id, classes=classes, markup=False)
         self._content: RenderableType = content
 
     @property
@@ -55,3 +58,31 @@ class Readout(Widget):
     def render(self) -> RenderableType:
         """The current content."""
         return self._content
+
+
+class Fitted:
+    """One line made of parts, each with a priority (0 = always kept): at render time the
+    parts with the highest numbers go first until the line fits the width it is given, so a
+    narrow terminal loses whole figures, never half a number."""
+
+    def __init__(self, parts: Sequence[tuple[int, Text]]) -> None:
+        self.parts = list(parts)
+
+    def fit(self, width: int) -> Text:
+        """The line for `width` cells."""
+        keep = list(self.parts)
+        total = sum(part.cell_len for _, part in keep)
+        while total > width:
+            worst = max(prio for prio, _ in keep)
+            if worst == 0:
+                break
+            at = max(i for i, (prio, _) in enumerate(keep) if prio == worst)
+            total -= keep.pop(at)[1].cell_len
+        line = Text(no_wrap=True, overflow="ellipsis")
+        for _, part in keep:
+            line.append_text(part)
+        return line
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        """Rich: the fitted line."""
+        yield self.fit(options.max_width)

@@ -2,96 +2,30 @@
 
 With more sessions than `max_rows` it shows the busiest (running first, fullest buffer,
 fastest stream) and reports how many it hid, so a thousand sessions stay cheap to watch.
-Any column sorts (click its header, or `o` / `O`); `/` filters by id, backend, state or error.
+Any column sorts (click its header, or `o` / `O`): numbers biggest first, live sessions
+above finished ones unless `L` turns that off; `/` filters by id, backend, state or error;
+`C` chooses the columns. The columns that fit the table's width are shown whole, the error
+last; the cursor stays on its session, and on a row the user can see.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
+from textual import events
+from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
 from sluice.engine.snapshot import SessionSnapshot
 from sluice.tui import fmt
+from sluice.tui.columns import COLUMNS, DEFAULT_COLUMNS, Column, column, fit, ordered
+from sluice.tui.readout import Fitted
 
-__all__ = ["COLUMNS", "Column", "SessionTable", "TableView"]
-
-STATE_ORDER = {"streaming": 0, "draining": 1, "queued": 2, "failed": 3, "cancelled": 4, "done": 5}
-STATE_STYLE = {
-    "streaming": "green",
-    "draining": "cyan",
-    "queued": "yellow",
-    "failed": "bold red",
-    "cancelled": "magenta",
-    "done": "dim",
-}
-_NONE_LAST = float("inf")
-
-
-def _depth(s: SessionSnapshot) -> str:
-    if s.maxsize == 0:
-        return f"{fmt.bar(0, 3)} {s.depth}/∞"
-    return f"{fmt.bar(s.depth / s.maxsize, 3)} {s.depth}/{s.maxsize}"
-
-
-def _p(value: float | None) -> float:
-    return _NONE_LAST if value is None else value
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    """A table column: key, header, width, cell text and sort value."""
-
-    key: str
-    label: str
-    width: int
-    text: Callable[[SessionSnapshot], str]
-    sort: Callable[[SessionSnapshot], Any]
-
-
-COLUMNS: tuple[Column, ...] = (
-    Column("id", "id", 14, lambda s: s.id, lambda s: s.id),
-    Column("backend", "backend", 7, lambda s: s.backend, lambda s: s.backend),
-    Column("state", "state", 9, lambda s: s.state, lambda s: (STATE_ORDER.get(s.state, 9), s.id)),
-    Column("depth", "depth/max", 13, _depth, lambda s: s.depth / s.maxsize if s.maxsize else 0),
-    Column("high_water", "hw", 4, lambda s: str(s.high_water), lambda s: s.high_water),
-    Column("tokens_in", "in", 5, lambda s: str(s.tokens_in), lambda s: s.tokens_in),
-    Column("tokens_out", "out", 5, lambda s: str(s.tokens_out), lambda s: s.tokens_out),
-    Column("rate", "rate/s", 6, lambda s: fmt.rate(s.rate_in), lambda s: s.rate_in),
-    Column(
-        "qw_p99",
-        "qw p99",
-        6,
-        lambda s: fmt.seconds(s.queue_wait.p99),
-        lambda s: _p(s.queue_wait.p99),
-    ),
-    Column(
-        "age_p99",
-        "age p99",
-        7,
-        lambda s: fmt.seconds(s.token_age.p99),
-        lambda s: _p(s.token_age.p99),
-    ),
-    Column("stall", "stall", 5, lambda s: fmt.pct(s.stall_ratio), lambda s: s.stall_ratio),
-    Column("attempts", "tries", 5, lambda s: str(s.attempts), lambda s: s.attempts),
-    Column("error", "error", 40, lambda s: s.error or "", lambda s: s.error or ""),
-    Column("ttft", "ttft", 6, lambda s: fmt.seconds(s.ttft), lambda s: _p(s.ttft)),
-    Column(
-        "qw_p50",
-        "qw p50",
-        6,
-        lambda s: fmt.seconds(s.queue_wait.p50),
-        lambda s: _p(s.queue_wait.p50),
-    ),
-    Column("bytes", "bytes", 6, lambda s: fmt.nbytes(s.buffered_bytes), lambda s: s.buffered_bytes),
-)
-_KEYS = tuple(c.key for c in COLUMNS)
-_STATE_AT = _KEYS.index("state")
-_ERROR_AT = _KEYS.index("error")
+__all__ = ["SessionTable", "TableView", "busyness"]
 
 
 def busyness(s: SessionSnapshot) -> tuple[bool, float, float]:
@@ -102,11 +36,13 @@ def busyness(s: SessionSnapshot) -> tuple[bool, float, float]:
 
 @dataclass(frozen=True, slots=True)
 class TableView:
-    """What the table shows after a refresh: rows shown, rows matching, rows hidden."""
+    """What the table shows after a refresh: rows shown, matching and in all; chosen
+    columns left out because the table is too narrow for them."""
 
     shown: int
     matching: int
     total: int
+    left_out: int = 0
 
     @property
     def hidden(self) -> int:
@@ -114,30 +50,97 @@ class TableView:
         return self.matching - self.shown
 
 
-def _style(col: int, text: str, state: str) -> str | Text:
-    if col == _STATE_AT:
-        return Text(text, style=STATE_STYLE.get(state, ""))
-    if col == _ERROR_AT and text:
-        return Text(text, style="red")
-    return text
+class _IdCell(Text):
+    """The id cell: shows the id as plain text and remembers which session it is."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(" " + fmt.clean(session_id), no_wrap=True, overflow="ellipsis")
+        self.session_id = session_id
 
 
 class SessionTable(DataTable[Any]):
     """The `#sessions` table."""
 
+    BINDINGS = [
+        Binding("j", "cursor_down", "down", show=False),
+        Binding("k", "cursor_up", "up", show=False),
+        Binding("g,home", "first_row", "first", show=False),
+        Binding("G,end", "last_row", "last", show=False),
+        Binding("L", "toggle_live_first", "live first", show=False),
+        Binding("C", "choose_columns", "columns", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    SessionTable {
+        scrollbar-gutter: stable;
+        scrollbar-size-vertical: 1;
+    }
+    """
+
     def __init__(self, *, max_rows: int = 200, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True, cell_padding=0)
         self.max_rows = max_rows
         self.sort_column = "state"
         self.sort_reverse = False
+        self.live_first = True
         self.filter_text = ""
+        self.chosen: tuple[str, ...] = DEFAULT_COLUMNS
+        self.shown: list[tuple[Column, int]] = []
         self._cells: dict[str, tuple[str, ...]] = {}
         self._order: list[str] = []
+        self._last: Sequence[SessionSnapshot] = ()
+        self._fit_width = -1
+
+    # -- columns ---------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        """Create the columns with fixed widths (no re-measuring on each update)."""
-        for column in COLUMNS:
-            self.add_column(column.label, width=column.width, key=column.key)
+        """Lay the columns out for the width the table has."""
+        self._layout_columns()
+
+    def on_resize(self, _event: events.Resize) -> None:
+        """A new width may fit more or fewer columns."""
+        self._layout_columns()
+
+    def _width(self) -> int:
+        return self.scrollable_content_region.width
+
+    def _layout_columns(self, force: bool = False) -> None:
+        width = self._width()
+        if width <= 0 or (width == self._fit_width and not force):
+            return
+        shown = fit(self.chosen, width)
+        self._fit_width = width
+        if shown == self.shown and not force:
+            return
+        selected = self.selected_id
+        self.shown = shown
+        self.clear(columns=True)
+        self._cells = {}
+        self._order = []
+        for col, size in shown:
+            self.add_column(col.header(), width=size, key=col.key)
+        self._apply(self._last, selected)
+        self.post_message(self.ViewChanged(self))
+
+    @property
+    def left_out(self) -> list[str]:
+        """Chosen columns the table is too narrow to show."""
+        shown = {c.key for c, _ in self.shown}
+        return [key for key in self.chosen if key not in shown]
+
+    def set_columns(self, keys: Iterable[str]) -> None:
+        """Show the columns of `keys` (in table order; `id` always) and redraw."""
+        wanted = set(keys) | {"id"}
+        self.chosen = tuple(c.key for c in COLUMNS if c.key in wanted)
+        self._layout_columns(force=True)
+
+    def action_choose_columns(self) -> None:
+        """`C`: the column chooser."""
+        from sluice.tui.chooser import ColumnChooser
+
+        self.app.push_screen(ColumnChooser(self))
+
+    # -- cursor ----------------------------------------------------------------------------
 
     @property
     def selected_id(self) -> str | None:
@@ -150,6 +153,38 @@ class SessionTable(DataTable[Any]):
             return None
         return key.value
 
+    def row_ids(self) -> list[str]:
+        """The session ids of the rows, top to bottom."""
+        return [str(row.key.value) for row in self.ordered_rows]
+
+    def visible_rows(self) -> range:
+        """Row indexes on screen now."""
+        height = self.scrollable_content_region.height - (
+            self.header_height if self.show_header else 0
+        )
+        top = round(self.scroll_y)
+        return range(top, min(top + max(height, 0), self.row_count))
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        """Scrolled (wheel, scrollbar): the cursor stays on a row that can be seen."""
+        super().watch_scroll_y(old_value, new_value)
+        rows = self.visible_rows()
+        if rows and self.cursor_row not in rows:
+            row = rows.start if self.cursor_row < rows.start else rows.stop - 1
+            self.move_cursor(row=row, scroll=False)
+
+    def action_first_row(self) -> None:
+        """`g` / Home: the first row."""
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_last_row(self) -> None:
+        """`G` / End: the last row."""
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
+
+    # -- filter and sort -------------------------------------------------------------------
+
     def matches(self, s: SessionSnapshot) -> bool:
         """True when the session passes the `/` filter."""
         needle = self.filter_text
@@ -157,69 +192,125 @@ class SessionTable(DataTable[Any]):
             return True
         return any(needle in field.lower() for field in (s.id, s.backend, s.state, s.error or ""))
 
-    def set_sort(self, column: str, reverse: bool | None = None) -> None:
-        """Sort by `column`; choosing the current column again flips the order."""
-        if column not in _KEYS:
-            raise KeyError(column)
+    def set_sort(self, key: str, reverse: bool | None = None) -> None:
+        """Sort by column `key`: numbers biggest first, text A to Z; the current column
+        again flips the order."""
+        col = column(key)
         if reverse is None:
-            reverse = (not self.sort_reverse) if column == self.sort_column else False
-        self.sort_column = column
+            reverse = (not self.sort_reverse) if key == self.sort_column else col.numeric
+        self.sort_column = key
         self.sort_reverse = reverse
         self._order = []  # force a re-sort on the next show
 
     def cycle_sort(self, reverse: bool = False) -> str:
-        """`o`: sort by the next column; `O`: flip the current order. Returns the column."""
+        """`o`: sort by the next column shown; `O`: flip the order. Returns the column."""
         if reverse:
             self.set_sort(self.sort_column, not self.sort_reverse)
-        else:
-            nxt = _KEYS[(_KEYS.index(self.sort_column) + 1) % len(_KEYS)]
-            self.set_sort(nxt, False)
+            return self.sort_column
+        keys = [c.key for c, _ in self.shown] or [c.key for c in COLUMNS]
+        at = keys.index(self.sort_column) if self.sort_column in keys else -1
+        self.set_sort(keys[(at + 1) % len(keys)])
         return self.sort_column
+
+    def action_toggle_live_first(self) -> None:
+        """`L`: keep live sessions above finished ones, or sort them all together."""
+        self.live_first = not self.live_first
+        self._order = []
+        self.post_message(self.ViewChanged(self))
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         """A click on a header sorts by that column."""
         event.stop()
         self.set_sort(str(event.column_key.value))
-        self.post_message(self.SortChanged(self))
+        self.post_message(self.ViewChanged(self))
 
-    class SortChanged(Message):
-        """The sort column or direction changed (the app redraws at once)."""
+    def sort_label(self) -> str:
+        """'depth/max ▼ live first': the column's header, the direction, the grouping."""
+        arrow = "▼" if self.sort_reverse else "▲"
+        label = f"{column(self.sort_column).label} {arrow}"
+        return label + (" live first" if self.live_first else "")
+
+    class ViewChanged(Message):
+        """The sort, its grouping or the columns changed (the app redraws at once)."""
 
         def __init__(self, table: SessionTable) -> None:
             super().__init__()
             self.table = table
 
+    # -- rows ------------------------------------------------------------------------------
+
     def show(self, sessions: Sequence[SessionSnapshot]) -> TableView:
         """Make the rows match `sessions`; call inside `app.batch_update()`."""
+        self._last = sessions
+        return self._apply(sessions, self.selected_id)
+
+    def redraw(self) -> TableView:
+        """Show the last sessions again (after a sort or column change while paused)."""
+        return self._apply(self._last, self.selected_id)
+
+    def _apply(self, sessions: Sequence[SessionSnapshot], selected: str | None) -> TableView:
         matching = [s for s in sessions if self.matches(s)] if self.filter_text else list(sessions)
         if len(matching) > self.max_rows:
             matching.sort(key=busyness)
             visible = matching[: self.max_rows]
         else:
             visible = matching
-        column = COLUMNS[_KEYS.index(self.sort_column)]
-        visible.sort(key=column.sort, reverse=self.sort_reverse)
-        selected = self.selected_id
-        wanted = {s.id: s for s in visible}
+        view = TableView(
+            shown=len(visible),
+            matching=len(matching),
+            total=len(sessions),
+            left_out=len(self.left_out),
+        )
+        if not self.shown:
+            return view  # not laid out yet: the first resize draws the rows
+        visible = ordered(visible, column(self.sort_column), self.sort_reverse, self.live_first)
+        cursor_row = self.cursor_row
+        wanted = {s.id for s in visible}
         cells = self._cells
         for row_id in [k for k in cells if k not in wanted]:
             self.remove_row(row_id)
             del cells[row_id]
+        shown = self.shown
         for s in visible:
-            new = tuple(c.text(s) for c in COLUMNS)
+            new = tuple(c.text(s) for c, _ in shown)
             old = cells.get(s.id)
             if old is None:
-                self.add_row(*(_style(i, t, s.state) for i, t in enumerate(new)), key=s.id)
+                row = [c.cell(t) for (c, _), t in zip(shown, new, strict=True)]
+                row[0] = _IdCell(s.id)
+                self.add_row(*row, key=s.id)
             elif old != new:
                 for i, (was, now) in enumerate(zip(old, new, strict=True)):
-                    if was != now:
-                        self.update_cell(s.id, _KEYS[i], _style(i, now, s.state))
+                    if was != now and i:
+                        col = shown[i][0]
+                        self.update_cell(s.id, col.key, col.cell(now))
             cells[s.id] = new
         order = [s.id for s in visible]
         if order != self._order:
             rank = {row_id: i for i, row_id in enumerate(order)}
-            self.sort("id", key=lambda row_id: rank[row_id])
+            self.sort("id", key=lambda cell: rank[cell.session_id])
             self._order = order
-            if selected in rank:
-                self.move_cursor(row=rank[selected], scroll=False)
-        return TableView(shown=len(visible), matching=len(matching), total=len(sessions))
+            if order:
+                # Follow the selected session; if it went, stay at the same place.
+                target = rank.get(selected, min(cursor_row, len(order) - 1)) if selected else 0
+                self.move_cursor(row=target, scroll=True)
+        return view
+
+    def note(self, view: TableView) -> Fitted:
+        """The line under the table: how many sessions, the filter, the sort, the columns
+        (on a narrow screen the last parts are left out whole)."""
+        count = Text()
+        if self.filter_text:
+            count.append(f"{view.matching} of {view.total} sessions match '")
+            count.append_text(fmt.plain(self.filter_text, limit=40))
+            count.append("'")
+            if view.hidden:
+                count.append(f", {view.shown} shown")
+        else:
+            count.append(f"{view.shown} of {view.total} sessions")
+        parts: list[tuple[int, Text]] = [(0, count)]
+        if view.hidden:
+            parts.append((1, Text(f", {view.hidden} hidden (busiest shown; / filters)")))
+        parts.append((2, Text(f"  sort: {self.sort_label()}")))
+        if view.left_out:
+            parts.append((3, Text(f"  {view.left_out} columns need more width (C)")))
+        return Fitted(parts)

@@ -69,7 +69,7 @@ SESSION_KEYS: dict[str, Any] = {
 LATENCIES = ("itl", "queue_wait", "token_age", "consumer_call")
 TOTAL_KEYS = (
     "sessions", "states", "tokens_in", "tokens_out", "tokens_lost", "rate_in", "rate_out",
-    "depth", "buffered_bytes", "memory_bytes", "high_water", "stall",
+    "depth", "buffered_bytes", "memory_bytes", "high_water", "stall", "tokens_lost_cancelled",
 )  # fmt: skip
 TOTAL_LATENCIES = ("queue_wait", "token_age", "consumer_call", "ttft", "slot_wait")
 PROCESS_KEYS = (

@@ -60,6 +60,7 @@ def session(i: int, t: int) -> SessionSnapshot:
         streaming_time=5.0 + t if state != "queued" else 0.0,
         input_tokens=None,
         output_tokens=None,
+        stop_reason="max_tokens" if state == "done" else None,  # a cut answer, marked
     )
 
 
@@ -135,7 +136,7 @@ def details(snap: EngineSnapshot) -> dict[str, SessionDetail]:
                 if s.error
                 else None
             ),
-            stop_reason="end_turn" if s.state == "done" else None,
+            stop_reason=s.stop_reason,
             model="demo-1",
         )
         for s in snap.sessions

@@ -35,6 +35,12 @@ def record_notes(app: SluiceApp) -> list[tuple[str, dict[str, Any]]]:
     return notes
 
 
+def screen_text(app: SluiceApp) -> str:
+    """The characters on the active screen, one line per row (what a user sees)."""
+    update = app.screen._compositor.render_full_update()
+    return "\n".join("".join(strip.text for strip in line) for line in update.strips)
+
+
 def streaming(app: SluiceApp) -> list[Any]:
     """Sessions of the engine that are streaming right now."""
     return [s for s in app.engine.snapshot().sessions if s.state == "streaming"]

@@ -200,17 +200,17 @@ async def test_o_and_header_click_sort(fast_config: Config) -> None:
         app.engine.add_demo_sessions(5)
         app.refresh_now()
         table = app.query_one("#sessions", SessionTable)
-        await pilot.press("o")  # state -> depth
-        assert table.sort_column == "depth"
+        await pilot.press("o")  # state -> depth, the next column shown
+        assert (table.sort_column, table.sort_reverse) == ("depth", True)  # numbers: big first
         await pilot.press("O")
-        assert table.sort_reverse
+        assert not table.sort_reverse
         table.set_sort("id", reverse=True)
         app.refresh_now()
-        ids = [table.get_row_at(i)[0] for i in range(table.row_count)]
+        ids = table.row_ids()
         assert ids == sorted(ids, reverse=True)
         await pilot.click("#sessions", offset=(2, 0))  # the "id" header flips the order
         await pilot.pause()
-        ids = [table.get_row_at(i)[0] for i in range(table.row_count)]
+        ids = table.row_ids()
         assert ids == sorted(ids)
         await pilot.press("q")
 
@@ -236,7 +236,7 @@ async def test_many_sessions_show_the_busiest_and_count_the_hidden(fast_config: 
         table = app.query_one("#sessions", SessionTable)
         assert table.row_count == 20
         live = {s.id for s in streaming(app)}
-        shown = {table.get_row_at(i)[0] for i in range(table.row_count)}
+        shown = set(table.row_ids())
         assert live <= shown
         assert "40 hidden" in app.query_one("#table-note", Readout).plain
         await pilot.press("q")

@@ -1,4 +1,4 @@
-"""Screenshots of the main and detail screens with frozen data, at 80x24 and 160x48.
+"""Screenshots of the main and detail screens with frozen data, from 80x24 to 200x50.
 
 The app reads a FrozenSource (prepared snapshots) and a frozen clock, with no timers, so the
 same screen comes out every time. Regenerate after a deliberate UI change with
@@ -20,7 +20,7 @@ from sluice.tui.source import FrozenSource
 from . import frozen
 
 STEPS = 40
-SIZES = [(80, 24), (160, 48)]
+SIZES = [(80, 24), (120, 40), (160, 48), (200, 50)]
 
 
 def frozen_app() -> SluiceApp:

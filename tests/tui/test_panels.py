@@ -1,0 +1,135 @@
+"""The header lines and the detail summary: figures left out whole on a narrow screen, and
+chunks a cancel dropped shown apart from real loss."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Sequence
+
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.text import Text
+
+from sluice.engine import Chunk, Engine
+from sluice.engine.backends.base import StreamInfo
+from sluice.engine.config import Config
+from sluice.engine.snapshot import SessionDetail
+from sluice.tui.app import SluiceApp
+from sluice.tui.detail import render_summary
+from sluice.tui.panels import ProcessBar
+from sluice.tui.readout import Fitted, Readout
+from sluice.tui.source import FrozenSource
+
+from . import frozen
+
+PARTS = st.lists(st.tuples(st.integers(0, 9), st.integers(1, 8)), max_size=20)
+
+
+@given(spec=PARTS, width=st.integers(0, 80))
+def test_fitted_keeps_whole_parts_in_order_dropping_the_least_important(
+    spec: list[tuple[int, int]], width: int
+) -> None:
+    parts = [(prio, chr(ord("A") + i) * size) for i, (prio, size) in enumerate(spec)]
+    line = Fitted([(prio, Text(text)) for prio, text in parts]).fit(width).plain
+    kept = [(prio, text) for prio, text in parts if text[0] in line]
+    dropped = [(prio, text) for prio, text in parts if text[0] not in line]
+    assert line == "".join(text for _, text in kept)  # whole parts, in their order
+    assert all(prio for prio, _ in dropped)  # priority 0 always stays
+    must = sum(len(text) for prio, text in parts if prio == 0)
+    assert len(line) <= max(width, must)
+    if dropped:  # only parts less important than (or as important as) every kept one
+        assert min(prio for prio, _ in dropped) >= max((p for p, _ in kept if p), default=0)
+
+
+def styles_of(text: Text, needle: str) -> list[str]:
+    """Styles of the spans under the first character of the first `needle` in `text`."""
+    at = text.plain.index(needle)
+    return [str(span.style) for span in text.spans if span.start <= at < span.end]
+
+
+async def test_chunks_dropped_by_a_cancel_are_not_shown_as_loss() -> None:
+    snap = frozen.snapshot(3)
+    totals = dataclasses.replace(snap.totals, tokens_lost=30, tokens_lost_cancelled=30)
+    cancelled = frozen.snapshot(3, sessions=1)
+    app = SluiceApp(
+        config=Config(),
+        engine=Engine(Config()),
+        source=FrozenSource([dataclasses.replace(snap, totals=totals)]),
+        continuous=False,
+        live=False,
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.refresh_now()
+        await pilot.pause()
+        plain = app.query_one("#process", Readout).plain
+        assert "lost 0 (+30 dropped by cancel)" in plain
+        line = ProcessBar._sessions_line(dataclasses.replace(snap, totals=totals))
+        lost = next(part for _, part in line if "lost" in part.plain)
+        assert "bold green" in styles_of(lost, "0")
+        totals = dataclasses.replace(totals, tokens_lost=42)  # 12 lost by a fault
+        line = ProcessBar._sessions_line(dataclasses.replace(snap, totals=totals))
+        lost = next(part for _, part in line if "lost" in part.plain)
+        assert lost.plain == "  lost 12" and "bold red" in styles_of(lost, "12")
+        await pilot.press("q")
+    s = dataclasses.replace(cancelled.sessions[0], state="cancelled", tokens_lost=5)
+    summary = render_summary(SessionDetail(s, "p", "", None, None, None))
+    assert "lost 5 (cancelled)" in summary.plain
+    assert not any("red" in style for style in styles_of(summary, "5 (cancelled)"))
+    failed = dataclasses.replace(s, state="failed")
+    summary = render_summary(SessionDetail(failed, "p", "", None, None, None))
+    assert "lost 5  rate" in summary.plain
+    assert "bold red" in styles_of(summary, "5  rate")
+
+
+class Holding:
+    """Streams five chunks at once, says so, then holds the stream open until cancelled."""
+
+    name = "holding"
+
+    def __init__(self) -> None:
+        self.sent = asyncio.Semaphore(0)
+
+    async def stream(self, prompt: str, info: StreamInfo) -> AsyncIterator[Chunk]:
+        for i in range(5):
+            yield Chunk("x", i)
+        self.sent.release()
+        await asyncio.Event().wait()
+
+
+class Stuck:
+    """A consumer whose first call never returns: every chunk after it stays unprocessed."""
+
+    async def process(self, batch: Sequence[Chunk]) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_the_engine_counts_what_cancelled_sessions_dropped_even_once_retired() -> None:
+    backend = Holding()
+    config = dataclasses.replace(Config(), queue=dataclasses.replace(Config().queue, maxsize=8))
+    async with Engine(config, consumer=Stuck(), history=1) as engine:
+        for _ in range(3):
+            engine.add_session("p", backend)
+        for _ in range(3):
+            await backend.sent.acquire()
+        for session_id in list(engine.sessions):
+            engine.cancel(session_id)
+        await engine.wait_idle()
+        totals = engine.snapshot().totals
+        assert len(engine.sessions) == 1  # two folded into the totals
+        assert totals.tokens_lost == 15
+        assert totals.tokens_lost_cancelled == 15
+
+
+def test_the_detail_marks_a_cut_or_refused_answer() -> None:
+    s = frozen.session(1, 0)
+    for reason, note, style in (
+        ("max_tokens", "stop max_tokens: answer truncated", "bold yellow"),
+        ("refusal", "stop refusal: answer refused", "bold red"),
+    ):
+        summary = render_summary(SessionDetail(s, "p", "", None, reason, "m"))
+        assert note in summary.plain
+        assert style in styles_of(summary, reason)
+    summary = render_summary(SessionDetail(s, "p", "", None, "end_turn", "m"))
+    assert "stop end_turn" in summary.plain
+    assert "answer" not in summary.plain.split("prompt")[0]
