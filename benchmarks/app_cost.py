@@ -65,7 +65,8 @@ def write_config(folder: Path, sessions: int) -> Path:
     path = folder / f"config-{sessions}.toml"
     path.write_text(text, encoding="utf-8")
     config = load_config(path)
-    assert config.demo.sessions == sessions and config.limits.demo == limit, "config edit failed"
+    assert config["demo.sessions"] == sessions, "config edit failed"
+    assert config["limits.demo"] == limit, "config edit failed"
     return path
 
 
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(
                 Result(
                     sessions=n,
-                    demo_limit=load_config(config).limits.demo,
+                    demo_limit=load_config(config)["limits.demo"],
                     app_cpu_percent=round(cpu, 1),
                     headless_cpu_percent=round(headless, 1),
                     pause_key_ms_p50=round(statistics.median(pause_ms), 1),

@@ -19,13 +19,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sluice.bench.measure import child_env, median
 from sluice.bench.scale import _lag_probe
 from sluice.engine.backends.claude import ClaudeBackend
-from sluice.engine.config import Config, ConsumerConfig
+from sluice.engine.config import Config
 from sluice.engine.engine import Engine
 from sluice.engine.histogram import Histogram
 
@@ -108,7 +108,7 @@ async def run_long(sizes: tuple[int, ...] = (20_000, 80_000), rounds: int = 3) -
         raise ValueError("run_long needs two different sizes or more and one round or more")
     # The server is on loopback: a proxy from the environment must not be asked.
     os.environ["NO_PROXY"] = ",".join(p for p in (os.environ.get("NO_PROXY"), "127.0.0.1") if p)
-    config = replace(Config(), consumer=ConsumerConfig(kind="null"))
+    config = Config().with_values({"consumer.kind": "null"})
     cpu: dict[int, list[float]] = {n: [] for n in sizes}
     wall: dict[int, list[float]] = {n: [] for n in sizes}
     lag = Histogram()

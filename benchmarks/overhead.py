@@ -16,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sluice.bench.measure import median
 from sluice.engine.backends.base import StreamInfo
 from sluice.engine.buffer import TokenBuffer
 from sluice.engine.chunk import Chunk
-from sluice.engine.config import Config, ConsumerConfig, QueueConfig
+from sluice.engine.config import Config
 from sluice.engine.engine import Engine
 
 __all__ = ["VARIANTS", "OverheadResult", "demo_chunks", "run_overhead"]
@@ -133,10 +133,8 @@ async def run_overhead(chunks: int = 100_000, rounds: int = 5) -> OverheadResult
     """Time every variant `rounds` times, interleaved, on `chunks` chunks each."""
     items = demo_chunks(chunks)
     backend = ListBackend(items)
-    config = replace(
-        Config(),
-        queue=QueueConfig(maxsize=16, batch_max=1),
-        consumer=ConsumerConfig(kind="null"),
+    config = Config().with_values(
+        {"queue.maxsize": 16, "queue.batch_max": 1, "consumer.kind": "null"}
     )
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     async with Engine(config, history=0) as engine:

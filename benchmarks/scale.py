@@ -21,13 +21,13 @@ import pstats
 import time
 import tracemalloc
 from collections.abc import AsyncGenerator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from sluice.bench.measure import cpu_seconds, machine_busy_seconds, rss
 from sluice.engine.chunk import Chunk
-from sluice.engine.config import Config, ConsumerConfig, DemoConfig, LimitsConfig, QueueConfig
+from sluice.engine.config import Config
 from sluice.engine.engine import Engine
 from sluice.engine.histogram import Histogram
 
@@ -125,12 +125,17 @@ class IdleResult:
 
 def scale_config(sessions: int, rate: float, tokens: int, batch_max: int) -> Config:
     """N demo sessions allowed at once, null consumer."""
-    return replace(
-        Config(),
-        queue=QueueConfig(maxsize=16, batch_max=batch_max),
-        limits=LimitsConfig(demo=max(1, sessions)),
-        consumer=ConsumerConfig(kind="null"),
-        demo=DemoConfig(sessions=sessions, tokens=tokens, rate=rate, ttft_ms=300.0),
+    return Config().with_values(
+        {
+            "queue.maxsize": 16,
+            "queue.batch_max": batch_max,
+            "limits.demo": max(1, sessions),
+            "consumer.kind": "null",
+            "demo.sessions": sessions,
+            "demo.tokens": tokens,
+            "demo.rate": rate,
+            "demo.ttft_ms": 300.0,
+        }
     )
 
 
@@ -263,11 +268,15 @@ def _top_functions(profiler: cProfile.Profile, top: int) -> tuple[tuple[str, flo
 
 async def idle_session_memory(sessions: int = 1000) -> IdleResult:
     """Heap bytes one queued session holds: N sessions wait behind a slot that never frees."""
-    config = replace(
-        Config(),
-        limits=LimitsConfig(demo=1),
-        consumer=ConsumerConfig(kind="null"),
-        demo=DemoConfig(sessions=1, tokens=1, rate=1.0, ttft_ms=600_000.0),
+    config = Config().with_values(
+        {
+            "limits.demo": 1,
+            "consumer.kind": "null",
+            "demo.sessions": 1,
+            "demo.tokens": 1,
+            "demo.rate": 1.0,
+            "demo.ttft_ms": 600_000.0,
+        }
     )
     async with Engine(config, history=None) as engine:
         engine.add_demo_sessions(1)  # takes the only slot and waits out its 10-minute ttft

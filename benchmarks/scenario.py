@@ -20,11 +20,11 @@ import gc
 import heapq
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sluice.bench.measure import rss
-from sluice.engine.config import Config, ConsumerConfig, DemoConfig, LimitsConfig, QueueConfig
+from sluice.engine.config import Config
 from sluice.engine.engine import Engine
 
 __all__ = [
@@ -124,18 +124,19 @@ def mode_knobs(mode: str, spec: ScenarioSpec) -> tuple[int, int, str]:
 def scenario_config(mode: str, spec: ScenarioSpec) -> Config:
     """The engine config of one mode."""
     maxsize, batch_max, kind = mode_knobs(mode, spec)
-    return replace(
-        Config(),
-        queue=QueueConfig(maxsize=maxsize, batch_max=batch_max),
-        limits=LimitsConfig(demo=spec.limit),
-        consumer=ConsumerConfig(kind=kind, delay_ms=spec.delay_ms),
-        demo=DemoConfig(
-            sessions=spec.sessions,
-            tokens=spec.tokens,
-            rate=spec.rate,
-            ttft_ms=spec.ttft_ms,
-            seed=spec.seed,
-        ),
+    return Config().with_values(
+        {
+            "queue.maxsize": maxsize,
+            "queue.batch_max": batch_max,
+            "limits.demo": spec.limit,
+            "consumer.kind": kind,
+            "consumer.delay_ms": spec.delay_ms,
+            "demo.sessions": spec.sessions,
+            "demo.tokens": spec.tokens,
+            "demo.rate": spec.rate,
+            "demo.ttft_ms": spec.ttft_ms,
+            "demo.seed": spec.seed,
+        }
     )
 
 

@@ -12,7 +12,8 @@ from sluice.engine.backends.base import Backend, BackendError, StreamInfo, Strea
 from sluice.engine.backends.demo import DemoModel
 from sluice.engine.buffer import BufferClosed, BufferStats, TokenBuffer
 from sluice.engine.chunk import Chunk
-from sluice.engine.config import Config, ConfigError, load_config, save_config
+from sluice.engine.config import Config, ConfigError, load_config
+from sluice.engine.config_save import SaveResult, save_config
 from sluice.engine.consumers import (
     Consumer,
     NullConsumer,
@@ -56,6 +57,7 @@ __all__ = [
     "NullConsumer",
     "Percentiles",
     "ProcessSnapshot",
+    "SaveResult",
     "Session",
     "SessionDetail",
     "SessionSnapshot",

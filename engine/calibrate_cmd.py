@@ -17,16 +17,12 @@ import sys
 from dataclasses import asdict
 from typing import TextIO
 
-from sluice.engine.config import (
-    KNOB_SPECS,
-    Config,
-    ConfigChanged,
-    ConfigError,
-    SaveResult,
-    save_config,
-)
+from sluice.engine import settings as S
+from sluice.engine.config import Config, ConfigChanged, ConfigError
+from sluice.engine.config_save import SaveResult, save_config
 from sluice.engine.consumers import make_consumer
 from sluice.engine.report import format_bytes
+from sluice.engine.settings import SettingError
 from sluice.engine.tuning import (
     BATCH_MAX,
     Calibration,
@@ -105,8 +101,11 @@ def _check(args: argparse.Namespace) -> int | None:
         raise UsageError(f"--chunks {args.chunks}: must be an integer from {MIN_CHUNKS} to 100000")
     if not (2 <= args.batch <= BATCH_MAX):
         raise UsageError(f"--batch {args.batch}: must be an integer from 2 to {BATCH_MAX}")
-    if args.rate is not None and not KNOB_SPECS["rate"].check(args.rate):
-        raise UsageError(f"--rate {args.rate:g}: {KNOB_SPECS['rate'].describe()}")
+    if args.rate is not None:
+        try:
+            S.DEMO_RATE.coerce(args.rate)
+        except SettingError as exc:
+            raise UsageError(f"--rate {args.rate:g}: {exc}") from None
     if args.memory_ceiling is None:
         return None
     try:
@@ -124,8 +123,9 @@ async def _calibrate(
     ceiling: int | None,
     reserved: int,
 ) -> Calibration:
-    c = config.consumer
-    consumer = make_consumer(c.kind, delay_ms=c.delay_ms, path=c.path)
+    consumer = make_consumer(
+        config[S.CONSUMER_KIND], delay_ms=config[S.CONSUMER_DELAY_MS], path=config[S.CONSUMER_PATH]
+    )
     try:
         # The stdout consumer would print the calibration text into the report.
         with contextlib.redirect_stdout(sys.stderr):
@@ -160,8 +160,12 @@ def run_command(
     except UsageError as exc:
         stderr.write(f"sluice calibrate: {exc}\n")
         return EXIT_USAGE
-    sessions = args.sessions if args.sessions is not None else sum(config.limits.as_dict().values())
-    rate = args.rate if args.rate is not None else config.demo.rate
+    sessions = (
+        args.sessions
+        if args.sessions is not None
+        else sum(config[limit] for limit in S.BACKEND_LIMITS.values())
+    )
+    rate = args.rate if args.rate is not None else config[S.DEMO_RATE]
     reserved = 0
     source = "--memory-ceiling" if ceiling is not None else None
     if ceiling is None:
@@ -175,13 +179,15 @@ def run_command(
             )
         )
     except Exception as exc:
-        stderr.write(f"sluice calibrate: the {config.consumer.kind} consumer failed: {exc}\n")
+        stderr.write(f"sluice calibrate: the {config[S.CONSUMER_KIND]} consumer failed: {exc}\n")
         return EXIT_FAILED
     single, batched, rec = result.single, result.batched, result.recommendation
     saved = None
     if args.save:
         try:
-            saved = save_config(config.with_knobs(maxsize=rec.maxsize, batch_max=rec.batch_max))
+            saved = save_config(
+                config.with_values({"queue.maxsize": rec.maxsize, "queue.batch_max": rec.batch_max})
+            )
         except ConfigChanged as exc:
             stderr.write(
                 f"sluice calibrate: could not save: {exc}; run the command again to calibrate "
@@ -193,7 +199,7 @@ def run_command(
             return EXIT_FAILED
     if args.json:
         out = {
-            "consumer": config.consumer.kind,
+            "consumer": config[S.CONSUMER_KIND],
             "single": asdict(single),
             "batched": asdict(batched),
             "recommendation": asdict(rec),
@@ -217,8 +223,8 @@ def format_report(
     saved: SaveResult | None,
 ) -> str:
     """The human-readable calibration report."""
-    kind = config.consumer.kind
-    what = f"{kind} (delay_ms {config.consumer.delay_ms:g})" if kind == "sleep" else kind
+    kind = config[S.CONSUMER_KIND]
+    what = f"{kind} (delay_ms {config[S.CONSUMER_DELAY_MS]:g})" if kind == "sleep" else kind
     lines = [
         f"consumer: {what}",
         f"  {single.calls} calls of 1 chunk: mean {single.mean_ms:.3g} ms, "

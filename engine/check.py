@@ -14,13 +14,14 @@ import asyncio
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TextIO, cast
 
+from sluice.engine import settings as S
 from sluice.engine.backends.base import describe_cause
 from sluice.engine.backends.registry import (
     API_KEY_VARIABLE,
-    BACKEND_NAMES,
+    BACKENDS,
     BadEnvironment,
     build_backend,
     check_environment,
@@ -58,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         metavar="NAMES",
-        help=f"backends to check, comma-separated (default: {','.join(BACKEND_NAMES)})",
+        help=f"backends to check, comma-separated (default: {','.join(BACKENDS)})",
     )
 
 
@@ -74,20 +75,22 @@ async def check_claude(config: Config, environ: Mapping[str, str]) -> CheckResul
     from sluice.engine.backends.claude import ClaudeBackend
 
     key = environ.get(API_KEY_VARIABLE, "").strip()
-    cfg = config.claude
+    model = config[S.CLAUDE_MODEL]
     base_url = claude_base_url(config, environ)
     if not key:
         where = base_url or "the default API"
         return CheckResult(
             "claude",
             False,
-            f"not checked: {API_KEY_VARIABLE} is not set (model {cfg.model}, {where})",
+            f"not checked: {API_KEY_VARIABLE} is not set (model {model}, {where})",
         )
-    quick = replace(cfg, timeout_s=min(cfg.timeout_s, CHECK_TIMEOUT_S), retries=0)
-    backend = cast(ClaudeBackend, build_backend("claude", replace(config, claude=quick), environ))
+    quick = config.with_values(
+        {"claude.timeout_s": min(config[S.CLAUDE_TIMEOUT_S], CHECK_TIMEOUT_S), "claude.retries": 0}
+    )
+    backend = cast(ClaudeBackend, build_backend("claude", quick, environ))
     where = f"at {backend.base_url}"
     try:
-        found = await backend.client.models.retrieve(cfg.model)
+        found = await backend.client.models.retrieve(model)
     except anthropic.AuthenticationError as exc:
         reason = _scrub(str(getattr(exc, "api_message", None) or exc.message), key)
         detail = f"reachable, NOT authorised (HTTP {exc.status_code}: {reason}; key set) {where}"
@@ -96,7 +99,7 @@ async def check_claude(config: Config, environ: Mapping[str, str]) -> CheckResul
         detail = f"reachable, key set but NOT permitted (HTTP {exc.status_code}) {where}"
         return CheckResult("claude", False, detail)
     except anthropic.NotFoundError:
-        detail = f"reachable, authorised (key set), but model {cfg.model} NOT found {where}"
+        detail = f"reachable, authorised (key set), but model {model} NOT found {where}"
         return CheckResult("claude", False, detail)
     except anthropic.APIStatusError as exc:
         detail = f"reachable, but HTTP {exc.status_code} {where} (key set)"
@@ -120,9 +123,10 @@ async def check_ollama(config: Config, environ: Mapping[str, str]) -> CheckResul
 
     from sluice.engine.backends.ollama import OllamaBackend
 
-    cfg = config.ollama
-    quick = replace(cfg, timeout_s=min(cfg.timeout_s, CHECK_TIMEOUT_S), retries=0)
-    backend = cast(OllamaBackend, build_backend("ollama", replace(config, ollama=quick), environ))
+    quick = config.with_values(
+        {"ollama.timeout_s": min(config[S.OLLAMA_TIMEOUT_S], CHECK_TIMEOUT_S), "ollama.retries": 0}
+    )
+    backend = cast(OllamaBackend, build_backend("ollama", quick, environ))
     where = f"at {backend.host}"
     try:
         listing = await backend.client.list()
@@ -143,13 +147,14 @@ async def check_ollama(config: Config, environ: Mapping[str, str]) -> CheckResul
         return CheckResult("ollama", False, detail)
     finally:
         await backend.aclose()
+    model = config[S.OLLAMA_MODEL]
     names = {m.model for m in listing.models if m.model}
-    wanted = cfg.model if ":" in cfg.model else f"{cfg.model}:latest"
-    if cfg.model in names or wanted in names:
-        return CheckResult("ollama", True, f"reachable, no key needed, model {cfg.model} {where}")
+    wanted = model if ":" in model else f"{model}:latest"
+    if model in names or wanted in names:
+        return CheckResult("ollama", True, f"reachable, no key needed, model {model} {where}")
     detail = (
-        f"reachable, but model {cfg.model} is NOT pulled {where} "
-        f"(run `ollama pull {cfg.model}`; {len(names)} models present)"
+        f"reachable, but model {model} is NOT pulled {where} "
+        f"(run `ollama pull {model}`; {len(names)} models present)"
     )
     return CheckResult("ollama", False, detail)
 
@@ -193,7 +198,7 @@ def run_command(
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     try:
-        names = parse_backend_list(getattr(args, "backend", None) or ",".join(BACKEND_NAMES))
+        names = parse_backend_list(getattr(args, "backend", None) or ",".join(BACKENDS))
     except ValueError as exc:
         stderr.write(f"sluice check: {exc}\n")
         return EXIT_USAGE

@@ -18,16 +18,24 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any
 
+from sluice.engine import settings as S
 from sluice.engine.backends.base import Backend
 from sluice.engine.backends.demo import DemoModel
 from sluice.engine.backends.registry import BUILDERS, build_backend, close_backends
-from sluice.engine.config import BACKENDS, Config
+from sluice.engine.config import Config
 from sluice.engine.consumers import Consumer, SleepConsumer, close_consumer, make_consumer
 from sluice.engine.histogram import Histogram, Percentiles
 from sluice.engine.limiter import AdjustableLimiter
 from sluice.engine.process import ProcessSampler
 from sluice.engine.session import SHUTDOWN_GRACE, SUMMARY_REFRESH, Session
-from sluice.engine.settings import SETTINGS, Setting, SettingError, limit_setting, live_settings
+from sluice.engine.settings import (
+    BACKENDS,
+    SETTINGS,
+    Setting,
+    SettingError,
+    limit_setting,
+    live_settings,
+)
 from sluice.engine.snapshot import (
     SESSION_STATES,
     BackendSnapshot,
@@ -107,11 +115,14 @@ class Engine:
         self.config = config or Config()
         cfg = self.config
         self._clock = clock
-        self._knob_values: dict[str, Any] = {s.name: cfg.value(s.name) for s in live_settings()}
+        self._knob_values: dict[str, Any] = {s.name: cfg[s] for s in live_settings()}
         self._knob_listeners: list[Callable[[str, Any], None]] = [self._on_demo_knob]
         self._continuous = False
         self.demo = DemoModel(
-            rate=cfg.demo.rate, ttft_ms=cfg.demo.ttft_ms, tokens=cfg.demo.tokens, seed=cfg.demo.seed
+            rate=cfg[S.DEMO_RATE],
+            ttft_ms=cfg[S.DEMO_TTFT_MS],
+            tokens=cfg[S.DEMO_TOKENS],
+            seed=cfg[S.DEMO_SEED],
         )
         self.backends: dict[str, Backend] = {"demo": self.demo}
         if backends:
@@ -124,7 +135,7 @@ class Engine:
         self._owned_consumers: list[Consumer] = []
         if consumer is None:
             consumer = make_consumer(
-                cfg.consumer.kind, delay_ms=cfg.consumer.delay_ms, path=cfg.consumer.path
+                cfg[S.CONSUMER_KIND], delay_ms=cfg[S.CONSUMER_DELAY_MS], path=cfg[S.CONSUMER_PATH]
             )
             self._owned_consumers.append(consumer)
         self.consumer = consumer
@@ -241,7 +252,7 @@ class Engine:
             maxsize=self._knob_values["queue.maxsize"],
             batch_max=self._get_batch_max,
             clock=self._clock,
-            consumer_timeout=self.config.consumer.timeout_s,
+            consumer_timeout=self.config[S.CONSUMER_TIMEOUT_S],
             grace=self.shutdown_grace,
         )
         self.sessions[session_id] = session
@@ -485,16 +496,10 @@ class Engine:
         return isinstance(self.consumer, SleepConsumer)
 
     def tuned_config(self) -> Config:
-        """The config with the knobs' current values, ready to save."""
-        knobs = self.knobs
-        limits = {k: v for k, v in knobs.limits.items() if k in BACKENDS}
-        return self.config.with_knobs(
-            maxsize=knobs.maxsize,
-            batch_max=knobs.batch_max,
-            limits=limits,
-            delay_ms=knobs.delay_ms,
-            rate=knobs.rate,
-            sessions=knobs.sessions,
+        """The config with the knobs' current values, ready to save (limits of backends the
+        config does not know, a workload's own, are not config keys and are left out)."""
+        return self.config.with_values(
+            {name: value for name, value in self._knob_values.items() if name in SETTINGS}
         )
 
     # -- views -----------------------------------------------------------------------------
@@ -604,15 +609,3 @@ class Engine:
             ttft.summary(),
             slot_wait.summary(),
         )
-
-
-def knobs_from_config(config: Config) -> Knobs:
-    """The knob values a config file describes."""
-    return Knobs(
-        maxsize=config.queue.maxsize,
-        batch_max=config.queue.batch_max,
-        limits=MappingProxyType(config.limits.as_dict()),
-        delay_ms=config.consumer.delay_ms,
-        rate=config.demo.rate,
-        sessions=config.demo.sessions,
-    )

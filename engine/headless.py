@@ -16,12 +16,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TextIO
 
+from sluice.engine import settings as S
 from sluice.engine.backends.base import BackendError
 from sluice.engine.backends.registry import open_backends
-from sluice.engine.config import KNOB_SPECS, Config
+from sluice.engine.config import Config
 from sluice.engine.consumers import (
     Consumer,
     ConsumerError,
@@ -33,6 +33,7 @@ from sluice.engine.engine import Engine
 from sluice.engine.prompts import PromptError, add_prompt_arguments, plan_from_args
 from sluice.engine.report import format_seconds, summary_json, summary_table
 from sluice.engine.runner import run_to_exit
+from sluice.engine.settings import SettingError
 from sluice.engine.signals import exit_code, signal_name, stop_signals
 from sluice.engine.snapshot import EngineSnapshot
 
@@ -129,8 +130,11 @@ async def _report_progress(engine: Engine, started: float, out: TextIO) -> None:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Refuse out-of-range options with a message saying what is allowed."""
-    if args.sessions is not None and not KNOB_SPECS["sessions"].check(args.sessions):
-        raise UsageError(f"--sessions {args.sessions}: {KNOB_SPECS['sessions'].describe()}")
+    if args.sessions is not None:
+        try:
+            S.DEMO_SESSIONS.coerce(args.sessions)
+        except SettingError as exc:
+            raise UsageError(f"--sessions {args.sessions}: {exc}") from None
     if args.duration is not None and not (0 < args.duration <= 86_400):
         raise UsageError(f"--duration {args.duration:g}: must be a number of seconds in (0, 86400]")
 
@@ -152,18 +156,20 @@ def run_command(
         stderr.write(f"sluice run: {exc}\n")
         return EXIT_USAGE
     if args.sessions is not None:
-        config = replace(config, demo=replace(config.demo, sessions=args.sessions))
+        config = config.with_values({"demo.sessions": args.sessions})
     try:
         plan = (planner or plan_from_args)(args, config)
     except (UsageError, PromptError) as exc:
         stderr.write(f"sluice run: {exc}\n")
         return EXIT_USAGE
-    cfg = config.consumer
     try:
         # With --json, stdout carries the one JSON object: the stdout consumer's text goes
         # to stderr instead.
         consumer = make_consumer(
-            cfg.kind, delay_ms=cfg.delay_ms, path=cfg.path, text_out=stderr if args.json else None
+            config[S.CONSUMER_KIND],
+            delay_ms=config[S.CONSUMER_DELAY_MS],
+            path=config[S.CONSUMER_PATH],
+            text_out=stderr if args.json else None,
         )
     except ConsumerError as exc:
         stderr.write(f"sluice run: {exc}\n")

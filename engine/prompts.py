@@ -24,13 +24,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from sluice.engine import settings as S
 from sluice.engine.backends.base import BackendError
 from sluice.engine.backends.registry import (
     check_environment,
     parse_backend_list,
     require_credentials,
 )
-from sluice.engine.config import KNOB_SPECS, Config
+from sluice.engine.config import Config
+from sluice.engine.settings import SettingError
 
 __all__ = ["PromptError", "add_prompt_arguments", "load_prompts", "plan_from_args", "plan_sessions"]
 
@@ -188,11 +190,14 @@ def plan_from_args(args: argparse.Namespace, config: Config) -> list[tuple[str, 
     if getattr(args, "duration", None) is not None and backends != ["demo"]:
         raise PromptError("--duration: continuous runs use the demo backend only")
     sessions = getattr(args, "sessions", None)
-    if sessions is not None and not KNOB_SPECS["sessions"].check(sessions):
-        raise PromptError(f"--sessions {sessions}: {KNOB_SPECS['sessions'].describe()}")
+    if sessions is not None:
+        try:
+            S.DEMO_SESSIONS.coerce(sessions)
+        except SettingError as exc:
+            raise PromptError(f"--sessions {sessions}: {exc}") from None
     try:
         require_credentials(backends)
         check_environment(backends, config)
     except BackendError as exc:
         raise PromptError(str(exc)) from None
-    return plan_sessions(backends, prompts, sessions, config.demo.sessions)
+    return plan_sessions(backends, prompts, sessions, config[S.DEMO_SESSIONS])

@@ -23,15 +23,19 @@ if TYPE_CHECKING:
     from sluice.engine.engine import Engine
 
 __all__ = [
+    "BACKENDS",
     "BACKEND_LIMITS",
     "SETTINGS",
+    "URL_RULE",
     "Setting",
     "SettingError",
     "limit_setting",
     "live_settings",
     "lookup",
     "register",
+    "tables",
     "unregister",
+    "url_problem",
 ]
 
 T = TypeVar("T")
@@ -136,14 +140,16 @@ class Setting(Generic[T]):
             if not ok:
                 raise SettingError(self.describe())
             return cast(T, int(number) if self.integer else float(number))
-        if not isinstance(value, str):
+        if self.choices and value not in self.choices:
             raise SettingError(self.describe())
+        if not isinstance(value, str):
+            raise SettingError("must be a string")
         if self.choices and value not in self.choices:
             raise SettingError(self.describe())
         if self.nonempty and not value.strip():
             raise SettingError(self.describe())
-        if self.url and value and not _is_url(value):
-            raise SettingError(self.describe())
+        if self.url and value and (problem := _config_url_problem(value)) is not None:
+            raise SettingError(problem)
         return cast(T, value)
 
     def to_toml(self, value: T) -> Any:
@@ -153,16 +159,41 @@ class Setting(Generic[T]):
         return value
 
 
-def _is_url(value: str) -> bool:
-    """An http(s) URL or a bare host[:port], with a host name, a valid port, no spaces."""
+URL_RULE = "must be a URL like http://127.0.0.1:11434: http or https, a host, a port 1-65535"
+
+
+def url_problem(value: str, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
+    """Why `value` is not a usable URL with one of `schemes`, or None when it is. A bare
+    `host[:port]` counts as `http://host[:port]`. The reason never quotes the value (it may
+    hold a key)."""
     if any(c.isspace() for c in value):
-        return False
+        return "contains spaces"
     try:
         parts = urlsplit(value if "://" in value else f"http://{value}")
-        parts.port  # noqa: B018  (raises ValueError on a bad port)
-    except ValueError:  # also "Invalid IPv6 URL" for http://[bad
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+        port = parts.port
+    except ValueError:  # "Invalid IPv6 URL" for http://[bad, a port out of range, ...
+        return "not a valid URL (bad host or port)"
+    if parts.scheme.lower() not in schemes:
+        return f"scheme {parts.scheme!r} not allowed"
+    if not parts.hostname:
+        return "no host"
+    if port == 0:
+        return "port 0"
+    return None
+
+
+def _config_url_problem(value: str) -> str | None:
+    """Why `value` cannot be a URL in config.toml: not a URL, or one carrying credentials
+    (those belong in the environment, never in a file)."""
+    problem = url_problem(value)
+    if problem is not None:
+        return f"{problem}; {URL_RULE}; or empty"
+    if "@" in urlsplit(value if "://" in value else f"http://{value}").netloc:
+        return (
+            "credentials in a URL are not read from the config file; leave it empty "
+            "and set the URL in the environment instead (ANTHROPIC_BASE_URL, OLLAMA_HOST)"
+        )
+    return None
 
 
 # -- how running engines apply the live knobs ----------------------------------------------
@@ -259,6 +290,8 @@ BACKEND_LIMITS: dict[str, Setting[int]] = {
     name: register(limit_setting(name, default))
     for name, default in (("claude", 4), ("ollama", 6), ("demo", 4))
 }
+BACKENDS = tuple(BACKEND_LIMITS)  # the built-in backends, each with its own limit
+
 CONSUMER_KIND = register(
     Setting(
         "consumer.kind",
@@ -287,9 +320,13 @@ CONSUMER_PATH = register(
 )
 CONSUMER_TIMEOUT_S = register(
     Setting(
-        "consumer.timeout_s", float, 30.0,
+        "consumer.timeout_s",
+        float,
+        30.0,
         "a consumer call running longer fails its session (read when a session starts)",
-        minimum=0, maximum=3_600, note="seconds; 0 = no limit",
+        minimum=0,
+        maximum=3_600,
+        note="seconds; 0 = no limit",
     )
 )
 DEMO_SESSIONS = register(
@@ -325,8 +362,12 @@ DEMO_RATE = register(
 )
 DEMO_TTFT_MS = register(
     Setting(
-        "demo.ttft_ms", float, 300.0, "the demo model's time to first token",
-        minimum=0, maximum=600_000,
+        "demo.ttft_ms",
+        float,
+        300.0,
+        "the demo model's time to first token",
+        minimum=0,
+        maximum=600_000,
     )
 )
 DEMO_SEED = register(Setting("demo.seed", int, 0, "seed of the demo model's text"))
@@ -335,45 +376,59 @@ CLAUDE_MODEL = register(
 )
 CLAUDE_MAX_TOKENS = register(
     Setting(
-        "claude.max_tokens", int, 1024, "most tokens in one answer",
-        minimum=1, maximum=1_000_000,
+        "claude.max_tokens",
+        int,
+        1024,
+        "most tokens in one answer",
+        minimum=1,
+        maximum=1_000_000,
     )
 )
 CLAUDE_SYSTEM = register(Setting("claude.system", str, "", "the system prompt (may be empty)"))
 CLAUDE_BASE_URL = register(
     Setting(
-        "claude.base_url", str, "",
-        "the API's URL (empty: ANTHROPIC_BASE_URL, else Anthropic's)", url=True,
+        "claude.base_url",
+        str,
+        "",
+        "the API's URL (empty: ANTHROPIC_BASE_URL, else Anthropic's)",
+        url=True,
     )
 )
 CLAUDE_TIMEOUT_S = register(
     Setting(
-        "claude.timeout_s", float, 60.0, "seconds without content before a stream fails",
-        minimum=0.1, maximum=3_600,
+        "claude.timeout_s",
+        float,
+        60.0,
+        "seconds without content before a stream fails",
+        minimum=0.1,
+        maximum=3_600,
     )
 )
 CLAUDE_RETRIES = register(
-    Setting(
-        "claude.retries", int, 2, "retries before a response starts", minimum=0, maximum=20
-    )
+    Setting("claude.retries", int, 2, "retries before a response starts", minimum=0, maximum=20)
 )
 OLLAMA_HOST = register(
     Setting(
-        "ollama.host", str, "",
-        "the Ollama server (empty: OLLAMA_HOST, else http://127.0.0.1:11434)", url=True,
+        "ollama.host",
+        str,
+        "",
+        "the Ollama server (empty: OLLAMA_HOST, else http://127.0.0.1:11434)",
+        url=True,
     )
 )
 OLLAMA_MODEL = register(Setting("ollama.model", str, "llama3.2", "the Ollama model", nonempty=True))
 OLLAMA_TIMEOUT_S = register(
     Setting(
-        "ollama.timeout_s", float, 60.0, "seconds without content before a stream fails",
-        minimum=0.1, maximum=3_600,
+        "ollama.timeout_s",
+        float,
+        60.0,
+        "seconds without content before a stream fails",
+        minimum=0.1,
+        maximum=3_600,
     )
 )
 OLLAMA_RETRIES = register(
-    Setting(
-        "ollama.retries", int, 2, "retries of a busy server (HTTP 503)", minimum=0, maximum=20
-    )
+    Setting("ollama.retries", int, 2, "retries of a busy server (HTTP 503)", minimum=0, maximum=20)
 )
 
 

@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from sluice.engine import settings as S
 from sluice.engine.chunk import Chunk
-from sluice.engine.config import KNOB_SPECS
 from sluice.engine.consumers import Consumer
 
 __all__ = [
@@ -43,9 +43,9 @@ __all__ = [
 ]
 
 MAXSIZE_MIN = 1  # 0 means unbounded: never a recommendation
-MAXSIZE_MAX = int(KNOB_SPECS["maxsize"].maximum)
-BATCH_MIN = int(KNOB_SPECS["batch_max"].minimum)
-BATCH_MAX = int(KNOB_SPECS["batch_max"].maximum)
+MAXSIZE_MAX = int(S.QUEUE_MAXSIZE.maximum or 0)
+BATCH_MIN = int(S.QUEUE_BATCH_MAX.minimum or 1)
+BATCH_MAX = int(S.QUEUE_BATCH_MAX.maximum or 1)
 KEEP_UP_HEADROOM = 1.25  # the consumer should manage 25% more than the model's rate
 
 

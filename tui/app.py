@@ -24,14 +24,8 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 
-from sluice.engine.config import (
-    Config,
-    ConfigChanged,
-    ConfigError,
-    FileStamp,
-    load_config,
-    save_config,
-)
+from sluice.engine.config import Config, ConfigChanged, ConfigError, FileStamp, load_config
+from sluice.engine.config_save import save_config
 from sluice.engine.engine import Engine, KnobError
 from sluice.engine.runner import run_to_exit
 from sluice.engine.session import describe_error

@@ -24,8 +24,10 @@ async def recommend_for(engine: Engine) -> tuple[Recommendation, ConsumerTiming]
     """Time the engine's kind of consumer and recommend knob values for its current setup;
     returns the recommendation and the one-chunk timing it rests on."""
     knobs = engine.knobs
-    settings = engine.config.consumer
-    consumer = make_consumer(settings.kind, delay_ms=knobs.delay_ms, path=settings.path)
+    config = engine.config
+    consumer = make_consumer(
+        config["consumer.kind"], delay_ms=knobs.delay_ms, path=config["consumer.path"]
+    )
     try:
         single = await measure_consumer(consumer, chunks=CALIBRATION_CHUNKS, batch_max=1)
         batched = await measure_consumer(

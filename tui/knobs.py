@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -17,8 +18,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label
 
-from sluice.engine.config import KNOB_SPECS, KnobSpec
 from sluice.engine.engine import Engine
+from sluice.engine.settings import SETTINGS, Setting, limit_setting
 from sluice.engine.snapshot import Knobs
 from sluice.tui.fmt import knob_value
 from sluice.tui.readout import Readout
@@ -41,15 +42,16 @@ class KnobDef:
     backend: str | None = None
 
     @property
-    def spec(self) -> KnobSpec:
-        """The knob's allowed range (shared with the config and the engine)."""
-        return KNOB_SPECS[self.spec_name]
+    def spec(self) -> Setting[Any]:
+        """The knob's declaration in the settings registry (shared with the config)."""
+        if self.backend is not None:
+            return limit_setting(self.backend)
+        return SETTINGS[self.spec_name]
 
     @property
     def slider_range(self) -> tuple[float, float]:
         """The slider's span: the spec's minimum up to the cap (never past the spec)."""
-        spec = self.spec
-        return spec.minimum, min(self.slider_max, spec.maximum)
+        return self.spec.slider_range
 
 
 def _limit(backend: str) -> KnobDef:
@@ -68,7 +70,7 @@ KNOBS: tuple[KnobDef, ...] = (
     KnobDef(
         "maxsize",
         "maxsize",
-        "maxsize",
+        "queue.maxsize",
         1024,
         lambda k: k.maxsize,
         lambda e, v: e.set_maxsize(int(v)),
@@ -76,7 +78,7 @@ KNOBS: tuple[KnobDef, ...] = (
     KnobDef(
         "batch_max",
         "batch_max",
-        "batch_max",
+        "queue.batch_max",
         256,
         lambda k: k.batch_max,
         lambda e, v: e.set_batch_max(int(v)),
@@ -87,16 +89,16 @@ KNOBS: tuple[KnobDef, ...] = (
     KnobDef(
         "delay_ms",
         "delay ms",
-        "delay_ms",
+        "consumer.delay_ms",
         1000,
         lambda k: k.delay_ms,
         lambda e, v: e.set_delay_ms(v),
     ),
-    KnobDef("rate", "demo tok/s", "rate", 1000, lambda k: k.rate, lambda e, v: e.set_rate(v)),
+    KnobDef("rate", "demo tok/s", "demo.rate", 1000, lambda k: k.rate, lambda e, v: e.set_rate(v)),
     KnobDef(
         "sessions",
         "demo sess.",
-        "sessions",
+        "demo.sessions",
         1000,
         lambda k: k.sessions,
         lambda e, v: e.set_demo_sessions(int(v)),
@@ -116,8 +118,10 @@ def parse_knob_value(knob: KnobDef, text: str) -> float:
         value: float = int(cleaned) if spec.integer else float(cleaned)
     except ValueError:
         raise ValueError(f"{knob.key} = {text.strip()!r}: {spec.describe()}") from None
-    if not spec.check(value):
-        raise ValueError(f"{knob.key} = {text.strip()!r}: {spec.describe()}")
+    try:
+        spec.coerce(value)
+    except ValueError:
+        raise ValueError(f"{knob.key} = {text.strip()!r}: {spec.describe()}") from None
     return value
 
 

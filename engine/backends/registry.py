@@ -13,12 +13,13 @@ import importlib.util
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
+from sluice.engine import settings as S
 from sluice.engine.backends.base import Backend, BackendError, describe_error
-from sluice.engine.config import URL_RULE, Config, url_problem
+from sluice.engine.config import Config
 from sluice.engine.redact import redact_url
+from sluice.engine.settings import BACKENDS, URL_RULE, url_problem
 
 __all__ = [
-    "BACKEND_NAMES",
     "BUILDERS",
     "BadEnvironment",
     "MissingCredentials",
@@ -31,7 +32,6 @@ __all__ = [
     "require_credentials",
 ]
 
-BACKEND_NAMES = ("claude", "ollama", "demo")
 API_KEY_VARIABLE = "ANTHROPIC_API_KEY"
 # Proxy variables both SDKs' HTTP client (httpx) honours, and the schemes it can use.
 PROXY_VARIABLES = (
@@ -95,7 +95,7 @@ def _check_proxies(environ: Mapping[str, str]) -> None:
 
 def claude_base_url(config: Config, environ: Mapping[str, str]) -> str | None:
     """`[claude] base_url`, else ANTHROPIC_BASE_URL, else None (the SDK's default)."""
-    return config.claude.base_url or _environ_url("ANTHROPIC_BASE_URL", environ)
+    return config[S.CLAUDE_BASE_URL] or _environ_url("ANTHROPIC_BASE_URL", environ)
 
 
 def check_environment(
@@ -109,7 +109,7 @@ def check_environment(
         _check_proxies(environ)
     if "claude" in names:
         claude_base_url(config, environ)
-    if "ollama" in names and not config.ollama.host.strip():
+    if "ollama" in names and not config[S.OLLAMA_HOST].strip():
         _environ_url("OLLAMA_HOST", environ)
 
 
@@ -117,27 +117,25 @@ def _build_claude(config: Config, environ: Mapping[str, str]) -> Backend:
     from sluice.engine.backends.claude import ClaudeBackend
 
     require_credentials(["claude"], environ)
-    cfg = config.claude
     return ClaudeBackend(
         api_key=environ[API_KEY_VARIABLE].strip(),
-        model=cfg.model,
-        max_tokens=cfg.max_tokens,
-        system=cfg.system,
+        model=config[S.CLAUDE_MODEL],
+        max_tokens=config[S.CLAUDE_MAX_TOKENS],
+        system=config[S.CLAUDE_SYSTEM],
         base_url=claude_base_url(config, environ),
-        timeout_s=cfg.timeout_s,
-        retries=cfg.retries,
+        timeout_s=config[S.CLAUDE_TIMEOUT_S],
+        retries=config[S.CLAUDE_RETRIES],
     )
 
 
 def _build_ollama(config: Config, environ: Mapping[str, str]) -> Backend:
     from sluice.engine.backends.ollama import OllamaBackend, resolve_host
 
-    cfg = config.ollama
     return OllamaBackend(
-        host=resolve_host(cfg.host, environ),
-        model=cfg.model,
-        timeout_s=cfg.timeout_s,
-        retries=cfg.retries,
+        host=resolve_host(config[S.OLLAMA_HOST], environ),
+        model=config[S.OLLAMA_MODEL],
+        timeout_s=config[S.OLLAMA_TIMEOUT_S],
+        retries=config[S.OLLAMA_RETRIES],
     )
 
 
@@ -151,11 +149,11 @@ BUILDERS: dict[str, Callable[[Config, Mapping[str, str]], Backend]] = {
 def parse_backend_list(text: str) -> list[str]:
     """`claude,ollama` -> ['claude', 'ollama'], refusing unknown or repeated names."""
     names = [part.strip() for part in text.split(",")]
-    allowed = ", ".join(BACKEND_NAMES)
+    allowed = ", ".join(BACKENDS)
     if not text.strip() or any(not name for name in names):
         raise ValueError(f"--backend {text!r}: give one or more of {allowed}, comma-separated")
     for name in names:
-        if name not in BACKEND_NAMES:
+        if name not in BACKENDS:
             raise ValueError(f"--backend {name!r}: unknown backend; allowed: {allowed}")
     if len(set(names)) != len(names):
         raise ValueError(f"--backend {text!r}: a backend is named twice")

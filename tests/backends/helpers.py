@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from sluice.engine.backends.base import Backend
 from sluice.engine.backends.registry import close_backends
 from sluice.engine.chunk import Chunk
-from sluice.engine.config import Config, LimitsConfig, QueueConfig
+from sluice.engine.config import Config
 from sluice.engine.engine import Engine
 from sluice.engine.snapshot import SessionDetail
 
@@ -50,9 +50,9 @@ async def run_prompts(
     Returns each session's final detail (keyed by prompt) and the consumer's record.
     """
     consumer = consumer or RecordingConsumer()
-    config = Config(
-        queue=QueueConfig(maxsize=maxsize, batch_max=1),
-        limits=LimitsConfig(claude=limit, ollama=limit, demo=limit),
+    config = Config().with_values(
+        {"queue.maxsize": maxsize, "queue.batch_max": 1}
+        | {f"limits.{name}": limit for name in ("claude", "ollama", "demo")}
     )
     details: dict[str, SessionDetail] = {}
     try:

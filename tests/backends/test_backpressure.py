@@ -12,7 +12,7 @@ from sluice.engine.backends.base import Backend
 from sluice.engine.backends.claude import ClaudeBackend
 from sluice.engine.backends.ollama import OllamaBackend
 from sluice.engine.backends.registry import close_backends
-from sluice.engine.config import Config, QueueConfig
+from sluice.engine.config import Config
 from sluice.engine.engine import Engine
 from tests.backends.helpers import TEST_KEY, RecordingConsumer, stray_tasks
 from tests.backends.servers import AnthropicServer, LoopbackServer, OllamaServer
@@ -55,7 +55,7 @@ async def test_full_buffer_blocks_the_servers_writes(
         backend = make_backend(server)
         consumer = RecordingConsumer()
         consumer.open.clear()  # the reader is stuck in its first call
-        config = Config(queue=QueueConfig(maxsize=MAXSIZE, batch_max=1))
+        config = Config().with_values({"queue.maxsize": MAXSIZE, "queue.batch_max": 1})
         try:
             async with Engine(
                 config, consumer=consumer, backends={backend.name: backend}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sluice.engine.backends.registry import MissingCredentials
-from sluice.engine.config import ClaudeConfig, Config, OllamaConfig
+from sluice.engine.config import Config
 from tests.backends.helpers import TEST_KEY, RecordingConsumer, stray_tasks
 from tests.backends.servers import AnthropicServer, OllamaServer
 
@@ -15,7 +15,9 @@ async def test_ollama_session_by_name_builds_and_closes_the_backend(
 ) -> None:
     from sluice.engine.engine import Engine
 
-    config = Config(ollama=OllamaConfig(host=ollama_server.url, model="llama-test", timeout_s=5.0))
+    config = Config().with_values(
+        {"ollama.host": ollama_server.url, "ollama.model": "llama-test", "ollama.timeout_s": 5.0}
+    )
     consumer = RecordingConsumer()
     async with Engine(config, consumer=consumer) as engine:
         session = engine.add_session("hello there", "ollama")
@@ -34,8 +36,12 @@ async def test_claude_session_by_name_uses_the_environment_key(
     from sluice.engine.engine import Engine
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
-    config = Config(
-        claude=ClaudeConfig(base_url=anthropic_server.url, model="claude-test-1", timeout_s=5.0)
+    config = Config().with_values(
+        {
+            "claude.base_url": anthropic_server.url,
+            "claude.model": "claude-test-1",
+            "claude.timeout_s": 5.0,
+        }
     )
     async with Engine(config, consumer=RecordingConsumer()) as engine:
         session = engine.add_session("hello", "claude")

@@ -18,15 +18,16 @@ from pathlib import Path
 import pytest
 
 from sluice.cli.main import main
-from sluice.engine import config as config_module
+from sluice.engine import config_save as config_module
 from sluice.engine.config import (
     Config,
     ConfigChanged,
     ConfigError,
     load_config,
     parse_config,
-    save_config,
 )
+from sluice.engine.config_save import save_config
+from sluice.engine.settings import BACKENDS
 
 ROOT = Path(__file__).resolve().parents[2]
 SLUICE = Path(sys.executable).with_name("sluice")
@@ -196,7 +197,7 @@ def test_every_secret_like_key_name_is_refused_naming_the_environment(
 def test_ordinary_key_names_are_not_mistaken_for_secrets() -> None:
     data = {"claude": {"max_tokens": 8}, "demo": {"tokens": 9}, "x-mine": {"keys": 1, "tok": 2}}
     cfg = parse_config(data)
-    assert (cfg.claude.max_tokens, cfg.demo.tokens) == (8, 9)
+    assert (cfg["claude.max_tokens"], cfg["demo.tokens"]) == (8, 9)
 
 
 @pytest.mark.parametrize(
@@ -250,7 +251,7 @@ def test_tables_of_your_own_are_allowed_under_the_x_prefix() -> None:
         "x-hooks": [{"name": "a"}, {"name": "b"}],
         "x-version": 2,
     }
-    assert parse_config(data).queue.maxsize == 3
+    assert parse_config(data)["queue.maxsize"] == 3
 
 
 def test_a_missing_explicit_file_exits_2(
@@ -308,9 +309,10 @@ def test_a_partial_file_takes_defaults_for_the_rest(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[queue]\nmaxsize = 0\n[demo]\nrate = 12.5\n")
     loaded = load_config(path)
-    assert loaded.queue.maxsize == 0 and loaded.demo.rate == 12.5
-    assert loaded.limits == Config().limits and loaded.path == path
-    assert isinstance(loaded.consumer.delay_ms, float)
+    assert loaded["queue.maxsize"] == 0 and loaded["demo.rate"] == 12.5
+    assert all(loaded[f"limits.{b}"] == Config()[f"limits.{b}"] for b in BACKENDS)
+    assert loaded.path == path
+    assert isinstance(loaded["consumer.delay_ms"], float)
 
 
 def test_parse_config_accepts_every_boundary_value() -> None:
@@ -323,8 +325,8 @@ def test_parse_config_accepts_every_boundary_value() -> None:
         "ollama": {"host": "http://127.0.0.1:11434", "retries": 20, "timeout_s": 0.1},
     }
     cfg = parse_config(data)
-    assert cfg.queue.maxsize == 1024 and cfg.demo.rate == 0.1 and cfg.demo.seed == -7
-    assert cfg.ollama.host == "http://127.0.0.1:11434"
+    assert cfg["queue.maxsize"] == 1024 and cfg["demo.rate"] == 0.1 and cfg["demo.seed"] == -7
+    assert cfg["ollama.host"] == "http://127.0.0.1:11434"
 
 
 # -- saving ---------------------------------------------------------------------------------
@@ -359,8 +361,15 @@ def test_save_keeps_comments_and_foreign_tables_leaves_a_backup_and_reloads(
 ) -> None:
     path = tmp_path / "config.toml"
     path.write_text(USER_FILE)
-    tuned = load_config(path).with_knobs(
-        maxsize=64, batch_max=8, limits={"demo": 9}, delay_ms=12.5, rate=250, sessions=30
+    tuned = load_config(path).with_values(
+        {
+            "queue.maxsize": 64,
+            "queue.batch_max": 8,
+            "limits.demo": 9,
+            "consumer.delay_ms": 12.5,
+            "demo.rate": 250,
+            "demo.sessions": 30,
+        }
     )
     result = save_config(tuned)
     assert (result.path, result.backup) == (path, path.with_name("config.toml.bak"))
@@ -375,8 +384,12 @@ def test_save_keeps_comments_and_foreign_tables_leaves_a_backup_and_reloads(
     assert (path.with_name("config.toml.bak")).read_text() == USER_FILE
     again = load_config(path)
     assert replace(again, path=None) == replace(tuned, path=None)
-    assert (again.queue.maxsize, again.limits.demo, again.consumer.delay_ms) == (64, 9, 12.5)
-    assert (again.demo.rate, again.demo.sessions) == (250, 30)
+    assert (again["queue.maxsize"], again["limits.demo"], again["consumer.delay_ms"]) == (
+        64,
+        9,
+        12.5,
+    )
+    assert (again["demo.rate"], again["demo.sessions"]) == (250, 30)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -390,12 +403,12 @@ def test_saving_the_shipped_defaults_changes_nothing(tmp_path: Path) -> None:
 
 def test_save_to_a_new_file_writes_every_owned_key_and_no_backup(tmp_path: Path) -> None:
     path = tmp_path / "fresh.toml"
-    result = save_config(Config().with_knobs(maxsize=3), path)
+    result = save_config(Config().with_values({"queue.maxsize": 3}), path)
     assert not path.with_name("fresh.toml.bak").exists()
     assert result.backup is None and ".bak" not in result.backup_note
     assert result.backup_note == "a new file: there was no previous one to keep"
-    assert load_config(path).queue.maxsize == 3
-    assert replace(load_config(path), path=None) == Config().with_knobs(maxsize=3)
+    assert load_config(path)["queue.maxsize"] == 3
+    assert replace(load_config(path), path=None) == Config().with_values({"queue.maxsize": 3})
 
 
 def test_save_is_atomic_when_the_final_rename_fails(
@@ -409,7 +422,7 @@ def test_save_is_atomic_when_the_final_rename_fails(
 
     monkeypatch.setattr(config_module.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        save_config(load_config(path).with_knobs(maxsize=99))
+        save_config(load_config(path).with_values({"queue.maxsize": 99}))
     assert path.read_text() == USER_FILE  # the old file is whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "config.toml.bak"]
 
@@ -427,7 +440,7 @@ def test_save_keeps_the_file_mode(tmp_path: Path) -> None:
     path.write_text(USER_FILE)
     for mode in (0o600, 0o640, 0o664):
         path.chmod(mode)
-        save_config(load_config(path).with_knobs(maxsize=5))
+        save_config(load_config(path).with_values({"queue.maxsize": 5}))
         assert stat.S_IMODE(path.stat().st_mode) == mode
 
 
@@ -457,9 +470,9 @@ def test_saving_through_a_symlink_updates_its_target_and_keeps_the_link(tmp_path
     target.chmod(0o640)
     link = tmp_path / "config.toml"
     link.symlink_to(target)
-    result = save_config(load_config(link).with_knobs(maxsize=77))
+    result = save_config(load_config(link).with_values({"queue.maxsize": 77}))
     assert link.is_symlink() and link.readlink() == target
-    assert load_config(target).queue.maxsize == 77 and "# inline note" in target.read_text()
+    assert load_config(target)["queue.maxsize"] == 77 and "# inline note" in target.read_text()
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
     assert (result.path, result.written) == (link, target)
     assert result.backup == dotfiles / "sluice.toml.bak"
@@ -482,7 +495,7 @@ def test_save_fsyncs_the_file_the_backup_and_the_folder(
         real_fsync(fd)
 
     monkeypatch.setattr(config_module.os, "fsync", recording_fsync)
-    save_config(load_config(path).with_knobs(maxsize=5))
+    save_config(load_config(path).with_values({"queue.maxsize": 5}))
     inodes = {ino for ino, _ in synced}
     assert path.stat().st_ino in inodes  # the new file, before it replaced the old one
     assert path.with_name("config.toml.bak").stat().st_ino in inodes
@@ -495,7 +508,7 @@ OTHER_WRITER = USER_FILE.replace("maxsize = 16 # inline note", "maxsize = 99 # s
 def test_a_file_changed_on_disk_since_it_was_loaded_is_not_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text(USER_FILE)
-    tuned = load_config(path).with_knobs(maxsize=5, batch_max=3)
+    tuned = load_config(path).with_values({"queue.maxsize": 5, "queue.batch_max": 3})
     path.write_text(OTHER_WRITER)  # an editor or a second Sluice saves meanwhile
     with pytest.raises(ConfigChanged, match="changed on disk since it was loaded") as caught:
         save_config(tuned)
@@ -504,7 +517,7 @@ def test_a_file_changed_on_disk_since_it_was_loaded_is_not_overwritten(tmp_path:
     assert not path.with_name("config.toml.bak").exists()
     # The way through: overwrite on purpose. The other writer's comment survives the edit.
     result = save_config(tuned, overwrite=True)
-    assert load_config(path).queue.maxsize == 5 and "# set by hand" in path.read_text()
+    assert load_config(path)["queue.maxsize"] == 5 and "# set by hand" in path.read_text()
     assert result.backup is not None and result.backup.read_text() == OTHER_WRITER
 
 
@@ -512,12 +525,12 @@ def test_the_stamp_of_a_save_lets_the_same_config_save_again(tmp_path: Path) -> 
     path = tmp_path / "config.toml"
     path.write_text(USER_FILE)
     loaded = load_config(path)
-    first = save_config(loaded.with_knobs(maxsize=5))
+    first = save_config(loaded.with_values({"queue.maxsize": 5}))
     with pytest.raises(ConfigChanged):  # the loaded stamp is of the file before the save
-        save_config(loaded.with_knobs(maxsize=6))
-    again = replace(loaded.with_knobs(maxsize=6), source=first.source)
+        save_config(loaded.with_values({"queue.maxsize": 6}))
+    again = replace(loaded.with_values({"queue.maxsize": 6}), source=first.source)
     save_config(again)
-    assert load_config(path).queue.maxsize == 6
+    assert load_config(path)["queue.maxsize"] == 6
     assert (
         first.source.digest
         == hashlib.sha256(path.with_name("config.toml.bak").read_bytes()).hexdigest()
@@ -543,8 +556,8 @@ def test_a_file_created_or_removed_since_loading_is_a_change_too(
 def test_a_config_built_in_code_saves_without_a_change_check(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text(USER_FILE)
-    result = save_config(Config().with_knobs(maxsize=2), path)
-    assert load_config(path).queue.maxsize == 2 and result.backup is not None
+    result = save_config(Config().with_values({"queue.maxsize": 2}), path)
+    assert load_config(path)["queue.maxsize"] == 2 and result.backup is not None
 
 
 def test_the_real_sluice_command_exits_2_on_a_bad_value(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluice.engine.config import Config, QueueConfig
+from sluice.engine.config import Config
 from sluice.engine.consumers import NullConsumer, SleepConsumer
 from sluice.engine.engine import Engine, KnobError
 from sluice.engine.histogram import Histogram
@@ -49,13 +48,19 @@ def make_config(
     ttft_ms: float = 1.0,
     path: str = "sluice.db",
 ) -> Config:
-    base = Config()
-    return replace(
-        base,
-        queue=QueueConfig(maxsize=maxsize, batch_max=batch_max),
-        limits=replace(base.limits, demo=demo_limit),
-        consumer=replace(base.consumer, kind=kind, delay_ms=delay_ms, path=path),
-        demo=replace(base.demo, sessions=sessions, tokens=tokens, rate=rate, ttft_ms=ttft_ms),
+    return Config().with_values(
+        {
+            "queue.maxsize": maxsize,
+            "queue.batch_max": batch_max,
+            "limits.demo": demo_limit,
+            "consumer.kind": kind,
+            "consumer.delay_ms": delay_ms,
+            "consumer.path": path,
+            "demo.sessions": sessions,
+            "demo.tokens": tokens,
+            "demo.rate": rate,
+            "demo.ttft_ms": ttft_ms,
+        }
     )
 
 
@@ -165,9 +170,9 @@ async def test_tuned_config_carries_the_knobs() -> None:
         engine.set_rate(77)
         engine.set_demo_sessions(5)
         tuned = engine.tuned_config()
-    assert (tuned.queue.maxsize, tuned.queue.batch_max) == (32, 4)
-    assert tuned.limits.demo == 9 and tuned.consumer.delay_ms == 12
-    assert (tuned.demo.rate, tuned.demo.sessions) == (77, 5)
+    assert (tuned["queue.maxsize"], tuned["queue.batch_max"]) == (32, 4)
+    assert tuned["limits.demo"] == 9 and tuned["consumer.delay_ms"] == 12
+    assert (tuned["demo.rate"], tuned["demo.sessions"]) == (77, 5)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import replace
 
 import pytest
 
@@ -57,12 +56,7 @@ class NeverReturns:
 
 
 def config(timeout_s: float = 0.0, limit: int = 4) -> Config:
-    base = Config()
-    return replace(
-        base,
-        consumer=replace(base.consumer, timeout_s=timeout_s),
-        limits=replace(base.limits, demo=limit),
-    )
+    return Config().with_values({"consumer.timeout_s": timeout_s, "limits.demo": limit})
 
 
 async def test_aclose_abandons_a_session_whose_consumer_swallows_cancel() -> None:

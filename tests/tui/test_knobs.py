@@ -144,7 +144,7 @@ async def test_limit_growth_lets_waiting_sessions_stream(fast_config: Config) ->
 
 
 async def test_slider_range_widens_to_a_larger_configured_value(fast_config: Config) -> None:
-    config = fast_config.with_knobs(limits={"ollama": 200})
+    config = fast_config.with_values({"limits.ollama": 200})
     app = SluiceApp(config=config, continuous=False)
     async with app.run_test(size=(120, 40)) as pilot:
         slider = app.query_one("#knob-limit-ollama", Slider)

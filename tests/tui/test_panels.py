@@ -106,7 +106,7 @@ class Stuck:
 
 async def test_the_engine_counts_what_cancelled_sessions_dropped_even_once_retired() -> None:
     backend = Holding()
-    config = dataclasses.replace(Config(), queue=dataclasses.replace(Config().queue, maxsize=8))
+    config = Config().with_values({"queue.maxsize": 8})
     async with Engine(config, consumer=Stuck(), history=1) as engine:
         for _ in range(3):
             engine.add_session("p", backend)
