@@ -24,7 +24,6 @@ from sluice.engine.backends.demo import DemoModel
 from sluice.engine.backends.registry import BUILDERS, build_backend, close_backends
 from sluice.engine.config import Config
 from sluice.engine.consumers import Consumer, SleepConsumer, close_consumer, make_consumer
-from sluice.engine.histogram import Histogram, Percentiles
 from sluice.engine.limiter import AdjustableLimiter
 from sluice.engine.process import ProcessSampler
 from sluice.engine.session import SHUTDOWN_GRACE, SUMMARY_REFRESH, Session
@@ -37,58 +36,18 @@ from sluice.engine.settings import (
     live_settings,
 )
 from sluice.engine.snapshot import (
-    SESSION_STATES,
     BackendSnapshot,
     EngineSnapshot,
     Knobs,
     SessionDetail,
-    SessionSnapshot,
-    Totals,
 )
+from sluice.engine.totals import TotalsAccumulator
 
 __all__ = ["Engine", "KnobError"]
 
 
 class KnobError(ValueError):
     """A knob was given a value outside its range; the message says what is allowed."""
-
-
-class _Retired:
-    """Figures of finished sessions dropped from the table, kept so totals stay whole."""
-
-    def __init__(self) -> None:
-        self.sessions = 0
-        self.states: dict[str, int] = {}
-        self.tokens_in = 0
-        self.tokens_out = 0
-        self.tokens_lost = 0
-        self.tokens_lost_cancelled = 0
-        self.stall = 0.0
-        self.high_water = 0
-        self.queue_wait = Histogram()
-        self.token_age = Histogram()
-        self.consumer_call = Histogram()
-        self.ttft = Histogram()
-        self.slot_wait = Histogram()
-
-    def absorb(self, session: Session) -> None:
-        snap = session.snapshot()
-        self.sessions += 1
-        self.states[snap.state] = self.states.get(snap.state, 0) + 1
-        self.tokens_in += snap.tokens_in
-        self.tokens_out += snap.tokens_out
-        self.tokens_lost += snap.tokens_lost
-        if snap.state == "cancelled":
-            self.tokens_lost_cancelled += snap.tokens_lost
-        self.stall += snap.stall
-        self.high_water = max(self.high_water, snap.high_water)
-        self.queue_wait.merge(session.queue_wait)
-        self.token_age.merge(session.token_age)
-        self.consumer_call.merge(session.consumer_call)
-        if snap.ttft is not None:
-            self.ttft.record(snap.ttft)
-        if snap.slot_wait is not None:
-            self.slot_wait.record(snap.slot_wait)
 
 
 class Engine:
@@ -144,7 +103,7 @@ class Engine:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._numbers = itertools.count(1)
         self._history = history
-        self._retired = _Retired()
+        self._totals = TotalsAccumulator(refresh=SUMMARY_REFRESH)
         self._finished: collections.deque[str] = collections.deque()  # ids, in end order
         self.sampler = ProcessSampler(clock=clock)
         self._background: list[asyncio.Task[None]] = []
@@ -154,7 +113,6 @@ class Engine:
         self._close_done = asyncio.Event()
         self.shutdown_grace = shutdown_grace
         self.dropped_queued = 0  # sessions removed before they got a slot (nothing received)
-        self._totals_cache: tuple[float, tuple[Percentiles, ...]] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -352,7 +310,7 @@ class Engine:
         while len(self._finished) > history:
             session = self.sessions.pop(self._finished.popleft(), None)
             if session is not None:
-                self._retired.absorb(session)
+                self._totals.retire(session)
 
     async def wait_idle(self) -> None:
         """Wait until no session is running (in continuous mode that may be never)."""
@@ -518,94 +476,14 @@ class Engine:
             backends=backends,
             knobs=self.knobs,
             process=self.sampler.snapshot(),
-            totals=self._totals(sessions, now),
+            totals=self._totals.totals(
+                zip(self.sessions.values(), sessions, strict=True),
+                now,
+                fresh_latencies=not self._tasks,
+            ),
         )
 
     def detail(self, session_id: str) -> SessionDetail | None:
         """The detail view of one session, or None if it is unknown."""
         session = self.sessions.get(session_id)
         return session.detail() if session is not None else None
-
-    def _totals(self, sessions: tuple[SessionSnapshot, ...], now: float) -> Totals:
-        retired = self._retired
-        states = dict.fromkeys(SESSION_STATES, 0)
-        for state, n in retired.states.items():
-            states[state] = states.get(state, 0) + n
-        tokens_in = retired.tokens_in
-        tokens_out = retired.tokens_out
-        tokens_lost = retired.tokens_lost
-        lost_cancelled = retired.tokens_lost_cancelled
-        rate_in = rate_out = 0.0
-        depth = buffered = memory = 0
-        high_water = retired.high_water
-        stall = retired.stall
-        for s in sessions:
-            states[s.state] = states.get(s.state, 0) + 1
-            tokens_in += s.tokens_in
-            tokens_out += s.tokens_out
-            tokens_lost += s.tokens_lost
-            if s.state == "cancelled":
-                lost_cancelled += s.tokens_lost
-            rate_in += s.rate_in
-            rate_out += s.rate_out
-            depth += s.depth
-            buffered += s.buffered_bytes
-            memory += s.memory_bytes
-            stall += s.stall
-            if s.high_water > high_water:
-                high_water = s.high_water
-        cached = self._totals_cache
-        all_done = not self._tasks
-        if cached is None or now - cached[0] >= SUMMARY_REFRESH or all_done:
-            merged = self._merged_latencies()
-            self._totals_cache = (now, merged)
-        else:
-            merged = cached[1]
-        return Totals(
-            sessions=len(sessions) + retired.sessions,
-            states=MappingProxyType(states),
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            tokens_lost=tokens_lost,
-            rate_in=rate_in,
-            rate_out=rate_out,
-            depth=depth,
-            buffered_bytes=buffered,
-            memory_bytes=memory,
-            high_water=high_water,
-            stall=stall,
-            queue_wait=merged[0],
-            token_age=merged[1],
-            consumer_call=merged[2],
-            ttft=merged[3],
-            slot_wait=merged[4],
-            tokens_lost_cancelled=lost_cancelled,
-        )
-
-    def _merged_latencies(self) -> tuple[Percentiles, ...]:
-        retired = self._retired
-        queue_wait, token_age, consumer_call = Histogram(), Histogram(), Histogram()
-        ttft, slot_wait = Histogram(), Histogram()
-        for hist, old in (
-            (queue_wait, retired.queue_wait),
-            (token_age, retired.token_age),
-            (consumer_call, retired.consumer_call),
-            (ttft, retired.ttft),
-            (slot_wait, retired.slot_wait),
-        ):
-            hist.merge(old)
-        for session in self.sessions.values():
-            queue_wait.merge(session.queue_wait)
-            token_age.merge(session.token_age)
-            consumer_call.merge(session.consumer_call)
-            if session.granted_at is not None:
-                slot_wait.record(session.granted_at - session.requested_at)
-                if session.first_chunk_at is not None:
-                    ttft.record(session.first_chunk_at - session.granted_at)
-        return (
-            queue_wait.summary(),
-            token_age.summary(),
-            consumer_call.summary(),
-            ttft.summary(),
-            slot_wait.summary(),
-        )

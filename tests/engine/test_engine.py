@@ -487,3 +487,26 @@ def test_knob_changes_mid_run_never_lose_or_reorder_a_chunk(changes: list[tuple[
             by_session.setdefault(chunk.session_id, []).append(chunk.index)
     for s in snap.sessions:
         assert by_session[s.id] == list(range(s.tokens_in))
+
+
+@pytest.mark.parametrize("history", [None, 0, 1])
+async def test_totals_do_not_depend_on_how_many_finished_sessions_are_kept(
+    history: int | None,
+) -> None:
+    """One session streams, one is cancelled while queued: the totals are the same whether
+    the finished sessions stay in the table or are folded into the totals."""
+    config = make_config(demo_limit=1, sessions=2, tokens=5)
+    async with Engine(config, history=history) as engine:
+        first = engine.add_session("p1", "demo")
+        queued = engine.add_session("p2", "demo")
+        await settle()
+        assert queued.state == "queued"
+        engine.cancel(queued.id)
+        await engine.wait_idle()
+        totals = engine.snapshot().totals
+    assert first.state == "done" and queued.state == "cancelled"
+    assert totals.sessions == 2
+    assert (totals.states["done"], totals.states["cancelled"]) == (1, 1)
+    assert totals.slot_wait.count == 2  # the cancelled one waited too, and says so
+    assert totals.ttft.count == 1
+    assert totals.queue_wait.count == totals.tokens_out > 0

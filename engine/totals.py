@@ -1,0 +1,172 @@
+"""Totals over every session: those still shown and those retired from the table.
+
+One accumulator, one way to count a session: `Tally.add` takes a session's snapshot (and
+its histograms) whether the session is live or being retired, so the totals never depend on
+how many finished sessions the engine keeps (`history`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from sluice.engine.histogram import Histogram, Percentiles
+from sluice.engine.session import Session
+from sluice.engine.snapshot import SESSION_STATES, SessionSnapshot, Totals
+
+__all__ = ["Latencies", "Tally", "TotalsAccumulator"]
+
+
+@dataclass(slots=True)
+class Tally:
+    """Sums and maxima over session snapshots: cheap, recomputed for every snapshot."""
+
+    sessions: int = 0
+    states: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SESSION_STATES, 0))
+    tokens_in: int = 0
+    tokens_out: int = 0
+    tokens_lost: int = 0
+    tokens_lost_cancelled: int = 0
+    rate_in: float = 0.0
+    rate_out: float = 0.0
+    depth: int = 0
+    buffered_bytes: int = 0
+    memory_bytes: int = 0
+    stall: float = 0.0
+    high_water: int = 0
+
+    def add(self, s: SessionSnapshot) -> None:
+        """Count one session."""
+        self.sessions += 1
+        self.states[s.state] = self.states.get(s.state, 0) + 1
+        self.tokens_in += s.tokens_in
+        self.tokens_out += s.tokens_out
+        self.tokens_lost += s.tokens_lost
+        if s.state == "cancelled":
+            self.tokens_lost_cancelled += s.tokens_lost
+        self.rate_in += s.rate_in
+        self.rate_out += s.rate_out
+        self.depth += s.depth
+        self.buffered_bytes += s.buffered_bytes
+        self.memory_bytes += s.memory_bytes
+        self.stall += s.stall
+        if s.high_water > self.high_water:
+            self.high_water = s.high_water
+
+    def copy(self) -> Tally:
+        """An independent copy to add live sessions to."""
+        return Tally(
+            self.sessions,
+            dict(self.states),
+            self.tokens_in,
+            self.tokens_out,
+            self.tokens_lost,
+            self.tokens_lost_cancelled,
+            self.rate_in,
+            self.rate_out,
+            self.depth,
+            self.buffered_bytes,
+            self.memory_bytes,
+            self.stall,
+            self.high_water,
+        )
+
+
+@dataclass(slots=True)
+class Latencies:
+    """Merged latency histograms: the per-chunk ones merged, ttft and slot_wait one value
+    per session (the session snapshot's own, so live and retired sessions count alike)."""
+
+    queue_wait: Histogram = field(default_factory=Histogram)
+    token_age: Histogram = field(default_factory=Histogram)
+    consumer_call: Histogram = field(default_factory=Histogram)
+    ttft: Histogram = field(default_factory=Histogram)
+    slot_wait: Histogram = field(default_factory=Histogram)
+
+    def add(self, session: Session, s: SessionSnapshot) -> None:
+        """Merge one session's histograms and record its ttft and slot_wait."""
+        self.queue_wait.merge(session.queue_wait)
+        self.token_age.merge(session.token_age)
+        self.consumer_call.merge(session.consumer_call)
+        if s.ttft is not None:
+            self.ttft.record(s.ttft)
+        if s.slot_wait is not None:
+            self.slot_wait.record(s.slot_wait)
+
+    def copy(self) -> Latencies:
+        """An independent copy to merge live sessions into."""
+        fresh = Latencies()
+        for mine, theirs in zip(fresh._all(), self._all(), strict=True):
+            mine.merge(theirs)
+        return fresh
+
+    def summary(self) -> tuple[Percentiles, ...]:
+        """queue_wait, token_age, consumer_call, ttft, slot_wait, summarised."""
+        return tuple(h.summary() for h in self._all())
+
+    def _all(self) -> tuple[Histogram, ...]:
+        return (self.queue_wait, self.token_age, self.consumer_call, self.ttft, self.slot_wait)
+
+
+class TotalsAccumulator:
+    """Folds retired sessions in for good and merges the live ones on each call.
+
+    Counts are exact at every call; the merged latency percentiles, which cost a pass over
+    every live histogram, are refreshed at most every `refresh` seconds unless asked.
+    """
+
+    def __init__(self, refresh: float) -> None:
+        self._refresh = refresh
+        self._retired = Tally()
+        self._retired_latencies = Latencies()
+        self._cached: tuple[float, tuple[Percentiles, ...]] | None = None
+
+    def retire(self, session: Session) -> None:
+        """Count a session that leaves the engine's table, once and for good."""
+        snap = session.snapshot()
+        self._retired.add(snap)
+        self._retired_latencies.add(session, snap)
+
+    def totals(
+        self,
+        live: Iterable[tuple[Session, SessionSnapshot]],
+        now: float,
+        *,
+        fresh_latencies: bool = False,
+    ) -> Totals:
+        """Totals of the retired sessions and `live` (each session with its snapshot)."""
+        pairs = list(live)
+        tally = self._retired.copy()
+        for _, snap in pairs:
+            tally.add(snap)
+        cached = self._cached
+        if fresh_latencies or cached is None or now - cached[0] >= self._refresh:
+            latencies = self._retired_latencies.copy()
+            for session, snap in pairs:
+                latencies.add(session, snap)
+            merged = latencies.summary()
+            self._cached = (now, merged)
+        else:
+            merged = cached[1]
+        queue_wait, token_age, consumer_call, ttft, slot_wait = merged
+        return Totals(
+            sessions=tally.sessions,
+            states=MappingProxyType(tally.states),
+            tokens_in=tally.tokens_in,
+            tokens_out=tally.tokens_out,
+            tokens_lost=tally.tokens_lost,
+            rate_in=tally.rate_in,
+            rate_out=tally.rate_out,
+            depth=tally.depth,
+            buffered_bytes=tally.buffered_bytes,
+            memory_bytes=tally.memory_bytes,
+            high_water=tally.high_water,
+            stall=tally.stall,
+            queue_wait=queue_wait,
+            token_age=token_age,
+            consumer_call=consumer_call,
+            ttft=ttft,
+            slot_wait=slot_wait,
+            tokens_lost_cancelled=tally.tokens_lost_cancelled,
+        )
