@@ -32,6 +32,7 @@ from pathlib import Path
 import psutil
 
 from sluice.engine.config import load_config
+from sluice.engine.demo_workload import ContinuousDemo
 from sluice.engine.engine import Engine
 
 SESSION_NAME = "sluice-app-cost"
@@ -227,7 +228,7 @@ async def in_app_latency(config: Path, warmup: float, presses: int) -> list[floa
 async def snapshot_cost(config: Path, warmup: float, calls: int = 20) -> float:
     """Milliseconds per `engine.snapshot()` with the config's demo sessions running."""
     async with Engine(load_config(config)) as engine:
-        engine.run_continuous_demo()
+        ContinuousDemo(engine).start()
         await asyncio.sleep(warmup)
         started = time.perf_counter()
         for _ in range(calls):

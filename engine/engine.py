@@ -75,8 +75,8 @@ class Engine:
         cfg = self.config
         self._clock = clock
         self._knob_values: dict[str, Any] = {s.name: cfg[s] for s in live_settings()}
-        self._knob_listeners: list[Callable[[str, Any], None]] = [self._on_demo_knob]
-        self._continuous = False
+        self._knob_listeners: list[Callable[[str, Any], None]] = []
+        self._end_listeners: list[Callable[[Session], None]] = []
         self.demo = DemoModel(
             rate=cfg[S.DEMO_RATE],
             ttft_ms=cfg[S.DEMO_TTFT_MS],
@@ -146,7 +146,6 @@ class Engine:
             await self._close_done.wait()
             return
         self._closed = True
-        self._continuous = False
         try:
             tasks = list(self._tasks.values()) + self._background
             for task in tasks:
@@ -243,38 +242,6 @@ class Engine:
             )
         return started
 
-    def run_continuous_demo(self, sessions: int | None = None) -> None:
-        """Keep `sessions` demo sessions running, starting a new one whenever one ends."""
-        if sessions is not None:
-            self.set_demo_sessions(sessions)
-        self._continuous = True
-        self._top_up_demo()
-
-    def stop_continuous_demo(self) -> None:
-        """Stop replacing demo sessions that end (running ones finish normally)."""
-        self._continuous = False
-
-    @property
-    def continuous(self) -> bool:
-        """True while the engine keeps the demo session count topped up."""
-        return self._continuous
-
-    def _active_demo(self) -> list[Session]:
-        return [s for s in self.sessions.values() if s.backend_name == "demo" and not s.finished]
-
-    def _top_up_demo(self) -> None:
-        if not self._continuous or self._closed:
-            return
-        active = self._active_demo()
-        missing = self._knob_values["demo.sessions"] - len(active)
-        if missing > 0:
-            self.add_demo_sessions(missing)
-        elif missing < 0:
-            # Retire the newest sessions that have not started yet; running ones finish.
-            queued = [s for s in reversed(active) if s.state == "queued"][:-missing]
-            for session in queued:
-                self._drop_unstarted(session.id)
-
     def drop_queued(self) -> int:
         """Remove every session still waiting for a slot (nothing of theirs was received);
         returns how many were dropped."""
@@ -282,6 +249,21 @@ class Engine:
         for session_id in queued:
             self._drop_unstarted(session_id)
         return len(queued)
+
+    def withdraw(self, session_id: str) -> bool:
+        """Remove a session that is still waiting for a slot (nothing of it was received, so
+        nothing is lost); False when it is unknown or has started."""
+        session = self.sessions.get(session_id)
+        if session is None or session.state != "queued":
+            return False
+        self._drop_unstarted(session_id)
+        return True
+
+    def on_session_end(self, listener: Callable[[Session], None]) -> Callable[[], None]:
+        """Call `listener(session)` when a session finishes (done, failed or cancelled; not
+        when withdrawn before it started); returns the unsubscriber."""
+        self._end_listeners.append(listener)
+        return functools.partial(self._end_listeners.remove, listener)
 
     def _drop_unstarted(self, session_id: str) -> None:
         task = self._tasks.pop(session_id, None)
@@ -296,11 +278,14 @@ class Engine:
         self._tasks.pop(session_id, None)
         if not self._tasks:
             self._idle.set()
-        if self._history is not None and session_id in self.sessions:
-            self._finished.append(session_id)  # (a session dropped unstarted is not here)
-            self._prune_history()
-        if self._continuous and not self._closed:
-            self._top_up_demo()
+        session = self.sessions.get(session_id)
+        if session is None:
+            return  # withdrawn before it started
+        if self._history is not None:
+            self._finished.append(session_id)
+        for listener in list(self._end_listeners):
+            listener(session)
+        self._prune_history()
 
     def _prune_history(self) -> None:
         """Fold the oldest finished sessions into the totals beyond `history` of them."""
@@ -394,10 +379,6 @@ class Engine:
         self._knob_listeners.append(listener)
         return functools.partial(self._knob_listeners.remove, listener)
 
-    def _on_demo_knob(self, name: str, _value: Any) -> None:
-        if name == "demo.sessions":
-            self._top_up_demo()
-
     def resize_buffers(self, maxsize: int) -> None:
         """Resize every live session's buffer now (how `queue.maxsize` is applied)."""
         for session in self.sessions.values():
@@ -433,7 +414,7 @@ class Engine:
         self.set_knob("demo.rate", rate)
 
     def set_demo_sessions(self, sessions: int) -> None:
-        """`set_knob("demo.sessions", sessions)`; continuous mode follows at once."""
+        """`set_knob("demo.sessions", sessions)`; a running ContinuousDemo follows at once."""
         self.set_knob("demo.sessions", sessions)
 
     @property

@@ -29,6 +29,7 @@ from sluice.engine.consumers import (
     discard_broken_output,
     make_consumer,
 )
+from sluice.engine.demo_workload import ContinuousDemo
 from sluice.engine.engine import Engine
 from sluice.engine.prompts import PromptError, add_prompt_arguments, plan_from_args
 from sluice.engine.report import format_seconds, summary_json, summary_table
@@ -97,9 +98,10 @@ async def run_headless(
     )
     try:
         if duration is not None:
-            engine.run_continuous_demo()
+            demo = ContinuousDemo(engine)
+            demo.start()
             await asyncio.sleep(duration)
-            engine.stop_continuous_demo()
+            demo.stop()
             engine.drop_queued()
         else:
             for number, (prompt, backend) in enumerate(plan, start=1):

@@ -26,6 +26,7 @@ from textual.widgets import DataTable, Footer, Input
 
 from sluice.engine.config import Config, ConfigChanged, ConfigError, FileStamp, load_config
 from sluice.engine.config_save import save_config
+from sluice.engine.demo_workload import ContinuousDemo
 from sluice.engine.engine import Engine, KnobError
 from sluice.engine.runner import run_to_exit
 from sluice.engine.session import describe_error
@@ -120,6 +121,7 @@ class SluiceApp(App[int]):
         self.clock = clock
         self.started_at = clock()
         self.continuous = continuous
+        self.demo = ContinuousDemo(self.engine)
         self.workload = workload
         self.live = live
         self.add_count = add_count
@@ -200,7 +202,7 @@ class SluiceApp(App[int]):
             if not engine.closed:
                 engine.start()
                 if self.continuous:
-                    engine.run_continuous_demo()
+                    self.demo.start()
             if self.workload is not None:
                 try:
                     await self.workload(engine)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from sluice.engine.config import Config
 from sluice.engine.consumers import NullConsumer, SleepConsumer
+from sluice.engine.demo_workload import ContinuousDemo
 from sluice.engine.engine import Engine, KnobError
 from sluice.engine.histogram import Histogram
 from sluice.engine.snapshot import (
@@ -207,8 +208,9 @@ async def test_continuous_mode_keeps_the_demo_session_count_and_follows_the_knob
         def active() -> int:
             return sum(1 for s in engine.sessions.values() if not s.finished)
 
-        engine.run_continuous_demo(3)
-        assert engine.continuous and active() == 3
+        demo = ContinuousDemo(engine)
+        demo.start(3)
+        assert demo.running and active() == 3
         await wait_for(lambda: sum(s.finished for s in engine.sessions.values()) >= 4)
         await wait_for(lambda: active() == 3)
         assert len(engine.sessions) >= 7  # the finished ones were replaced
@@ -218,7 +220,7 @@ async def test_continuous_mode_keeps_the_demo_session_count_and_follows_the_knob
         # Sessions that had not started are dropped; streaming ones are never cut short.
         assert active() >= 2
         assert all(s.state != "queued" for s in engine.sessions.values() if not s.finished)
-        engine.stop_continuous_demo()
+        demo.stop()
         await engine.wait_idle()
         snap = engine.snapshot()
         assert all(s.state == "done" for s in snap.sessions)
@@ -366,7 +368,7 @@ async def test_no_task_is_left_after_aclose_cancels_running_sessions() -> None:
     engine = Engine(make_config(tokens=5000, rate=100, delay_ms=10))
     engine.start()
     engine.add_demo_sessions(6)
-    engine.run_continuous_demo(6)
+    ContinuousDemo(engine).start(6)
     await asyncio.sleep(0.05)
     assert other_tasks(before)  # sessions and the sampler are running
     await engine.aclose()
