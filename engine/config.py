@@ -92,8 +92,8 @@ class Config:
         allowed (nothing is changed then)."""
         merged = dict(self.values)
         for name, value in values.items():
-            setting = _known(name)
             try:
+                setting = lookup(name)
                 merged[name] = setting.coerce(value)
             except SettingError as exc:
                 raise ValueError(f"{name} = {value!r}: {exc}") from None

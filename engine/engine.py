@@ -21,7 +21,12 @@ from typing import Any
 from sluice.engine import settings as S
 from sluice.engine.backends.base import Backend
 from sluice.engine.backends.demo import DemoModel
-from sluice.engine.backends.registry import BUILDERS, build_backend, close_backends
+from sluice.engine.backends.registry import (
+    BUILDERS,
+    UnknownBackend,
+    build_backend,
+    close_backends,
+)
 from sluice.engine.config import Config
 from sluice.engine.consumers import Consumer, SleepConsumer, close_consumer, make_consumer
 from sluice.engine.limiter import AdjustableLimiter
@@ -222,12 +227,12 @@ class Engine:
     def _build_backend(self, name: str) -> None:
         """Build a real backend (claude, ollama) from the config on first use.
 
-        Raises KeyError for an unknown name and MissingCredentials when its key is not set
+        Raises UnknownBackend for an unknown name and MissingCredentials when its key is not set
         in the environment; the engine closes what it built in `aclose`.
         """
         if name not in BUILDERS:
             known = ", ".join(sorted({*self.backends, *BUILDERS}))
-            raise KeyError(f"no backend named {name!r}; known: {known}")
+            raise UnknownBackend(f"no backend named {name!r}; known: {known}")
         built = build_backend(name, self.config)
         self.backends[name] = built
         self._owned_backends.append(built)

@@ -413,7 +413,7 @@ class SluiceApp(App[int]):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter on a session opens its detail screen."""
         if event.row_key.value is not None:
-            self.push_screen(DetailScreen(event.row_key.value))
+            self.push_screen(DetailScreen(event.row_key.value, self.source, self.cancel_session))
 
     def action_switch_area(self) -> None:
         """Tab: jump between the session table and the knobs (Up/Down move among knobs).

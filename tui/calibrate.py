@@ -7,12 +7,10 @@ once batched, under the container's memory ceiling when one is set.
 
 from __future__ import annotations
 
-import psutil
-
-from sluice.engine.cgroup import memory_limit
-from sluice.engine.consumers import make_consumer
+from sluice.engine import settings as S
+from sluice.engine.consumers import close_consumer, make_consumer
 from sluice.engine.engine import Engine
-from sluice.engine.tuning import ConsumerTiming, Recommendation, measure_consumer, recommend
+from sluice.engine.tuning import ConsumerTiming, Recommendation, calibrate, container_ceiling
 
 __all__ = ["CALIBRATION_BATCH", "CALIBRATION_CHUNKS", "recommend_for"]
 
@@ -21,30 +19,27 @@ CALIBRATION_BATCH = 16  # chunks per call in the batched run
 
 
 async def recommend_for(engine: Engine) -> tuple[Recommendation, ConsumerTiming]:
-    """Time the engine's kind of consumer and recommend knob values for its current setup;
-    returns the recommendation and the one-chunk timing it rests on."""
-    knobs = engine.knobs
+    """Time the engine's kind of consumer and recommend knob values for its current setup,
+    by the same rules and calibration as `sluice calibrate` (engine/tuning.py); returns the
+    recommendation and the one-chunk timing it rests on."""
     config = engine.config
     consumer = make_consumer(
-        config["consumer.kind"], delay_ms=knobs.delay_ms, path=config["consumer.path"]
+        config[S.CONSUMER_KIND],
+        delay_ms=engine.knob(S.CONSUMER_DELAY_MS.name),
+        path=config[S.CONSUMER_PATH],
     )
+    ceiling, reserved = container_ceiling()
+    limits = [value for name, value in engine.knob_values.items() if name.startswith("limits.")]
     try:
-        single = await measure_consumer(consumer, chunks=CALIBRATION_CHUNKS, batch_max=1)
-        batched = await measure_consumer(
-            consumer, chunks=CALIBRATION_CHUNKS, batch_max=CALIBRATION_BATCH
+        result = await calibrate(
+            consumer,
+            sessions=max(1, sum(limits)),
+            memory_ceiling=ceiling,
+            reserved_bytes=reserved,
+            rate=engine.knob(S.DEMO_RATE.name),
+            chunks=CALIBRATION_CHUNKS,
+            batch=CALIBRATION_BATCH,
         )
     finally:
-        closer = getattr(consumer, "aclose", None)
-        if closer is not None:
-            await closer()
-    ceiling = memory_limit()
-    reserved = psutil.Process().memory_info().rss if ceiling is not None else 0
-    rec = recommend(
-        single,
-        sessions=max(1, sum(knobs.limits.values())),
-        memory_ceiling=ceiling,
-        reserved_bytes=reserved,
-        batched=batched,
-        rate=knobs.rate,
-    )
-    return rec, single
+        await close_consumer(consumer)
+    return result.recommendation, result.single

@@ -5,6 +5,8 @@ Opened with Enter on a table row; it re-reads `source.detail(id)` on a timer whi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -17,6 +19,7 @@ from sluice.engine.histogram import Percentiles
 from sluice.engine.snapshot import STOP_WARNINGS, SessionDetail, SessionSnapshot
 from sluice.tui import fmt
 from sluice.tui.columns import stop_style
+from sluice.tui.source import SnapshotSource
 
 __all__ = ["DetailScreen", "Timeline", "render_latencies", "render_summary", "render_timeline"]
 
@@ -154,9 +157,13 @@ class DetailScreen(Screen[None]):
     def action_ignore(self) -> None:
         """Keys that mean nothing on this screen (the filter belongs to the table)."""
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(
+        self, session_id: str, source: SnapshotSource, cancel: Callable[[str], object]
+    ) -> None:
         super().__init__(id="detail")
         self.session_id = session_id
+        self.source = source
+        self.cancel = cancel
 
     def compose(self) -> ComposeResult:
         """Summary and timeline up top, latencies beside the error, then the text tail."""
@@ -179,8 +186,7 @@ class DetailScreen(Screen[None]):
 
     def refresh_detail(self) -> None:
         """Re-read the session and redraw."""
-        source = self.app.source  # type: ignore[attr-defined]
-        detail: SessionDetail | None = source.detail(self.session_id)
+        detail = self.source.detail(self.session_id)
         if detail is None:
             gone = fmt.plain(self.session_id, "bold", one_line=False, limit=NAME)
             gone.append(": no longer tracked (finished sessions are pruned)")
@@ -207,5 +213,5 @@ class DetailScreen(Screen[None]):
 
     def action_cancel_session(self) -> None:
         """Cancel this session."""
-        self.app.cancel_session(self.session_id)  # type: ignore[attr-defined]
+        self.cancel(self.session_id)
         self.refresh_detail()

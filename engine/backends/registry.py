@@ -23,6 +23,7 @@ __all__ = [
     "BUILDERS",
     "BadEnvironment",
     "MissingCredentials",
+    "UnknownBackend",
     "build_backend",
     "check_environment",
     "claude_base_url",
@@ -160,6 +161,10 @@ def parse_backend_list(text: str) -> list[str]:
     return names
 
 
+class UnknownBackend(ValueError):
+    """A backend name nothing can build; the message names the known ones."""
+
+
 def build_backend(name: str, config: Config, environ: Mapping[str, str] | None = None) -> Backend:
     """One real backend, configured from `config` and the environment. A client the
     environment makes impossible (a proxy variable with an unknown scheme, a SOCKS proxy
@@ -168,7 +173,7 @@ def build_backend(name: str, config: Config, environ: Mapping[str, str] | None =
     try:
         builder = BUILDERS[name]
     except KeyError:
-        raise KeyError(f"no backend builder for {name!r}; known: {', '.join(BUILDERS)}") from None
+        raise UnknownBackend(f"no backend named {name!r}; known: {', '.join(BUILDERS)}") from None
     check_environment([name], config, environ)
     try:
         return builder(config, environ)

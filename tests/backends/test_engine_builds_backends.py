@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sluice.engine.backends.registry import MissingCredentials
+from sluice.engine.backends.registry import MissingCredentials, UnknownBackend
 from sluice.engine.config import Config
 from tests.backends.helpers import TEST_KEY, RecordingConsumer, stray_tasks
 from tests.backends.servers import AnthropicServer, OllamaServer
@@ -66,5 +66,5 @@ async def test_unknown_backend_names_the_known_ones() -> None:
     from sluice.engine.engine import Engine
 
     async with Engine(Config()) as engine:
-        with pytest.raises(KeyError, match="claude, demo, ollama"):
+        with pytest.raises(UnknownBackend, match="claude, demo, ollama"):
             engine.add_session("hello", "gpt")

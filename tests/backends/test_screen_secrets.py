@@ -49,7 +49,7 @@ async def test_screen_never_shows_the_key(anthropic_server: AnthropicServer):
             await pilot.pause()
             screens = [screen_text(app.export_screenshot())]
             for session_id in ("claude-echo", "claude-boom"):
-                app.push_screen(DetailScreen(session_id))
+                app.push_screen(DetailScreen(session_id, app.source, app.cancel_session))
                 await pilot.pause()
                 screens.append(screen_text(app.export_screenshot()))
                 app.pop_screen()

@@ -89,7 +89,7 @@ async def test_the_detail_screen_marks_a_truncated_or_refused_answer(
                     break
                 await pilot.pause(0.02)
             for session_id in ENDS:
-                app.push_screen(DetailScreen(session_id))
+                app.push_screen(DetailScreen(session_id, app.source, app.cancel_session))
                 await pilot.pause()
                 shown[session_id] = screen_text(app.export_screenshot())
                 app.pop_screen()

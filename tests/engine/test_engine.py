@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sluice.engine.backends.registry import UnknownBackend
 from sluice.engine.config import Config
 from sluice.engine.consumers import NullConsumer, SleepConsumer
 from sluice.engine.demo_workload import ContinuousDemo
@@ -313,7 +314,7 @@ async def test_history_folds_old_finished_sessions_into_whole_totals() -> None:
 async def test_add_session_refuses_unknown_backends_duplicate_ids_and_a_closed_engine() -> None:
     engine = Engine(make_config())
     async with engine:
-        with pytest.raises(KeyError, match="no backend"):
+        with pytest.raises(UnknownBackend, match="no backend"):
             engine.add_session("p", "nope")
         engine.add_session("p", session_id="same")
         with pytest.raises(ValueError, match="already exists"):
