@@ -29,7 +29,6 @@ from sluice.engine.session import Session
 from sluice.engine.snapshot import (
     BackendSnapshot,
     EngineSnapshot,
-    Knobs,
     ProcessSnapshot,
     SessionDetail,
     SessionSnapshot,
@@ -52,7 +51,6 @@ __all__ = [
     "EngineSnapshot",
     "Histogram",
     "KnobError",
-    "Knobs",
     "LimiterStats",
     "NullConsumer",
     "Percentiles",

@@ -43,7 +43,6 @@ from sluice.engine.settings import (
 from sluice.engine.snapshot import (
     BackendSnapshot,
     EngineSnapshot,
-    Knobs,
     SessionDetail,
 )
 from sluice.engine.totals import TotalsAccumulator
@@ -348,9 +347,9 @@ class Engine:
         return self._knob_values[name]
 
     @property
-    def knob_values(self) -> Mapping[str, Any]:
-        """Every live knob's current value, by dotted config name (read-only view)."""
-        return MappingProxyType(self._knob_values)
+    def knobs(self) -> Mapping[str, Any]:
+        """Every live knob's current value, by dotted config name (a read-only copy)."""
+        return MappingProxyType(dict(self._knob_values))
 
     def knob_settings(self) -> dict[str, Setting[Any]]:
         """Every live knob's declaration, by dotted config name, in display order."""
@@ -421,18 +420,6 @@ class Engine:
     def set_demo_sessions(self, sessions: int) -> None:
         """`set_knob("demo.sessions", sessions)`; a running ContinuousDemo follows at once."""
         self.set_knob("demo.sessions", sessions)
-
-    @property
-    def knobs(self) -> Knobs:
-        """The knobs' current values."""
-        return Knobs(
-            maxsize=self._knob_values["queue.maxsize"],
-            batch_max=self._knob_values["queue.batch_max"],
-            limits=MappingProxyType({n: lim.limit for n, lim in self.limiters.items()}),
-            delay_ms=self._knob_values["consumer.delay_ms"],
-            rate=self.demo.rate,
-            sessions=self._knob_values["demo.sessions"],
-        )
 
     @property
     def delay_applies(self) -> bool:

@@ -6,6 +6,7 @@ Error texts pass through `redact` on the way out, so credentials inside URLs nev
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from sluice.engine.redact import redact
@@ -45,13 +46,29 @@ def to_json_dict(snapshot: EngineSnapshot, **extra: Any) -> dict[str, Any]:
         "sessions": [_session_dict(s) for s in snapshot.sessions],
         "totals": snapshot.totals.to_dict(),
         "process": snapshot.process.to_dict(),
-        "knobs": snapshot.knobs.to_dict(),
+        "knobs": knobs_json(snapshot.knobs),
         "backends": [
             {"name": b.name, "limit": b.limit, "in_use": b.in_use, "waiting": b.waiting}
             for b in snapshot.backends
         ],
     }
     out.update(extra)
+    return out
+
+
+def knobs_json(knobs: Mapping[str, Any]) -> dict[str, Any]:
+    """The `knobs` member of the run's JSON (docs/json.md): each knob under its key
+    (`queue.maxsize` as `maxsize`), the backend limits gathered in one `limits` object."""
+    out: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
+    for name, value in knobs.items():
+        table, _, key = name.partition(".")
+        if table == "limits":
+            limits[key] = value
+        else:
+            out[key] = value
+    if limits:
+        out["limits"] = limits
     return out
 
 

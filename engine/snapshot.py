@@ -18,7 +18,6 @@ __all__ = [
     "STOP_WARNINGS",
     "BackendSnapshot",
     "EngineSnapshot",
-    "Knobs",
     "ProcessSnapshot",
     "SessionDetail",
     "SessionSnapshot",
@@ -52,22 +51,6 @@ def _flatten(obj: Any) -> dict[str, Any]:
         else:
             out[f.name] = value
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class Knobs:
-    """The live-tunable settings. `limits` maps backend name to its concurrency cap."""
-
-    maxsize: int
-    batch_max: int
-    limits: Mapping[str, int]
-    delay_ms: float
-    rate: float
-    sessions: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return _flatten(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +177,6 @@ class EngineSnapshot:
     taken_at: float
     sessions: tuple[SessionSnapshot, ...]
     backends: tuple[BackendSnapshot, ...]
-    knobs: Knobs
+    knobs: Mapping[str, Any]  # live knob values by dotted config name (`queue.maxsize`)
     process: ProcessSnapshot
     totals: Totals

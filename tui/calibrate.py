@@ -29,7 +29,7 @@ async def recommend_for(engine: Engine) -> tuple[Recommendation, ConsumerTiming]
         path=config[S.CONSUMER_PATH],
     )
     ceiling, reserved = container_ceiling()
-    limits = [value for name, value in engine.knob_values.items() if name.startswith("limits.")]
+    limits = [value for name, value in engine.knobs.items() if name.startswith("limits.")]
     try:
         result = await calibrate(
             consumer,

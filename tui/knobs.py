@@ -8,7 +8,7 @@ applies it to running sessions at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,6 @@ from textual.widgets import Input, Label
 
 from sluice.engine.engine import Engine
 from sluice.engine.settings import SETTINGS, Setting, limit_setting
-from sluice.engine.snapshot import Knobs
 from sluice.tui.fmt import knob_value
 from sluice.tui.readout import Readout
 from sluice.tui.slider import Slider
@@ -36,7 +35,7 @@ class KnobDef:
     label: str
     spec_name: str
     slider_max: float
-    read: Callable[[Knobs], float]
+    read: Callable[[Mapping[str, Any]], float]
     apply: Callable[[Engine, float], None]
     step: float = 1
     backend: str | None = None
@@ -60,7 +59,7 @@ def _limit(backend: str) -> KnobDef:
         label=f"{backend} lim",
         spec_name="limit",
         slider_max=64,
-        read=lambda k: k.limits.get(backend, 1),
+        read=lambda k: k.get(f"limits.{backend}", 1),
         apply=lambda e, v: e.set_limit(backend, int(v)),
         backend=backend,
     )
@@ -72,7 +71,7 @@ KNOBS: tuple[KnobDef, ...] = (
         "maxsize",
         "queue.maxsize",
         1024,
-        lambda k: k.maxsize,
+        lambda k: k["queue.maxsize"],
         lambda e, v: e.set_maxsize(int(v)),
     ),
     KnobDef(
@@ -80,7 +79,7 @@ KNOBS: tuple[KnobDef, ...] = (
         "batch_max",
         "queue.batch_max",
         256,
-        lambda k: k.batch_max,
+        lambda k: k["queue.batch_max"],
         lambda e, v: e.set_batch_max(int(v)),
     ),
     _limit("claude"),
@@ -91,16 +90,23 @@ KNOBS: tuple[KnobDef, ...] = (
         "delay ms",
         "consumer.delay_ms",
         1000,
-        lambda k: k.delay_ms,
+        lambda k: k["consumer.delay_ms"],
         lambda e, v: e.set_delay_ms(v),
     ),
-    KnobDef("rate", "demo tok/s", "demo.rate", 1000, lambda k: k.rate, lambda e, v: e.set_rate(v)),
+    KnobDef(
+        "rate",
+        "demo tok/s",
+        "demo.rate",
+        1000,
+        lambda k: k["demo.rate"],
+        lambda e, v: e.set_rate(v),
+    ),
     KnobDef(
         "sessions",
         "demo sess.",
         "demo.sessions",
         1000,
-        lambda k: k.sessions,
+        lambda k: k["demo.sessions"],
         lambda e, v: e.set_demo_sessions(int(v)),
     ),
 )
@@ -227,7 +233,9 @@ class KnobRow(Horizontal):
 class KnobsPanel(Vertical):
     """Every knob, in the order of KNOBS."""
 
-    def __init__(self, knobs: Knobs, apply: ApplyKnob, *, id: str | None = None) -> None:
+    def __init__(
+        self, knobs: Mapping[str, Any], apply: ApplyKnob, *, id: str | None = None
+    ) -> None:
         super().__init__(id=id)
         self.rows = {knob.key: KnobRow(knob, knob.read(knobs), apply) for knob in KNOBS}
 
@@ -235,7 +243,7 @@ class KnobsPanel(Vertical):
         """One row per knob."""
         yield from self.rows.values()
 
-    def sync(self, knobs: Knobs) -> None:
+    def sync(self, knobs: Mapping[str, Any]) -> None:
         """Follow the engine's knobs (changed by a workload, calibration or a refused set)."""
         for row in self.rows.values():
             row.sync(row.knob.read(knobs))

@@ -23,7 +23,6 @@ from sluice.engine.histogram import Histogram
 from sluice.engine.snapshot import (
     BackendSnapshot,
     EngineSnapshot,
-    Knobs,
     ProcessSnapshot,
     SessionSnapshot,
     Totals,
@@ -101,7 +100,7 @@ async def test_maxsize_knob_resizes_running_buffers_at_once_and_applies_to_new_s
         assert session.buffer.depth == 10 and session.buffer.maxsize == 2
         later = engine.add_session("q", backend)
         assert later.buffer.maxsize == 2
-        assert engine.knobs.maxsize == 2
+        assert engine.knobs["queue.maxsize"] == 2
         consumer.gate.set()
         await engine.wait_idle()
         assert session.state == "done" and session.tokens_lost == 0
@@ -155,12 +154,11 @@ async def test_delay_and_rate_knobs_reach_the_consumer_and_the_demo_model() -> N
         engine.set_rate(123.0)
         assert engine.demo.rate == 123.0
         knobs = engine.snapshot().knobs
-        assert isinstance(knobs, Knobs)
-        assert (knobs.delay_ms, knobs.rate) == (7.5, 123.0)
+        assert (knobs["consumer.delay_ms"], knobs["demo.rate"]) == (7.5, 123.0)
     async with Engine(make_config(kind="null")) as engine:
         assert not engine.delay_applies
         engine.set_delay_ms(3)  # remembered (and saved) even though null ignores it
-        assert engine.knobs.delay_ms == 3
+        assert engine.knobs["consumer.delay_ms"] == 3
 
 
 async def test_tuned_config_carries_the_knobs() -> None:
@@ -237,10 +235,13 @@ async def test_snapshot_is_frozen_plain_data_with_the_glossary_names() -> None:
         await engine.wait_idle()
         snap = engine.snapshot()
     assert isinstance(snap, EngineSnapshot)
-    for obj in (snap, snap.sessions[0], snap.totals, snap.process, snap.knobs, snap.backends[0]):
+    for obj in (snap, snap.sessions[0], snap.totals, snap.process, snap.backends[0]):
         assert dataclasses.is_dataclass(obj)
         with pytest.raises(dataclasses.FrozenInstanceError):
             obj.__setattr__(dataclasses.fields(obj)[0].name, None)
+    with pytest.raises(TypeError):  # the knobs, by dotted name, are read-only too
+        snap.knobs["queue.maxsize"] = 1  # type: ignore[index]
+    assert snap.knobs["queue.maxsize"] == 16
     s = snap.sessions[0]
     assert isinstance(s, SessionSnapshot)
     names = {f.name for f in dataclasses.fields(SessionSnapshot)}

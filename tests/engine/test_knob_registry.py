@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
-from sluice.engine.config import Config
+from sluice.engine.config import Config, ConfigError, load_config, parse_config
+from sluice.engine.config_save import save_config
 from sluice.engine.engine import Engine, KnobError
-from sluice.engine.settings import SETTINGS, Setting, SettingError, live_settings, lookup
+from sluice.engine.report import to_json_dict
+from sluice.engine.settings import (
+    SETTINGS,
+    Setting,
+    SettingError,
+    live_settings,
+    lookup,
+    register,
+    unregister,
+)
 
 
 def test_every_live_knob_has_a_label_a_help_line_and_a_slider_span() -> None:
@@ -36,14 +49,14 @@ def test_an_unknown_name_suggests_the_closest() -> None:
 
 async def test_set_knobs_checks_every_value_before_changing_any() -> None:
     async with Engine(Config()) as engine:
-        before = dict(engine.knob_values)
+        before = dict(engine.knobs)
         with pytest.raises(KnobError, match=r"limits\.demo = 0: must be an integer from 1"):
             engine.set_knobs({"queue.maxsize": 64, "limits.demo": 0})
-        assert dict(engine.knob_values) == before
+        assert dict(engine.knobs) == before
         assert engine.limiters["demo"].limit == before["limits.demo"]
         with pytest.raises(KnobError, match="no such knob"):
             engine.set_knobs({"queue.maxsize": 64, "queue.bogus": 1})
-        assert dict(engine.knob_values) == before
+        assert dict(engine.knobs) == before
 
 
 async def test_set_knobs_applies_to_running_sessions_and_tells_listeners() -> None:
@@ -64,10 +77,50 @@ async def test_set_knobs_applies_to_running_sessions_and_tells_listeners() -> No
 
 
 def test_a_setting_declared_twice_or_with_a_bad_default_is_refused() -> None:
-    from sluice.engine.settings import register
-
     with pytest.raises(ValueError, match="declared twice"):
         register(Setting("queue.maxsize", int, 1, "again"))
     with pytest.raises(SettingError):
         register(Setting("queue.test_bad_default", int, -1, "bad", minimum=0, maximum=3))
     assert "queue.test_bad_default" not in SETTINGS
+
+
+@pytest.fixture
+def extra_knob() -> Iterator[Setting[int]]:
+    """A knob that exists only in this test, declared through the registry alone."""
+    setting = register(
+        Setting(
+            "queue.test_extra",
+            int,
+            3,
+            "a knob added by a test",
+            minimum=1,
+            maximum=9,
+            live=True,
+            label="extra",
+            slider_max=9,
+        )
+    )
+    yield setting
+    unregister(setting.name)
+
+
+async def test_a_knob_added_to_the_registry_alone_is_validated_saved_set_and_shown(
+    extra_knob: Setting[int], tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match=r"\[queue\] test_extra = 10: must be an integer from 1"):
+        parse_config({"queue": {"test_extra": 10}})
+    path = tmp_path / "config.toml"
+    path.write_text("[queue]\ntest_extra = 5  # mine\n")
+    config = load_config(path)
+    assert config[extra_knob] == 5
+    async with Engine(config) as engine:
+        assert engine.knobs["queue.test_extra"] == 5
+        engine.set_knob("queue.test_extra", 7)
+        with pytest.raises(KnobError, match="must be an integer from 1 to 9"):
+            engine.set_knob("queue.test_extra", 0)
+        snap = engine.snapshot()
+        assert snap.knobs["queue.test_extra"] == 7
+        assert to_json_dict(snap)["knobs"]["test_extra"] == 7
+        save_config(engine.tuned_config())
+    assert load_config(path)[extra_knob] == 7
+    assert "test_extra = 7  # mine" in path.read_text()

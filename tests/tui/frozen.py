@@ -9,7 +9,6 @@ from sluice.engine.snapshot import (
     SESSION_STATES,
     BackendSnapshot,
     EngineSnapshot,
-    Knobs,
     ProcessSnapshot,
     SessionDetail,
     SessionSnapshot,
@@ -70,13 +69,17 @@ def snapshot(t: int, sessions: int = 12) -> EngineSnapshot:
     states = dict.fromkeys(SESSION_STATES, 0)
     for s in rows:
         states[s.state] += 1
-    knobs = Knobs(
-        maxsize=16,
-        batch_max=1,
-        limits=MappingProxyType({"claude": 4, "ollama": 6, "demo": 4}),
-        delay_ms=50.0,
-        rate=40.0,
-        sessions=sessions,
+    knobs = MappingProxyType(
+        {
+            "queue.maxsize": 16,
+            "queue.batch_max": 1,
+            "limits.claude": 4,
+            "limits.ollama": 6,
+            "limits.demo": 4,
+            "consumer.delay_ms": 50.0,
+            "demo.rate": 40.0,
+            "demo.sessions": sessions,
+        }
     )
     wave = (t % 10) / 10
     totals = Totals(

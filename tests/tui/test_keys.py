@@ -255,7 +255,7 @@ async def test_t_calibrates_and_moves_the_sliders(fast_config: Config) -> None:
         assert 10 <= rec.maxsize <= 26
         await pilot.pause()
         knobs = app.engine.knobs
-        assert (knobs.maxsize, knobs.batch_max) == (rec.maxsize, rec.batch_max)
+        assert (knobs["queue.maxsize"], knobs["queue.batch_max"]) == (rec.maxsize, rec.batch_max)
         assert app.query_one("#knob-maxsize", Slider).value == rec.maxsize
         running = [s for s in app.engine.snapshot().sessions if not s.finished]
         assert running and all(s.maxsize == rec.maxsize for s in running)
