@@ -18,7 +18,7 @@ from sluice.engine.config import load_config
 from sluice.engine.engine import Engine
 from sluice.engine.headless import demo_plan, run_headless
 from sluice.engine.report import to_json_dict
-from tests.engine.engine_fakes import other_tasks
+from tests.fakes import other_tasks
 
 FAST = """\
 [queue]
