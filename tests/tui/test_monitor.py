@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from sluice.cli.main import main
+from sluice.cli.monitor import WorkloadError, load_workload
 from sluice.engine.config import Config
 from sluice.engine.engine import Engine
 from sluice.tui.app import SluiceApp
-from sluice.tui.monitor import WorkloadError, load_workload
 from sluice.tui.table import SessionTable
 from tests.fakes import wait_until
 
