@@ -1,40 +1,42 @@
-"""The `sluice` command: the app by default, plus headless subcommands.
+"""The `sluice` command: the app by default, plus the commands in COMMANDS.
 
-Each subcommand lives in its own module exposing `HELP` (one line), `add_arguments(parser)`
-and `run_command(args, config) -> int`; this file only wires them up, loads and validates the
-config, and turns bad input into a one-line message with exit code 2.
+Each command is a `Command` declared at the end of its own module (cli/command.py says how);
+this file lists them once, builds the argument parser from them, loads the config and turns
+bad input (`UsageError`, `ConfigError`) into one line on stderr with exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
-from sluice.engine.config import ConfigError, load_config
-from sluice.engine.consumers import ConsumerError
+from sluice.cli import app, bench, calibrate, check, monitor, run
+from sluice.cli.command import Command, CommandIO, ExitCode, UsageError, one_line
+from sluice.engine.config import Config, ConfigError, load_config
 
-EXIT_USAGE = 2
+__all__ = ["COMMANDS", "build_parser", "main", "run_command"]
 
-# Subcommand name -> module implementing it. Modules are imported only when listed here,
-# so the headless commands never load Textual.
-COMMANDS: dict[str, str] = {
-    "run": "sluice.engine.headless",
-    "calibrate": "sluice.engine.calibrate_cmd",
-    "bench": "sluice.bench.cli",
-    "check": "sluice.engine.check",
-    "monitor": "sluice.tui.monitor",
-}
+# Every command, in the order `sluice --help` lists them. A command module imports nothing
+# heavy at its top (Textual, the SDKs, the benchmarks load when its `run` does), so building
+# the parser stays quick and `sluice run` never loads the app.
+COMMANDS: tuple[Command, ...] = (
+    run.COMMAND,
+    calibrate.COMMAND,
+    bench.COMMAND,
+    check.COMMAND,
+    monitor.COMMAND,
+)
+APP = app.COMMAND  # `sluice` with no command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for `sluice` and its subcommands."""
+    """The argument parser for `sluice` and its commands."""
     parser = argparse.ArgumentParser(
         prog="sluice",
         description=(
             "Back-pressure for LLM token streams, with a live app to tune it. "
-            "With no COMMAND, opens the app on the sessions from the config file."
+            f"With no COMMAND, {APP.help}."
         ),
     )
     parser.add_argument(
@@ -42,41 +44,38 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="config file (default: ./config.toml, or built-in defaults if it is absent)",
     )
+    APP.add_arguments(parser)
     commands = parser.add_subparsers(dest="command", metavar="[COMMAND]")
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        sub = commands.add_parser(name, help=module.HELP, description=module.HELP)
+    for command in COMMANDS:
+        sub = commands.add_parser(command.name, help=command.help, description=command.help)
         # `sluice run --config X` works as well as `sluice --config X run`.
         sub.add_argument("--config", metavar="PATH", dest="sub_config", help="config file")
-        module.add_arguments(sub)
+        command.add_arguments(sub)
     return parser
+
+
+def run_command(
+    args: argparse.Namespace, io: CommandIO | None = None, config: Config | None = None
+) -> int:
+    """Run the command `args` names (the app when none) and return its exit code. `config`
+    defaults to the file `--config` names. Bad input is one line on stderr, `sluice: ...`
+    for the config file, `sluice NAME: ...` for the command's own, and exit code 2."""
+    io = io or CommandIO()
+    command = next((c for c in COMMANDS if c.name == args.command), APP)
+    prog = "sluice"
+    try:
+        if config is None:
+            config = load_config(getattr(args, "sub_config", None) or args.config)
+        prog = command.prog
+        return int(command.run(args, config, io))
+    except (UsageError, ConfigError) as exc:
+        io.stderr.write(f"{prog}: {one_line(str(exc))}\n")
+        return ExitCode.USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `sluice` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    config_path = getattr(args, "sub_config", None) or args.config
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        sys.stderr.write(f"sluice: {exc}\n")
-        return EXIT_USAGE
-    if args.command is not None:
-        module = importlib.import_module(COMMANDS[args.command])
-        return int(module.run_command(args, config))
-    # No subcommand: the live app, keeping the config's demo sessions going.
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        sys.stderr.write("sluice: the app needs a terminal; for a headless run use `sluice run`\n")
-        return EXIT_USAGE
-    from sluice.tui.app import SluiceApp
-
-    try:
-        app = SluiceApp(config=config)
-    except ConsumerError as exc:
-        sys.stderr.write(f"sluice: {exc}\n")
-        return EXIT_USAGE
-    return app.run_until_stopped()  # SIGTERM/SIGHUP/SIGINT: exit 143/129/130, terminal restored
+    return run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

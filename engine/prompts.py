@@ -1,9 +1,10 @@
 """Prompts for headless runs and the plan of sessions built from them.
 
-`--prompt TEXT` gives one prompt; `--prompts FILE` gives many: one per line, or JSONL (one
-object with a string "prompt" per line) when the file ends in `.jsonl` or its first
-non-blank line starts with `{`. Blank lines are skipped. `--prompts -` reads standard input.
-`--backend a,b` runs the prompts on each named backend at once, each behind its own limit.
+A prompts file holds one prompt per line, or JSONL (one object with a string "prompt" per
+line) when the file ends in `.jsonl` or its first non-blank line starts with `{`. Blank lines
+are skipped; the path `-` reads standard input. Errors name the file the way `sluice run`'s
+`--prompts` option does. A plan runs the prompts on each named backend at once, each behind
+its own limit (the options themselves are read in cli/prompts.py).
 
 Reading is bounded whatever the file is: at most MAX_PROMPT_BYTES (16 MiB) are read, and a
 longer input (a huge file, `/dev/zero`) is refused. A FIFO, a pipe, a terminal or a device is
@@ -14,7 +15,6 @@ refused.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import select
@@ -24,17 +24,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sluice.engine import settings as S
-from sluice.engine.backends.base import BackendError
-from sluice.engine.backends.registry import (
-    check_environment,
-    parse_backend_list,
-    require_credentials,
-)
-from sluice.engine.config import Config
-from sluice.engine.settings import SettingError
-
-__all__ = ["PromptError", "add_prompt_arguments", "load_prompts", "plan_from_args", "plan_sessions"]
+__all__ = ["PromptError", "load_prompts", "plan_sessions"]
 
 MAX_PROMPT_BYTES = 16 * 1024 * 1024
 READ_IDLE_S = 30.0  # a pipe or FIFO silent this long is given up on
@@ -42,23 +32,7 @@ _READ_CHUNK = 1024 * 1024
 
 
 class PromptError(ValueError):
-    """Bad prompt input or backend choice; the one-line message is shown, exit code 2."""
-
-
-def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--backend`, `--prompt` and `--prompts`."""
-    parser.add_argument(
-        "--backend",
-        metavar="NAMES",
-        help="claude, ollama or demo, or a comma list for a mixed run (default: demo)",
-    )
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--prompt", metavar="TEXT", help="one prompt for every session")
-    group.add_argument(
-        "--prompts",
-        metavar="FILE",
-        help='prompts, one per line or JSONL ({"prompt": ...}); - reads standard input',
-    )
+    """Bad prompt input or a plan that cannot run; one line naming the file or option."""
 
 
 def load_prompts(path: str | Path) -> list[str]:
@@ -170,34 +144,3 @@ def plan_sessions(
             else:
                 plan.append((prompts[i % len(prompts)], backend))
     return plan
-
-
-def plan_from_args(args: argparse.Namespace, config: Config) -> list[tuple[str, str]]:
-    """The planner of `sluice run --headless`: backends, prompts and session counts."""
-    try:
-        backends = parse_backend_list(getattr(args, "backend", None) or "demo")
-    except ValueError as exc:
-        raise PromptError(str(exc)) from None
-    prompt = getattr(args, "prompt", None)
-    prompts_file = getattr(args, "prompts", None)
-    prompts: list[str] | None = None
-    if prompt is not None:
-        if not prompt.strip():
-            raise PromptError("--prompt: must be non-empty text")
-        prompts = [prompt]
-    elif prompts_file is not None:
-        prompts = load_prompts(prompts_file)
-    if getattr(args, "duration", None) is not None and backends != ["demo"]:
-        raise PromptError("--duration: continuous runs use the demo backend only")
-    sessions = getattr(args, "sessions", None)
-    if sessions is not None:
-        try:
-            S.DEMO_SESSIONS.coerce(sessions)
-        except SettingError as exc:
-            raise PromptError(f"--sessions {sessions}: {exc}") from None
-    try:
-        require_credentials(backends)
-        check_environment(backends, config)
-    except BackendError as exc:
-        raise PromptError(str(exc)) from None
-    return plan_sessions(backends, prompts, sessions, config[S.DEMO_SESSIONS])

@@ -10,7 +10,6 @@ from dataclasses import replace
 
 import pytest
 
-from sluice.bench import cli
 from sluice.bench.anthropic_sse import render_stream
 from sluice.bench.long_response import LongResult, run_long
 from sluice.bench.overhead import VARIANTS, run_overhead
@@ -26,6 +25,8 @@ from sluice.bench.scenario import (
     makespan,
     run_scenario,
 )
+from sluice.cli.command import CommandIO
+from sluice.cli.main import build_parser, run_command
 from sluice.engine.config import Config
 
 # A model 2x faster than the consumer, as in the original (40 tokens/s vs 20 calls/s).
@@ -219,9 +220,14 @@ def test_run_bench_isolated_scenario_in_worker_processes() -> None:
 
 
 def bench_args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
-    return parser.parse_args(list(argv))
+    return build_parser().parse_args(["bench", *argv])
+
+
+def run_bench_command(
+    args: argparse.Namespace, config: Config, *, stdout: io.StringIO, stderr: io.StringIO
+) -> int:
+    """`sluice bench` in-process with these streams."""
+    return run_command(args, CommandIO(stdout, stderr), config)
 
 
 @pytest.mark.parametrize(
@@ -237,7 +243,7 @@ def bench_args(*argv: str) -> argparse.Namespace:
 )
 def test_bench_bad_input_exit_2(argv: tuple[str, ...], needle: str) -> None:
     err, out = io.StringIO(), io.StringIO()
-    assert cli.run_command(bench_args(*argv), Config(), stdout=out, stderr=err) == 2
+    assert run_bench_command(bench_args(*argv), Config(), stdout=out, stderr=err) == 2
     assert needle in err.getvalue() and err.getvalue().count("\n") == 1
     assert out.getvalue() == ""
 
@@ -246,12 +252,12 @@ def test_bench_command_json_and_plot(tmp_path) -> None:  # type: ignore[no-untyp
     plot = tmp_path / "bench.svg"
     out = io.StringIO()
     args = bench_args("--quick", "--only", "overhead", "--in-process", "--json")
-    assert cli.run_command(args, Config(), stdout=out, stderr=io.StringIO()) == 0
+    assert run_bench_command(args, Config(), stdout=out, stderr=io.StringIO()) == 0
     data = json.loads(out.getvalue())
     assert data["overhead"]["chunks"] == 5000 and data["scenario"] == []
     assert any(g["name"].startswith("engine >= 0.5x") for g in data["goals"])
     args = bench_args("--quick", "--only", "scenario", "--in-process", "--plot", str(plot))
     out = io.StringIO()
-    assert cli.run_command(args, Config(), stdout=out, stderr=io.StringIO()) == 0
+    assert run_bench_command(args, Config(), stdout=out, stderr=io.StringIO()) == 0
     assert "### Original scenario" in out.getvalue()
     assert ET.parse(plot).getroot().tag.endswith("svg")

@@ -38,7 +38,14 @@ def test_wheel_holds_only_the_sluice_package(tmp_path: Path) -> None:
         declared = archive.read(top_level).decode().split()
     assert tops == {"sluice"}
     assert declared == ["sluice"]
-    for module in ("engine/engine.py", "tui/app.py", "tui/app.tcss", "cli/main.py", "bench/cli.py"):
+    for module in (
+        "engine/engine.py",
+        "tui/app.py",
+        "tui/app.tcss",
+        "cli/main.py",
+        "cli/bench.py",
+        "bench/runner.py",
+    ):
         assert f"sluice/{module}" in names
 
 

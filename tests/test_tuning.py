@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sluice.engine import calibrate_cmd
+from sluice.cli.command import CommandIO
+from sluice.cli.main import build_parser, run_command
 from sluice.engine.chunk import Chunk
-from sluice.engine.config import load_config
+from sluice.engine.config import Config, load_config
 from sluice.engine.tuning import (
     CallCost,
     ConsumerTiming,
@@ -251,9 +252,14 @@ async def test_measure_consumer_propagates_errors() -> None:
 
 
 def args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    calibrate_cmd.add_arguments(parser)
-    return parser.parse_args(list(argv))
+    return build_parser().parse_args(["calibrate", *argv])
+
+
+def run_calibrate(
+    args: argparse.Namespace, config: Config, *, stdout: io.StringIO, stderr: io.StringIO
+) -> int:
+    """`sluice calibrate` in-process with this config and these streams."""
+    return run_command(args, CommandIO(stdout, stderr), config)
 
 
 def write_config(tmp_path: Path, kind: str = "null") -> Path:
@@ -280,9 +286,7 @@ def test_bad_input_is_one_line_and_exit_2(
     tmp_path: Path, argv: tuple[str, ...], needle: str
 ) -> None:
     err, out = io.StringIO(), io.StringIO()
-    code = calibrate_cmd.run_command(
-        args(*argv), load_config(write_config(tmp_path)), stdout=out, stderr=err
-    )
+    code = run_calibrate(args(*argv), load_config(write_config(tmp_path)), stdout=out, stderr=err)
     assert code == 2
     assert needle in err.getvalue()
     assert err.getvalue().count("\n") == 1 and out.getvalue() == ""
@@ -292,7 +296,7 @@ def test_calibrate_json_and_save(tmp_path: Path) -> None:
     path = write_config(tmp_path, kind="sleep")
     config = load_config(path)
     out = io.StringIO()
-    code = calibrate_cmd.run_command(
+    code = run_calibrate(
         args("--json", "--save", "--sessions", "4", "--memory-ceiling", "1M"),
         config,
         stdout=out,
@@ -318,7 +322,7 @@ def test_calibrate_save_to_a_new_file_does_not_claim_a_backup(
     monkeypatch.chdir(tmp_path)
     config = load_config().with_values({"consumer.kind": "null"})  # no file yet
     out = io.StringIO()
-    code = calibrate_cmd.run_command(
+    code = run_calibrate(
         args("--save", "--sessions", "2"), config, stdout=out, stderr=io.StringIO()
     )
     assert code == 0
@@ -327,7 +331,7 @@ def test_calibrate_save_to_a_new_file_does_not_claim_a_backup(
     assert f"saved maxsize and batch_max to config.toml ({note})" in text
     assert ".bak" not in text and not (tmp_path / "config.toml.bak").exists()
     out = io.StringIO()
-    code = calibrate_cmd.run_command(
+    code = run_calibrate(
         args("--save", "--json", "--sessions", "2"), load_config(), stdout=out,
         stderr=io.StringIO(),
     )  # fmt: skip
@@ -340,9 +344,7 @@ def test_calibrate_save_leaves_a_file_changed_meanwhile_alone(tmp_path: Path) ->
     config = load_config(path)
     path.write_text("[queue]\nmaxsize = 99 # written by someone else meanwhile\n")
     out, err = io.StringIO(), io.StringIO()
-    code = calibrate_cmd.run_command(
-        args("--save", "--sessions", "2"), config, stdout=out, stderr=err
-    )
+    code = run_calibrate(args("--save", "--sessions", "2"), config, stdout=out, stderr=err)
     assert code == 1 and out.getvalue() == ""
     assert err.getvalue() == (
         f"sluice calibrate: could not save: {path}: changed on disk since it was loaded "
@@ -356,7 +358,7 @@ def test_calibrate_text_report_without_save(tmp_path: Path) -> None:
     path = write_config(tmp_path, kind="sleep")
     before = path.read_text()
     out = io.StringIO()
-    code = calibrate_cmd.run_command(
+    code = run_calibrate(
         args("--sessions", "2"), load_config(path), stdout=out, stderr=io.StringIO()
     )
     assert code == 0

@@ -28,9 +28,7 @@ from sluice.engine.config import Config, ConfigChanged, ConfigError, FileStamp, 
 from sluice.engine.config_save import save_config
 from sluice.engine.demo_workload import ContinuousDemo
 from sluice.engine.engine import Engine, KnobError
-from sluice.engine.runner import run_to_exit
 from sluice.engine.session import describe_error
-from sluice.engine.signals import exit_code, stop_signals
 from sluice.engine.snapshot import EngineSnapshot
 from sluice.engine.tuning import Recommendation
 from sluice.tui import fmt
@@ -449,22 +447,12 @@ class SluiceApp(App[int]):
 
     def stop(self, return_code: int) -> None:
         """A stop signal arrived: shut the engine down and exit the app normally (so Textual
-        leaves the alternate screen and turns mouse tracking off) with `return_code`."""
+        leaves the alternate screen and turns mouse tracking off) with `return_code`. The
+        signal handlers that call this are installed by `sluice.cli.app.run_app`."""
         if self._stopping is None:
             self._stopping = asyncio.get_running_loop().create_task(
                 self._quit(return_code), name="sluice-stop"
             )
-
-    def run_until_stopped(self) -> int:
-        """Run the app until it quits, or until SIGINT, SIGTERM or SIGHUP stops it (exit code
-        130, 143 or 129); the terminal is restored either way. Returns the exit code."""
-
-        async def main() -> int:
-            with stop_signals(lambda sig: self.stop(exit_code(sig))):
-                await self.run_async()
-            return int(self.return_code or 0)
-
-        return run_to_exit(main())
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The app's own actions in the command palette, after Textual's."""

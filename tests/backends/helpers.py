@@ -1,40 +1,18 @@
-"""Test helpers: the test key and a consumer that records every chunk it processes."""
+"""Helpers for the backend tests: the test key, and running prompts on a backend in a real
+Engine (the fakes every folder shares: tests/fakes.py)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from sluice.engine.backends.base import Backend
 from sluice.engine.backends.registry import close_backends
-from sluice.engine.chunk import Chunk
 from sluice.engine.config import Config
 from sluice.engine.engine import Engine
 from sluice.engine.snapshot import SessionDetail
+from tests.fakes import RecordingConsumer
 
 TEST_KEY = "fake-test-key-5f1c0ffee-DO-NOT-SHOW"
-
-
-class RecordingConsumer:
-    """Keeps (session, index, text) of every processed chunk; can be paused by a test."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, int, str]] = []
-        self.open = asyncio.Event()
-        self.open.set()
-
-    async def process(self, batch: Sequence[Chunk]) -> None:
-        """Record the batch (after waiting while paused)."""
-        await self.open.wait()
-        self.seen.extend((c.session_id, c.index, c.text) for c in batch)
-
-    def text(self, session_id: str) -> str:
-        """Everything processed for one session, in order."""
-        return "".join(t for s, _, t in self.seen if s == session_id)
-
-    def indexes(self, session_id: str) -> list[int]:
-        """Chunk indexes processed for one session, in order."""
-        return [i for s, i, _ in self.seen if s == session_id]
 
 
 async def run_prompts(
@@ -64,20 +42,3 @@ async def run_prompts(
     finally:
         await close_backends([backend])
     return details, consumer
-
-
-def stray_tasks() -> list[asyncio.Task[object]]:
-    """Tasks still alive besides the test's own."""
-    current = asyncio.current_task()
-    return [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-
-
-async def wait_until(predicate: Callable[[], bool], within: float = 10.0) -> bool:
-    """Poll `predicate` until it holds (True) or `within` seconds pass (False)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True

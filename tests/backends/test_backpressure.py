@@ -14,8 +14,9 @@ from sluice.engine.backends.ollama import OllamaBackend
 from sluice.engine.backends.registry import close_backends
 from sluice.engine.config import Config
 from sluice.engine.engine import Engine
-from tests.backends.helpers import TEST_KEY, RecordingConsumer, stray_tasks
+from tests.backends.helpers import TEST_KEY
 from tests.backends.servers import AnthropicServer, LoopbackServer, OllamaServer
+from tests.fakes import RecordingConsumer, other_tasks
 
 TOTAL = 1500  # chunks of ~1 KiB: far more than the socket buffers on both sides hold
 MAXSIZE = 4
@@ -54,7 +55,7 @@ async def test_full_buffer_blocks_the_servers_writes(
     with server_type(chunks=TOTAL, pad=1000) as server:
         backend = make_backend(server)
         consumer = RecordingConsumer()
-        consumer.open.clear()  # the reader is stuck in its first call
+        consumer.gate = asyncio.Event()  # the reader is stuck in its first call
         config = Config().with_values({"queue.maxsize": MAXSIZE, "queue.batch_max": 1})
         try:
             async with Engine(
@@ -72,7 +73,7 @@ async def test_full_buffer_blocks_the_servers_writes(
                 assert server.written["slow"] == written  # still stuck: nothing was read
                 assert server.blocked_now > 0
                 assert session.buffer.stall_seconds > 0
-                consumer.open.set()
+                consumer.gate.set()
                 await engine.wait_idle()
                 snap = session.snapshot()
         finally:
@@ -83,4 +84,4 @@ async def test_full_buffer_blocks_the_servers_writes(
         assert consumer.indexes(session.id) == list(range(TOTAL))
         assert consumer.text(session.id) == server.text("slow")
         assert snap.high_water == MAXSIZE
-        assert stray_tasks() == []
+        assert other_tasks() == set()

@@ -12,8 +12,9 @@ from sluice.engine.backends.ollama import OllamaBackend
 from sluice.engine.backends.registry import close_backends
 from sluice.engine.config import Config
 from sluice.engine.engine import Engine
-from tests.backends.helpers import TEST_KEY, RecordingConsumer, stray_tasks, wait_until
+from tests.backends.helpers import TEST_KEY
 from tests.backends.servers import AnthropicServer, LoopbackServer, OllamaServer
+from tests.fakes import RecordingConsumer, other_tasks, wait_until
 
 
 def _claude(server: LoopbackServer) -> Backend:
@@ -43,18 +44,18 @@ async def test_cancel_and_shutdown_close_every_stream(
             ) as engine:
                 one = engine.add_session("one", backend.name)
                 two = engine.add_session("two", backend.name)
-                assert await wait_until(lambda: one.tokens_out >= 3 and two.tokens_out >= 3)
+                await wait_until(lambda: one.tokens_out >= 3 and two.tokens_out >= 3)
                 assert server.open_connections >= 1
                 assert engine.cancel(one.id)
-                assert await wait_until(lambda: one.finished)
+                await wait_until(lambda: one.finished)
                 # The cancelled session closed its own response: only `two` is connected.
-                assert await wait_until(lambda: server.open_connections == 1)
+                await wait_until(lambda: server.open_connections == 1)
             # leaving the block shut the engine down with `two` still streaming
         finally:
             await close_backends([backend])
         assert (one.state, two.state) == ("cancelled", "cancelled")
         assert one.error is None and two.error is None
-        assert stray_tasks() == []
-        assert await wait_until(lambda: server.open_connections == 0)
+        assert other_tasks() == set()
+        await wait_until(lambda: server.open_connections == 0)
         processed = consumer.indexes(two.id)
         assert processed == list(range(len(processed)))  # in order, none twice

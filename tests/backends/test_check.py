@@ -7,8 +7,9 @@ import io
 
 import pytest
 
-from sluice.cli.main import build_parser
-from sluice.engine import check
+from sluice.cli.command import CommandIO
+from sluice.cli.main import build_parser, run_command
+from sluice.engine.backends import check
 from sluice.engine.config import parse_config
 from tests.backends.helpers import TEST_KEY
 from tests.backends.servers import AnthropicServer, OllamaServer
@@ -26,7 +27,7 @@ def run_check(
     )
     args = build_parser().parse_args(["check", *argv])
     out, err = io.StringIO(), io.StringIO()
-    code = check.run_command(args, config, stdout=out, stderr=err, environ=env)
+    code = run_command(args, CommandIO(out, err, env), config)
     return code, out.getvalue().splitlines(), err.getvalue()
 
 
@@ -110,7 +111,7 @@ def check_with_env(argv: list[str], env: dict[str, str]) -> tuple[int, list[str]
     args = build_parser().parse_args(["check", *argv])
     out, err = io.StringIO(), io.StringIO()
     config = parse_config({"claude": {"model": "claude-test-1"}, "ollama": {"model": "llama-test"}})
-    code = check.run_command(args, config, stdout=out, stderr=err, environ=env)
+    code = run_command(args, CommandIO(out, err, env), config)
     return code, out.getvalue().splitlines(), err.getvalue()
 
 

@@ -13,8 +13,9 @@ from sluice.engine.backends.claude import ClaudeBackend
 from sluice.engine.backends.registry import MissingCredentials, build_backend
 from sluice.engine.config import Config, parse_config
 from sluice.engine.engine import Engine
-from tests.backends.helpers import TEST_KEY, RecordingConsumer, run_prompts, stray_tasks, wait_until
+from tests.backends.helpers import TEST_KEY, run_prompts
 from tests.backends.servers import AnthropicServer
+from tests.fakes import RecordingConsumer, other_tasks, wait_until
 
 
 def claude(server: AnthropicServer, **overrides: object) -> ClaudeBackend:
@@ -140,8 +141,8 @@ async def test_many_sessions_with_mixed_faults_leave_nothing_open(
         s = details[p].snapshot
         assert_whole(consumer, s.id, anthropic_server.text(p), anthropic_server.chunks)
     assert anthropic_server.streaming_peak["claude-test-1"] <= 3
-    assert stray_tasks() == []
-    assert await wait_until(lambda: anthropic_server.open_connections == 0)
+    assert other_tasks() == set()
+    await wait_until(lambda: anthropic_server.open_connections == 0)
 
 
 async def test_unreachable_server_fails_with_a_clear_reason():
@@ -266,7 +267,7 @@ async def test_a_stream_of_pings_only_fails_on_the_content_idle_timeout(
     assert idle.error == "backend: BackendError: no content for 0.3s after 4 chunks"
     assert (idle.tokens_in, idle.tokens_out, idle.attempts) == (4, 4, 1)
     assert ok.state == "done"
-    assert stray_tasks() == []
+    assert other_tasks() == set()
 
 
 @pytest.mark.parametrize(
@@ -333,11 +334,11 @@ async def test_the_backend_holds_no_copy_of_the_answer(anthropic_server: Anthrop
     anthropic_server.idle_s = 30.0
     backend = claude(anthropic_server, timeout_s=30.0)
     consumer = RecordingConsumer()
-    consumer.open.clear()  # the consumer holds its first chunk: nothing reaches the tail
+    consumer.gate = asyncio.Event()  # the consumer holds its first chunk: nothing reaches the tail
     try:
         async with Engine(Config(), consumer=consumer, backends={"claude": backend}) as engine:
             session = engine.add_session(prompt, "claude")
-            assert await wait_until(lambda: session.tokens_in == 4)
+            await wait_until(lambda: session.tokens_in == 4)
             marker = "".join(anthropic_server.words(prompt)[1:4])
             assert _strings_holding(marker) == []
             engine.cancel(session.id)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sluice.cli.main import build_parser
-from sluice.engine import headless
+from sluice.cli.command import CommandIO
+from sluice.cli.main import build_parser, run_command
 from sluice.engine.config import Config, parse_config
 from tests.backends.servers import AnthropicServer, OllamaServer
 
@@ -36,7 +36,7 @@ def run(argv: list[str], config) -> tuple[int, str, str]:
     """Run `sluice run ...` in-process; return (exit code, stdout, stderr)."""
     args = build_parser().parse_args(["run", "--headless", *argv])
     out, err = io.StringIO(), io.StringIO()
-    code = headless.run_command(args, config, stdout=out, stderr=err)
+    code = run_command(args, CommandIO(out, err), config)
     return code, out.getvalue(), err.getvalue()
 
 

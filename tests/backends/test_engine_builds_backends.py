@@ -6,8 +6,9 @@ import pytest
 
 from sluice.engine.backends.registry import MissingCredentials, UnknownBackend
 from sluice.engine.config import Config
-from tests.backends.helpers import TEST_KEY, RecordingConsumer, stray_tasks
+from tests.backends.helpers import TEST_KEY
 from tests.backends.servers import AnthropicServer, OllamaServer
+from tests.fakes import RecordingConsumer, other_tasks
 
 
 async def test_ollama_session_by_name_builds_and_closes_the_backend(
@@ -27,7 +28,7 @@ async def test_ollama_session_by_name_builds_and_closes_the_backend(
         assert session.tokens_out == session.tokens_in > 0
     assert backend.name == "ollama"
     assert consumer.indexes(session.id) == list(range(session.tokens_in))
-    assert stray_tasks() == []
+    assert other_tasks() == set()
 
 
 async def test_claude_session_by_name_uses_the_environment_key(

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sluice.engine.backends.idle import ContentIdle, IdleClock
-from tests.backends.helpers import RecordingConsumer, run_prompts
+from tests.backends.helpers import run_prompts
 from tests.backends.servers import AnthropicServer
 from tests.backends.test_claude import claude
+from tests.fakes import RecordingConsumer
 
 
 async def ticks(gap: float, count: int = 1000) -> AsyncIterator[int]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sluice.engine.backends.ollama import DEFAULT_HOST, OllamaBackend, resolve_host
-from tests.backends.helpers import RecordingConsumer, run_prompts, stray_tasks, wait_until
+from tests.backends.helpers import run_prompts
 from tests.backends.servers import OllamaServer
+from tests.fakes import RecordingConsumer, other_tasks, wait_until
 
 
 def ollama(server: OllamaServer, **overrides: object) -> OllamaBackend:
@@ -114,8 +115,8 @@ async def test_many_sessions_with_mixed_faults_leave_nothing_open(ollama_server:
         assert s.state == "done"
         assert_whole(consumer, s.id, ollama_server.text(p), ollama_server.chunks)
     assert ollama_server.streaming_peak["llama-test"] <= 3
-    assert stray_tasks() == []
-    assert await wait_until(lambda: ollama_server.open_connections == 0)
+    assert other_tasks() == set()
+    await wait_until(lambda: ollama_server.open_connections == 0)
 
 
 async def test_unreachable_host_fails_with_a_clear_reason():
@@ -164,7 +165,7 @@ async def test_a_line_that_never_ends_fails_on_the_content_idle_timeout(
     assert idle.error == f"backend: BackendError: no content for 0.3s after {before} chunks"
     assert (idle.tokens_in, idle.tokens_out) == (before, before)
     assert ok.state == "done"
-    assert stray_tasks() == []
+    assert other_tasks() == set()
 
 
 async def test_a_line_that_is_not_json_reports_after_how_many_chunks(ollama_server: OllamaServer):

@@ -3,7 +3,6 @@ bounded in size and, for pipes and FIFOs, in idle time, so no input can fill mem
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -13,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from sluice.cli.command import UsageError
+from sluice.cli.main import build_parser
+from sluice.cli.prompts import plan_from_args
 from sluice.engine import prompts
 from sluice.engine.config import Config
-from sluice.engine.prompts import PromptError, load_prompts, plan_from_args, plan_sessions
+from sluice.engine.prompts import PromptError, load_prompts, plan_sessions
 
 
 def test_plain_lines_skip_blanks(tmp_path: Path):
@@ -162,13 +164,11 @@ def test_a_directory_is_refused(tmp_path: Path):
         load_prompts(tmp_path)
 
 
-def test_the_plan_refuses_an_unusable_url_from_the_environment_before_anything_starts(
-    monkeypatch: pytest.MonkeyPatch,
-):
-    monkeypatch.setenv("OLLAMA_HOST", "http://me:SECRET@[bad")
-    args = argparse.Namespace(backend="ollama,demo", prompt="hi", prompts=None, sessions=1)
-    with pytest.raises(PromptError) as caught:
-        plan_from_args(args, Config())
+def test_the_plan_refuses_an_unusable_url_from_the_environment_before_anything_starts():
+    argv = ["run", "--headless", "--backend", "ollama,demo", "--prompt", "hi", "--sessions", "1"]
+    args = build_parser().parse_args(argv)
+    with pytest.raises(UsageError) as caught:
+        plan_from_args(args, Config(), {"OLLAMA_HOST": "http://me:SECRET@[bad"})
     assert str(caught.value).startswith("OLLAMA_HOST='http://***@[bad': not a valid URL")
-    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:11434")
-    assert plan_from_args(args, Config()) == [("hi", "ollama"), ("hi", "demo")]
+    plan = plan_from_args(args, Config(), {"OLLAMA_HOST": "127.0.0.1:11434"})
+    assert plan == [("hi", "ollama"), ("hi", "demo")]

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from sluice.engine.buffer import BufferClosed, BufferStats, TokenBuffer
+from tests.fakes import FakeClock
 
 
 async def settle(rounds: int = 5) -> None:
@@ -20,16 +21,6 @@ async def settle(rounds: int = 5) -> None:
 
 def spawn(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
     return asyncio.get_running_loop().create_task(coro)
-
-
-class FakeClock:
-    """A clock the test moves by hand, so blocked time is exact."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_fifo_and_batches_of_up_to_max_items() -> None:

@@ -26,7 +26,7 @@ from sluice.engine.consumers import (
 )
 from sluice.engine.limiter import AdjustableLimiter
 from sluice.engine.session import Session
-from tests.engine.engine_fakes import RecordingConsumer, ScriptedBackend
+from tests.fakes import RecordingConsumer, ScriptedBackend
 
 
 def chunks(texts: list[str], session_id: str = "s1") -> list[Chunk]:

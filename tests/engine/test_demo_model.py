@@ -12,7 +12,7 @@ import pytest
 from sluice.engine.backends.base import Backend, StreamInfo
 from sluice.engine.backends.demo import DemoModel
 from sluice.engine.chunk import Chunk
-from tests.engine.engine_fakes import FakeClock
+from tests.fakes import FakeClock
 
 
 def fake_time() -> tuple[FakeClock, object]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from sluice.engine.snapshot import (
     SessionSnapshot,
     Totals,
 )
-from tests.engine.engine_fakes import FakeClock, RecordingConsumer, ScriptedBackend, other_tasks
+from tests.fakes import FakeClock, RecordingConsumer, ScriptedBackend, other_tasks, wait_until
 
 GLOSSARY = {
     "slot_wait", "ttft", "itl", "queue_wait", "token_age", "consumer_call", "stall",
@@ -68,15 +67,6 @@ def make_config(
 async def settle(rounds: int = 20) -> None:
     for _ in range(rounds):
         await asyncio.sleep(0)
-
-
-async def wait_for(condition: Callable[[], bool]) -> None:
-    """Poll the loop until `condition` holds (bounded against hangs, not a timing assert)."""
-    async with asyncio.timeout(10.0):
-        for _ in range(100_000):
-            if condition():
-                return
-            await asyncio.sleep(0.001)
 
 
 # -- knobs ----------------------------------------------------------------------------------
@@ -210,8 +200,8 @@ async def test_continuous_mode_keeps_the_demo_session_count_and_follows_the_knob
         demo = ContinuousDemo(engine)
         demo.start(3)
         assert demo.running and active() == 3
-        await wait_for(lambda: sum(s.finished for s in engine.sessions.values()) >= 4)
-        await wait_for(lambda: active() == 3)
+        await wait_until(lambda: sum(s.finished for s in engine.sessions.values()) >= 4)
+        await wait_until(lambda: active() == 3)
         assert len(engine.sessions) >= 7  # the finished ones were replaced
         engine.set_demo_sessions(6)
         assert active() == 6

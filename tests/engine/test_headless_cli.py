@@ -12,13 +12,15 @@ from typing import Any
 
 import pytest
 
-from sluice.cli.main import main
+from sluice.cli.command import CommandIO
+from sluice.cli.main import build_parser, main, run_command
 from sluice.engine.chunk import Chunk
 from sluice.engine.config import load_config
 from sluice.engine.engine import Engine
-from sluice.engine.headless import demo_plan, run_headless
+from sluice.engine.headless import run_headless
+from sluice.engine.prompts import plan_sessions
 from sluice.engine.report import to_json_dict
-from tests.engine.engine_fakes import other_tasks
+from tests.fakes import other_tasks
 
 FAST = """\
 [queue]
@@ -229,13 +231,10 @@ class FakeTerminal(io.StringIO):
 
 
 def test_progress_goes_to_stderr_when_it_is_a_terminal(tmp_path: Path) -> None:
-    from sluice.cli.main import build_parser
-    from sluice.engine import headless
-
     config = load_config(write_config(tmp_path, sessions=2))
     args = build_parser().parse_args(["run", "--headless", "--duration", "0.7"])
     out, err = io.StringIO(), FakeTerminal()
-    assert headless.run_command(args, config, stdout=out, stderr=err) == 0
+    assert run_command(args, CommandIO(out, err), config) == 0
     assert "chunks" in err.getvalue() and "\r\x1b[K" in err.getvalue()
     assert "total" in out.getvalue()
 
@@ -253,7 +252,7 @@ async def test_a_consumer_injected_through_the_python_api_fails_its_sessions(
             raise ConnectionRefusedError("webhook down")
 
     async with Engine(config, consumer=Webhook(), history=None) as engine:
-        snapshot, wall = await run_headless(engine, demo_plan(2))
+        snapshot, wall = await run_headless(engine, plan_sessions(["demo"], None, 2, 2))
     assert other_tasks(before) == set()
     assert wall > 0
     assert [s.state for s in snapshot.sessions] == ["failed", "failed"]

@@ -147,7 +147,7 @@ def test_a_reader_that_goes_away_ends_the_run_without_a_traceback(tmp_path: Path
 STUBBORN = """\
 import asyncio, sys
 from sluice.engine import Engine
-from sluice.engine.runner import run_to_exit
+from sluice.cli.runner import run_to_exit
 
 
 class Stubborn:

@@ -12,7 +12,7 @@ from sluice.engine.histogram import Percentiles
 from sluice.engine.limiter import AdjustableLimiter
 from sluice.engine.session import Session
 from sluice.engine.snapshot import SessionSnapshot
-from tests.engine.engine_fakes import (
+from tests.fakes import (
     FakeClock,
     RecordingConsumer,
     ScriptedBackend,

@@ -13,7 +13,7 @@ from sluice.engine.config import Config
 from sluice.engine.engine import Engine
 from sluice.engine.limiter import AdjustableLimiter
 from sluice.engine.session import Session
-from tests.engine.engine_fakes import RecordingConsumer, ScriptedBackend, other_tasks
+from tests.fakes import RecordingConsumer, ScriptedBackend, other_tasks
 
 TEXTS = [f"w{i}" for i in range(50)]
 

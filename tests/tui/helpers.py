@@ -1,25 +1,11 @@
-"""Small helpers shared by the app tests."""
+"""Small helpers shared by the app tests (the fakes every folder shares: tests/fakes.py)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from textual.pilot import Pilot
-
 from sluice.tui.app import SluiceApp
-
-
-async def wait_until(pilot: Pilot[Any], condition: Callable[[], bool], limit: float = 10.0) -> None:
-    """Let the app run until `condition()` holds (fail after `limit` seconds of waiting)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached")
-        await pilot.pause(0.02)
 
 
 def record_notes(app: SluiceApp) -> list[tuple[str, dict[str, Any]]]:

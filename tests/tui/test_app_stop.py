@@ -14,8 +14,9 @@ from sluice.engine.chunk import Chunk
 from sluice.engine.config import Config
 from sluice.engine.engine import Engine
 from sluice.tui.app import SluiceApp
+from tests.fakes import wait_until
 
-from .helpers import streaming, wait_until
+from .helpers import streaming
 
 
 class Stubborn:
@@ -44,7 +45,7 @@ async def test_quitting_is_bounded_when_a_consumer_swallows_cancel(
     try:
         async with asyncio.timeout(30):  # before the fix: the key press never returned
             async with app.run_test(size=(120, 40)) as pilot:
-                await wait_until(pilot, lambda: len(streaming(app)) >= 1)
+                await wait_until(lambda: len(streaming(app)) >= 1, pause=pilot.pause)
                 await asyncio.wait_for(consumer.hanging.wait(), 10)
                 await pilot.press(key)
         assert app.return_code == 0
@@ -59,7 +60,7 @@ async def test_stop_exits_the_app_with_the_signals_code(fast_config: Config) -> 
     app = SluiceApp(config=fast_config)
     async with asyncio.timeout(30):
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_until(pilot, lambda: len(streaming(app)) >= 1)
+            await wait_until(lambda: len(streaming(app)) >= 1, pause=pilot.pause)
             app.stop(143)
             app.stop(129)  # a second signal changes nothing
             await pilot.pause(0.1)

@@ -23,8 +23,9 @@ from sluice.tui.app import SluiceApp
 from sluice.tui.detail import DetailScreen
 from sluice.tui.fmt import clean
 from sluice.tui.table import SessionTable
+from tests.fakes import wait_until
 
-from .helpers import screen_text, wait_until
+from .helpers import screen_text
 
 LINK = "[@click=app.quit]x[/]"
 ANSI = "\x1b[31mred\x1b[0m"
@@ -77,8 +78,10 @@ async def test_hostile_ids_backend_errors_and_text_show_literally(fast_config: C
             app.engine.add_session("fail", backend, session_id=session_id)
         app.engine.add_session("hang", backend, session_id=HANGING_ID)
         sessions = app.engine.sessions
-        await wait_until(pilot, lambda: all(sessions[s].state == "failed" for s in FAILING_IDS))
-        await wait_until(pilot, lambda: sessions[HANGING_ID].state == "streaming")
+        await wait_until(
+            lambda: all(sessions[s].state == "failed" for s in FAILING_IDS), pause=pilot.pause
+        )
+        await wait_until(lambda: sessions[HANGING_ID].state == "streaming", pause=pilot.pause)
         app.refresh_now()
         await pilot.pause()
         assert app.is_running
@@ -114,7 +117,7 @@ async def test_hostile_ids_backend_errors_and_text_show_literally(fast_config: C
         # a toast naming the session: `c` on the hanging one
         await click_row(pilot, table, HANGING_ID)
         await pilot.press("c")
-        await wait_until(pilot, lambda: sessions[HANGING_ID].state == "cancelled")
+        await wait_until(lambda: sessions[HANGING_ID].state == "cancelled", pause=pilot.pause)
         await pilot.pause()
         assert f"cancelled {HANGING_ID}" in toast_texts(app)
         for toast in app.screen.query(Toast):
@@ -139,7 +142,7 @@ async def test_a_workload_error_toast_is_plain_text(fast_config: Config) -> None
 
     app = SluiceApp(config=fast_config, continuous=False, workload=hostile)
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
-        await wait_until(pilot, lambda: bool(app.screen.query(Toast)))
+        await wait_until(lambda: bool(app.screen.query(Toast)), pause=pilot.pause)
         await pilot.pause()
         (text,) = toast_texts(app)
         assert text == f"workload failed\nRuntimeError: {clean(ERROR)}"

@@ -15,8 +15,9 @@ from sluice.tui.help import HelpScreen
 from sluice.tui.readout import Readout
 from sluice.tui.slider import Slider
 from sluice.tui.table import SessionTable
+from tests.fakes import wait_until
 
-from .helpers import read_text, record_notes, streaming, wait_until, write_text
+from .helpers import read_text, record_notes, streaming, write_text
 
 
 def sluice_tasks() -> list[asyncio.Task[object]]:
@@ -91,7 +92,7 @@ async def test_n_adds_demo_sessions(fast_config: Config) -> None:
 async def test_c_cancels_the_selected_session(fast_config: Config) -> None:
     app = SluiceApp(config=fast_config, table_interval=0.1)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: len(streaming(app)) >= 3)
+        await wait_until(lambda: len(streaming(app)) >= 3, pause=pilot.pause)
         table = app.query_one("#sessions", SessionTable)
         app.refresh_now()
         await pilot.pause()
@@ -101,7 +102,9 @@ async def test_c_cancels_the_selected_session(fast_config: Config) -> None:
         assert app.engine.sessions[target].state == "streaming"  # state-sorted: first is live
         others = {s.id for s in streaming(app)} - {target}
         await pilot.press("c")
-        await wait_until(pilot, lambda: app.engine.sessions[target].state == "cancelled")
+        await wait_until(
+            lambda: app.engine.sessions[target].state == "cancelled", pause=pilot.pause
+        )
         # nobody else was touched
         assert all(app.engine.sessions[o].state != "cancelled" for o in others)
         await pilot.press("q")
@@ -110,14 +113,16 @@ async def test_c_cancels_the_selected_session(fast_config: Config) -> None:
 async def test_p_pauses_the_display_not_the_engine(fast_config: Config) -> None:
     app = SluiceApp(config=fast_config, fast_interval=0.05, table_interval=0.05)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: len(streaming(app)) >= 1)
+        await wait_until(lambda: len(streaming(app)) >= 1, pause=pilot.pause)
         await pilot.press("p")
         assert app.paused
         bar = app.query_one("#process", Readout)
         assert "PAUSED" in bar.plain
         note = app.query_one("#table-note", Readout).plain
         tokens = app.engine.snapshot().totals.tokens_out
-        await wait_until(pilot, lambda: app.engine.snapshot().totals.tokens_out > tokens + 20)
+        await wait_until(
+            lambda: app.engine.snapshot().totals.tokens_out > tokens + 20, pause=pilot.pause
+        )
         assert app.query_one("#table-note", Readout).plain == note
         shown = bar.plain
         await pilot.pause(0.2)
@@ -131,7 +136,7 @@ async def test_p_pauses_the_display_not_the_engine(fast_config: Config) -> None:
 async def test_q_quits_within_a_second_leaving_no_task(fast_config: Config) -> None:
     app = SluiceApp(config=fast_config)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: len(streaming(app)) >= 3)
+        await wait_until(lambda: len(streaming(app)) >= 3, pause=pilot.pause)
         assert sluice_tasks()
         await pilot.press("q")
         assert app.engine.closed
@@ -159,7 +164,7 @@ async def test_question_mark_opens_help_and_escape_closes_it(fast_config: Config
 async def test_enter_opens_detail_and_escape_goes_back(fast_config: Config) -> None:
     app = SluiceApp(config=fast_config)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: len(streaming(app)) >= 1)
+        await wait_until(lambda: len(streaming(app)) >= 1, pause=pilot.pause)
         app.refresh_now()
         table = app.query_one("#sessions", SessionTable)
         table.focus()
@@ -231,7 +236,7 @@ async def test_many_sessions_show_the_busiest_and_count_the_hidden(fast_config: 
     app = SluiceApp(config=fast_config, continuous=False, max_rows=20)
     async with app.run_test(size=(160, 48)) as pilot:
         app.engine.add_demo_sessions(60)
-        await wait_until(pilot, lambda: len(streaming(app)) >= 3)
+        await wait_until(lambda: len(streaming(app)) >= 3, pause=pilot.pause)
         app.refresh_now()
         table = app.query_one("#sessions", SessionTable)
         assert table.row_count == 20
@@ -246,9 +251,9 @@ async def test_t_calibrates_and_moves_the_sliders(fast_config: Config) -> None:
     app = SluiceApp(config=fast_config)
     notes = record_notes(app)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: len(streaming(app)) >= 2)
+        await wait_until(lambda: len(streaming(app)) >= 2, pause=pilot.pause)
         await pilot.press("t")
-        await wait_until(pilot, lambda: app.last_recommendation is not None)
+        await wait_until(lambda: app.last_recommendation is not None, pause=pilot.pause)
         rec = app.last_recommendation
         assert rec is not None
         # a 20 ms consumer: about 500 ms of work is 25 chunks, whatever the exact timing

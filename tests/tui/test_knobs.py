@@ -12,8 +12,9 @@ from sluice.engine.config import Config
 from sluice.tui.app import SluiceApp
 from sluice.tui.knobs import KNOBS, KnobDef, parse_knob_value
 from sluice.tui.slider import Slider, snap
+from tests.fakes import wait_until
 
-from .helpers import record_notes, streaming, wait_until
+from .helpers import record_notes, streaming
 
 BY_KEY = {k.key: k for k in KNOBS}
 
@@ -43,7 +44,7 @@ async def test_knob_by_keyboard_mouse_and_typing(key: str, fast_config: Config) 
     app = SluiceApp(config=fast_config)
     notes = record_notes(app)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: len(streaming(app)) >= 2)
+        await wait_until(lambda: len(streaming(app)) >= 2, pause=pilot.pause)
         slider = app.query_one(f"#knob-{key}", Slider)
         assert app.knob_changes == 0  # nothing fired at start-up
         before = {s.id: (app.engine.sessions[s.id], s.tokens_in) for s in streaming(app)}
@@ -117,7 +118,7 @@ async def test_knob_by_keyboard_mouse_and_typing(key: str, fast_config: Config) 
 async def test_maxsize_change_reaches_running_sessions_quickly(fast_config: Config) -> None:
     app = SluiceApp(config=fast_config)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: len(streaming(app)) >= 3)
+        await wait_until(lambda: len(streaming(app)) >= 3, pause=pilot.pause)
         running = {s.id: s for s in streaming(app)}
         app.query_one("#knob-maxsize", Slider).focus()
         await pilot.press("pageup")  # 8 -> 18
@@ -134,12 +135,12 @@ async def test_limit_growth_lets_waiting_sessions_stream(fast_config: Config) ->
     app = SluiceApp(config=fast_config)
     async with app.run_test(size=(120, 40)) as pilot:
         demo = app.engine.limiters["demo"]
-        await wait_until(pilot, lambda: demo.in_use == 3 and demo.waiting >= 2)
+        await wait_until(lambda: demo.in_use == 3 and demo.waiting >= 2, pause=pilot.pause)
         app.query_one("#knob-limit-demo", Slider).focus()
         await pilot.press("right", "right")
         backend = next(b for b in app.engine.snapshot().backends if b.name == "demo")
         assert backend.limit == 5
-        await wait_until(pilot, lambda: demo.in_use == 5)
+        await wait_until(lambda: demo.in_use == 5, pause=pilot.pause)
         await pilot.press("q")
 
 

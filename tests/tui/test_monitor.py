@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from sluice.cli.main import main
+from sluice.cli.monitor import WorkloadError, load_workload
 from sluice.engine.config import Config
 from sluice.engine.engine import Engine
 from sluice.tui.app import SluiceApp
-from sluice.tui.monitor import WorkloadError, load_workload
 from sluice.tui.table import SessionTable
+from tests.fakes import wait_until
 
-from .helpers import record_notes, wait_until
+from .helpers import record_notes
 
 
 @pytest.mark.parametrize(
@@ -45,10 +46,11 @@ async def test_the_example_workload_runs_under_the_app(fast_config: Config) -> N
     workload = load_workload("examples.monitor_workload:main")
     app = SluiceApp(config=fast_config, continuous=False, workload=workload, table_interval=0.1)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: any(s.startswith("hook-0-") for s in app.engine.sessions))
         await wait_until(
-            pilot,
-            lambda: any(s.tokens_out > 0 for s in app.engine.snapshot().sessions),
+            lambda: any(s.startswith("hook-0-") for s in app.engine.sessions), pause=pilot.pause
+        )
+        await wait_until(
+            lambda: any(s.tokens_out > 0 for s in app.engine.snapshot().sessions), pause=pilot.pause
         )
         await pilot.pause(0.2)
         table = app.query_one("#sessions", SessionTable)
@@ -68,7 +70,7 @@ async def test_a_failing_workload_is_shown_and_the_app_stays(fast_config: Config
     app = SluiceApp(config=fast_config, continuous=False, workload=broken)
     notes = record_notes(app)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: any("workload exploded" in m for m, _ in notes))
+        await wait_until(lambda: any("workload exploded" in m for m, _ in notes), pause=pilot.pause)
         assert notes[-1][1]["severity"] == "error"
         assert app.is_running
         await pilot.press("q")

@@ -4,32 +4,27 @@ per delta of long Claude responses.
 
 Prints markdown (or `--json`), optionally writes an SVG of depth and memory over time. The
 default run takes about a minute on 2 cores. Exit codes: 0 ran (goals may still be missed;
-the table says), 1 a part failed, 2 bad input.
+the table says), 1 a part failed, 2 bad input. Only the options live here; the benchmarks
+are `benchmarks/` (`sluice.bench`), imported when the command runs, so the other commands
+never load them. The dependency goes one way: cli -> bench -> engine (and tui, for the
+app's cost); `sluice.bench` never imports `sluice.cli`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
+from sluice.cli.command import Command, CommandIO, ExitCode, UsageError
 from sluice.engine.config import Config
 
 if TYPE_CHECKING:
     from sluice.bench.runner import BenchParams
 
-__all__ = ["HELP", "add_arguments", "run_command"]
-
-HELP = "benchmark the engine: the original scenario, overhead, memory, scale, long responses"
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad command-line input; the message is shown and the exit code is 2."""
+__all__ = ["COMMAND", "build_params"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,29 +129,18 @@ def build_params(args: argparse.Namespace) -> BenchParams:
     return replace(params, profile=args.profile, gc_freeze=args.gc_freeze)
 
 
-def run_command(
-    args: argparse.Namespace,
-    config: Config,
-    *,
-    stdout: TextIO | None = None,
-    stderr: TextIO | None = None,
-) -> int:
+def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
     """Carry out `sluice bench`; returns the exit code. The config is not used: the bench
     sets its own sizes so runs compare across machines."""
     from sluice.bench.plot import scenario_svg
     from sluice.bench.report import goals, markdown
     from sluice.bench.runner import run_bench
 
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
-    try:
-        params = build_params(args)
-        plot_path = Path(args.plot) if args.plot else None
-        if plot_path is not None and not plot_path.parent.is_dir():
-            raise UsageError(f"--plot {args.plot}: folder {plot_path.parent} does not exist")
-    except UsageError as exc:
-        stderr.write(f"sluice bench: {exc}\n")
-        return EXIT_USAGE
+    stdout, stderr = io.stdout, io.stderr
+    params = build_params(args)
+    plot_path = Path(args.plot) if args.plot else None
+    if plot_path is not None and not plot_path.parent.is_dir():
+        raise UsageError(f"--plot {args.plot}: folder {plot_path.parent} does not exist")
     tty = stderr.isatty()
 
     def progress(message: str) -> None:
@@ -170,7 +154,7 @@ def run_command(
             plot_path.write_text(scenario_svg(result.scenario), encoding="utf-8")
         except OSError as exc:
             stderr.write(f"sluice bench: cannot write --plot {args.plot}: {exc.strerror}\n")
-            return EXIT_FAILED
+            return ExitCode.FAILED
     if args.json:
         data = result.to_dict()
         data["goals"] = [g.to_dict() for g in goals(result)]
@@ -180,4 +164,12 @@ def run_command(
     stdout.flush()
     for error in result.errors:
         stderr.write(f"sluice bench: {error}\n")
-    return EXIT_FAILED if result.errors else EXIT_OK
+    return ExitCode.FAILED if result.errors else ExitCode.OK
+
+
+COMMAND = Command(
+    name="bench",
+    help="benchmark the engine: the original scenario, overhead, memory, scale, long responses",
+    add_arguments=add_arguments,
+    run=run,
+)

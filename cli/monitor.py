@@ -2,7 +2,8 @@
 
 FUNCTION is an async function taking the running `Engine`; it starts sessions through it
 (its own prompts, backends and consumers) and the app watches them like the demo. Textual
-is imported only when the command runs, so `sluice run` stays light.
+is imported only when the command runs, so `sluice run` stays light. A target that cannot be
+imported, or is not an `async def`, is bad input: one line, exit 2.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sluice.cli.app import run_app
+from sluice.cli.command import Command, CommandIO, usage_errors
 from sluice.engine.config import Config
+from sluice.engine.consumers import ConsumerError
 
-__all__ = ["HELP", "WorkloadError", "add_arguments", "load_workload", "run_command"]
-
-HELP = "run your own async workload (MODULE:FUNCTION, given the engine) under the live app"
+__all__ = ["COMMAND", "WorkloadError", "load_workload"]
 
 
 class WorkloadError(ValueError):
@@ -83,19 +85,20 @@ def load_workload(target: str) -> Callable[..., Any]:
     return func
 
 
-def run_command(args: argparse.Namespace, config: Config) -> int:
-    """Load the workload, then run the app with it; exit 2 if the target is unusable."""
-    try:
+def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
+    """Load the workload, then run the app with it."""
+    with usage_errors(WorkloadError):
         workload = load_workload(args.target)
-    except WorkloadError as exc:
-        sys.stderr.write(f"sluice monitor: {exc}\n")
-        return 2
-    from sluice.engine.consumers import ConsumerError
     from sluice.tui.app import SluiceApp
 
-    try:
+    with usage_errors(ConsumerError):
         app = SluiceApp(config=config, continuous=bool(args.demo), workload=workload)
-    except ConsumerError as exc:
-        sys.stderr.write(f"sluice monitor: {exc}\n")
-        return 2
-    return app.run_until_stopped()
+    return run_app(app)
+
+
+COMMAND = Command(
+    name="monitor",
+    help="run your own async workload (MODULE:FUNCTION, given the engine) under the live app",
+    add_arguments=add_arguments,
+    run=run,
+)

@@ -1,41 +1,33 @@
-"""`sluice check`: one line per backend saying whether it is reachable, authorised and has
-the model a run would use. It never prints the API key, at most that one is set, nor
-credentials inside a URL (a base URL's or a proxy's `user:key@`).
+"""Probe backends: is each reachable, authorised, and does it have the model a run would use?
+One verdict and one line per backend (what `sluice check` prints). A line never holds the API
+key, at most that one is set, nor credentials inside a URL (a base URL's or a proxy's
+`user:key@`).
 
 Claude is asked for its model (`GET /v1/models/{model}`: authenticated, costs no tokens);
-Ollama for its local models (`GET /api/tags`). Exit 0 when every checked backend is ready,
-1 when any is not, 2 on bad input.
+Ollama for its local models (`GET /api/tags`); the demo model is always ready.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TextIO, cast
+from typing import cast
 
 from sluice.engine import settings as S
 from sluice.engine.backends.base import describe_cause
 from sluice.engine.backends.registry import (
     API_KEY_VARIABLE,
-    BACKENDS,
     BadEnvironment,
     build_backend,
-    check_environment,
     claude_base_url,
-    parse_backend_list,
 )
 from sluice.engine.config import Config
 from sluice.engine.redact import redact
 
-__all__ = ["HELP", "CheckResult", "add_arguments", "check_backends", "run_command"]
+__all__ = ["CHECKS", "CheckResult", "check_backends"]
 
-HELP = "check each backend: reachable, authorised, which model (never prints the key)"
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 CHECK_TIMEOUT_S = 10.0
 
 
@@ -52,15 +44,6 @@ class CheckResult:
         """`claude: ok: reachable, ...` or `ollama: FAILED: unreachable ...`, with any
         credentials inside a URL hidden."""
         return redact(f"{self.name}: {'ok' if self.ok else 'FAILED'}: {self.detail}")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `sluice check`."""
-    parser.add_argument(
-        "--backend",
-        metavar="NAMES",
-        help=f"backends to check, comma-separated (default: {','.join(BACKENDS)})",
-    )
 
 
 def _scrub(text: str, secret: str) -> str:
@@ -123,6 +106,7 @@ async def check_ollama(config: Config, environ: Mapping[str, str]) -> CheckResul
 
     from sluice.engine.backends.ollama import OllamaBackend
 
+    model = config[S.OLLAMA_MODEL]
     quick = config.with_values(
         {"ollama.timeout_s": min(config[S.OLLAMA_TIMEOUT_S], CHECK_TIMEOUT_S), "ollama.retries": 0}
     )
@@ -147,7 +131,6 @@ async def check_ollama(config: Config, environ: Mapping[str, str]) -> CheckResul
         return CheckResult("ollama", False, detail)
     finally:
         await backend.aclose()
-    model = config[S.OLLAMA_MODEL]
     names = {m.model for m in listing.models if m.model}
     wanted = model if ":" in model else f"{model}:latest"
     if model in names or wanted in names:
@@ -177,42 +160,10 @@ async def check_backends(
 
 async def _guarded(name: str, config: Config, environ: Mapping[str, str]) -> CheckResult:
     """One check; an error it did not foresee (a proxy refusing in its own way, say) is that
-    backend's FAILED line, not a traceback. A bad environment still ends the command."""
+    backend's FAILED line, not a traceback. A bad environment (BadEnvironment) is raised."""
     try:
         return await CHECKS[name](config, environ)
     except BadEnvironment:
         raise
     except Exception as exc:
         return CheckResult(name, False, f"check failed: {describe_cause(exc)}")
-
-
-def run_command(
-    args: argparse.Namespace,
-    config: Config,
-    *,
-    stdout: TextIO | None = None,
-    stderr: TextIO | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> int:
-    """Carry out `sluice check`; returns the exit code."""
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
-    try:
-        names = parse_backend_list(getattr(args, "backend", None) or ",".join(BACKENDS))
-    except ValueError as exc:
-        stderr.write(f"sluice check: {exc}\n")
-        return EXIT_USAGE
-    try:
-        check_environment(names, config, environ)
-    except BadEnvironment as exc:
-        stderr.write(f"sluice check: {exc}\n")
-        return EXIT_USAGE
-    try:
-        results = asyncio.run(check_backends(names, config, environ))
-    except BadEnvironment as exc:
-        stderr.write(f"sluice check: {redact(str(exc))}\n")
-        return EXIT_USAGE
-    for result in results:
-        stdout.write(result.line + "\n")
-    stdout.flush()
-    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED

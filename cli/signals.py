@@ -1,8 +1,10 @@
-"""Stop signals: which ones end a run, the exit code each gives, and installing handlers.
+"""Stop signals: which ones end a `sluice` process, the exit code each gives, and installing
+handlers.
 
 `kill`, `timeout`, docker and systemd send SIGTERM, a closed terminal sends SIGHUP, Ctrl+C
 sends SIGINT. Sluice treats all three alike (cancel every session, close every stream, report,
 restore the terminal) and exits with the shell's convention, 128 + the signal's number.
+`ExitCode` (cli/command.py) takes its signal codes from the table here.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import signal
 from collections.abc import Callable, Iterator
 from types import MappingProxyType
 
-__all__ = ["STOP_SIGNALS", "exit_code", "signal_name", "stop_signals"]
+__all__ = ["STOP_SIGNALS", "signal_name", "stop_signals"]
 
 # The one place that says which signals stop Sluice and what each exit code is.
 STOP_SIGNALS = MappingProxyType(
@@ -23,11 +25,6 @@ STOP_SIGNALS = MappingProxyType(
         signal.SIGHUP: 129,  # the terminal went away
     }
 )
-
-
-def exit_code(sig: signal.Signals) -> int:
-    """The exit code of a run stopped by `sig`."""
-    return STOP_SIGNALS[sig]
 
 
 def signal_name(sig: signal.Signals) -> str:

@@ -1,10 +1,11 @@
-"""Test doubles for the engine tests: a scripted backend that records how its stream ended, a
-recording consumer that can block or fail on demand, and a hand-moved clock."""
+"""Test doubles shared by every test folder, one of each: a hand-moved clock, a scripted
+backend that records how its stream ended, a consumer that records what it processed (and can
+block, fail or move the clock), waiting for a condition, and the tasks a test left behind."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from sluice.engine.backends.base import StreamInfo
 from sluice.engine.chunk import Chunk
@@ -87,7 +88,8 @@ class ScriptedBackend:
 
 
 class RecordingConsumer:
-    """Keeps every batch; can block on a gate, fail on a given call, or move a fake clock."""
+    """Keeps every batch it processed. A test can hold it on a gate (set `gate` to an unset
+    Event; each call waits on it), make a given call fail, or move a fake clock per call."""
 
     def __init__(
         self,
@@ -107,7 +109,21 @@ class RecordingConsumer:
 
     @property
     def texts(self) -> list[str]:
+        """The text of every processed chunk, in order."""
         return [c.text for b in self.batches for c in b]
+
+    @property
+    def seen(self) -> list[tuple[str, int, str]]:
+        """(session id, index, text) of every processed chunk, in order."""
+        return [(c.session_id, c.index, c.text) for b in self.batches for c in b]
+
+    def text(self, session_id: str) -> str:
+        """Everything processed for one session, in order."""
+        return "".join(t for s, _, t in self.seen if s == session_id)
+
+    def indexes(self, session_id: str) -> list[int]:
+        """Chunk indexes processed for one session, in order."""
+        return [i for s, i, _ in self.seen if s == session_id]
 
     async def process(self, batch: Sequence[Chunk]) -> None:
         self.calls += 1
@@ -122,6 +138,25 @@ class RecordingConsumer:
         self.batches.append(list(batch))
 
 
-def other_tasks(before: set[asyncio.Task[object]]) -> set[asyncio.Task[object]]:
-    """Tasks alive now that were not alive `before`, other than the current one."""
-    return {t for t in asyncio.all_tasks() if t not in before and t is not asyncio.current_task()}
+async def wait_until(
+    condition: Callable[[], bool],
+    within: float = 10.0,
+    *,
+    pause: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> None:
+    """Let the loop run until `condition()` holds; AssertionError after `within` seconds (a
+    guard against hangs, not a timing assertion). An app test passes `pause=pilot.pause` so
+    the screen catches up between polls."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not reached within {within:g}s")
+        await pause(0.01)
+
+
+def other_tasks(before: set[asyncio.Task[object]] | None = None) -> set[asyncio.Task[object]]:
+    """Tasks still running that were not running `before` (default: any), other than the
+    current one: what a test left behind."""
+    current = asyncio.current_task()
+    return {t for t in asyncio.all_tasks() if t is not current and t not in (before or set())}

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import sys
 from dataclasses import asdict
 from typing import TextIO
 
+from sluice.cli.command import Command, CommandIO, ExitCode, UsageError
 from sluice.engine import settings as S
 from sluice.engine.config import Config, ConfigChanged, ConfigError
 from sluice.engine.config_save import SaveResult, save_config
@@ -33,16 +32,9 @@ from sluice.engine.tuning import (
     parse_size,
 )
 
-__all__ = ["HELP", "add_arguments", "run_command"]
+__all__ = ["COMMAND", "format_report"]
 
-HELP = "time the configured consumer and recommend maxsize and batch_max (--save writes them)"
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MIN_CHUNKS = 50
-
-
-class UsageError(Exception):
-    """Bad command-line input; the message is shown and the exit code is 2."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,44 +114,36 @@ async def _calibrate(
     rate: float,
     ceiling: int | None,
     reserved: int,
+    text_out: TextIO,
 ) -> Calibration:
+    # The stdout consumer writes the calibration text to `text_out`, not into the report.
     consumer = make_consumer(
-        config[S.CONSUMER_KIND], delay_ms=config[S.CONSUMER_DELAY_MS], path=config[S.CONSUMER_PATH]
+        config[S.CONSUMER_KIND],
+        delay_ms=config[S.CONSUMER_DELAY_MS],
+        path=config[S.CONSUMER_PATH],
+        text_out=text_out,
     )
     try:
-        # The stdout consumer would print the calibration text into the report.
-        with contextlib.redirect_stdout(sys.stderr):
-            return await calibrate(
-                consumer,
-                sessions=sessions,
-                target_buffer_ms=args.target_buffer_ms,
-                memory_ceiling=ceiling,
-                reserved_bytes=reserved,
-                rate=rate,
-                chunks=args.chunks,
-                batch=args.batch,
-            )
+        return await calibrate(
+            consumer,
+            sessions=sessions,
+            target_buffer_ms=args.target_buffer_ms,
+            memory_ceiling=ceiling,
+            reserved_bytes=reserved,
+            rate=rate,
+            chunks=args.chunks,
+            batch=args.batch,
+        )
     finally:
         closer = getattr(consumer, "aclose", None)
         if closer is not None:
             await closer()
 
 
-def run_command(
-    args: argparse.Namespace,
-    config: Config,
-    *,
-    stdout: TextIO | None = None,
-    stderr: TextIO | None = None,
-) -> int:
+def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
     """Carry out `sluice calibrate`; returns the exit code."""
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
-    try:
-        ceiling = _check(args)
-    except UsageError as exc:
-        stderr.write(f"sluice calibrate: {exc}\n")
-        return EXIT_USAGE
+    stdout, stderr = io.stdout, io.stderr
+    ceiling = _check(args)
     sessions = (
         args.sessions
         if args.sessions is not None
@@ -175,12 +159,18 @@ def run_command(
     try:
         result = asyncio.run(
             _calibrate(
-                config, args, sessions=sessions, rate=rate, ceiling=ceiling, reserved=reserved
+                config,
+                args,
+                sessions=sessions,
+                rate=rate,
+                ceiling=ceiling,
+                reserved=reserved,
+                text_out=stderr,
             )
         )
     except Exception as exc:
         stderr.write(f"sluice calibrate: the {config[S.CONSUMER_KIND]} consumer failed: {exc}\n")
-        return EXIT_FAILED
+        return ExitCode.FAILED
     single, batched, rec = result.single, result.batched, result.recommendation
     saved = None
     if args.save:
@@ -193,10 +183,10 @@ def run_command(
                 f"sluice calibrate: could not save: {exc}; run the command again to calibrate "
                 "and save from the file as it is now\n"
             )
-            return EXIT_FAILED
+            return ExitCode.FAILED
         except (ConfigError, OSError) as exc:
             stderr.write(f"sluice calibrate: could not save: {exc}\n")
-            return EXIT_FAILED
+            return ExitCode.FAILED
     if args.json:
         out = {
             "consumer": config[S.CONSUMER_KIND],
@@ -211,7 +201,7 @@ def run_command(
     else:
         stdout.write(format_report(config, single, batched, rec, source, saved) + "\n")
     stdout.flush()
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def format_report(
@@ -268,3 +258,11 @@ def format_report(
     else:
         lines.append("run with --save to write maxsize and batch_max to the config file")
     return "\n".join(lines)
+
+
+COMMAND = Command(
+    name="calibrate",
+    help="time the configured consumer and recommend maxsize and batch_max (--save writes them)",
+    add_arguments=add_arguments,
+    run=run,
+)
