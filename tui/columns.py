@@ -70,7 +70,7 @@ def _depth(s: SessionSnapshot) -> str:
     top = "∞" if s.maxsize == 0 else str(s.maxsize)
     nums = f"{s.depth}/{top}"
     if len(nums) > 9:
-        nums = f"{fmt.short_int(s.depth, 5)}/{fmt.short_int(s.maxsize, 4) if s.maxsize else top}"
+        nums = f"{fmt.short_int(s.depth, 4)}/{fmt.short_int(s.maxsize, 4) if s.maxsize else top}"
     fill = s.depth / s.maxsize if s.maxsize else 0.0
     return f"{fmt.bar(fill, 2)} {nums:>9}"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import unicodedata
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from sluice.tui import fmt
@@ -46,6 +46,7 @@ def test_durations_rates_and_sizes_stay_short(value: float) -> None:
     assert len(fmt.nbytes(int(value * 10**6))) <= 5
 
 
+@example(depth=10_000, maxsize=1000, count=0, seconds=0.0)  # "10000/1000" overflowed once
 @given(
     depth=st.integers(0, 10**9),
     maxsize=st.integers(0, 1024),
