@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "bench": "sluice.bench.cli",
     "check": "sluice.engine.check",
     "monitor": "sluice.tui.monitor",
+    "serve": "sluice.cli.serve",
 }
 
 

@@ -100,6 +100,7 @@ class Engine:
         self._clock = clock
         self._knob_values: dict[str, Any] = {s.name: cfg.value(s.name) for s in live_settings()}
         self._knob_listeners: list[Callable[[str, Any], None]] = [self._on_demo_knob]
+        self._end_listeners: list[Callable[[Session], None]] = []
         self._continuous = False
         self.demo = DemoModel(
             rate=cfg.demo.rate, ttft_ms=cfg.demo.ttft_ms, tokens=cfg.demo.tokens, seed=cfg.demo.seed
@@ -306,10 +307,24 @@ class Engine:
         if not self._tasks:
             self._idle.set()
 
+    def on_session_end(self, listener: Callable[[Session], None]) -> Callable[[], None]:
+        """Call `listener(session)` when a session ends (done, failed or cancelled; not one
+        dropped while queued); returns the unsubscriber. A listener that raises is ignored, so
+        a watcher's bug disturbs no session."""
+        self._end_listeners.append(listener)
+        return functools.partial(self._end_listeners.remove, listener)
+
     def _on_session_end(self, session_id: str, _task: object = None) -> None:
         self._tasks.pop(session_id, None)
         if not self._tasks:
             self._idle.set()
+        session = self.sessions.get(session_id)
+        if session is not None:
+            for listener in list(self._end_listeners):
+                try:
+                    listener(session)
+                except Exception:
+                    pass  # a watcher's bug must not stop the engine's bookkeeping
         if self._history is not None and session_id in self.sessions:
             self._finished.append(session_id)  # (a session dropped unstarted is not here)
             self._prune_history()
@@ -453,14 +468,7 @@ class Engine:
     @property
     def knobs(self) -> Knobs:
         """The knobs' current values."""
-        return Knobs(
-            maxsize=self._knob_values["queue.maxsize"],
-            batch_max=self._knob_values["queue.batch_max"],
-            limits=MappingProxyType({n: lim.limit for n, lim in self.limiters.items()}),
-            delay_ms=self._knob_values["consumer.delay_ms"],
-            rate=self.demo.rate,
-            sessions=self._knob_values["demo.sessions"],
-        )
+        return Knobs.from_values(self._knob_values)
 
     @property
     def delay_applies(self) -> bool:
@@ -556,7 +564,10 @@ class Engine:
             slot_wait=merged[4],
         )
 
-    def _merged_latencies(self) -> tuple[Percentiles, ...]:
+    def latency_histograms(self) -> dict[str, Histogram]:
+        """Every session's latency histograms merged, finished sessions folded away included:
+        `queue_wait`, `token_age`, `consumer_call` (per chunk or call), `ttft` and
+        `slot_wait` (one value per session that has one). Fresh copies, merged now."""
         retired = self._retired
         queue_wait, token_age, consumer_call = Histogram(), Histogram(), Histogram()
         ttft, slot_wait = Histogram(), Histogram()
@@ -576,12 +587,19 @@ class Engine:
                 slot_wait.record(session.granted_at - session.requested_at)
                 if session.first_chunk_at is not None:
                     ttft.record(session.first_chunk_at - session.granted_at)
-        return (
-            queue_wait.summary(),
-            token_age.summary(),
-            consumer_call.summary(),
-            ttft.summary(),
-            slot_wait.summary(),
+        return {
+            "queue_wait": queue_wait,
+            "token_age": token_age,
+            "consumer_call": consumer_call,
+            "ttft": ttft,
+            "slot_wait": slot_wait,
+        }
+
+    def _merged_latencies(self) -> tuple[Percentiles, ...]:
+        merged = self.latency_histograms()
+        return tuple(
+            merged[name].summary()
+            for name in ("queue_wait", "token_age", "consumer_call", "ttft", "slot_wait")
         )
 
 

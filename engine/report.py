@@ -46,10 +46,7 @@ def to_json_dict(snapshot: EngineSnapshot, **extra: Any) -> dict[str, Any]:
         "totals": snapshot.totals.to_dict(),
         "process": snapshot.process.to_dict(),
         "knobs": snapshot.knobs.to_dict(),
-        "backends": [
-            {"name": b.name, "limit": b.limit, "in_use": b.in_use, "waiting": b.waiting}
-            for b in snapshot.backends
-        ],
+        "backends": [b.to_dict() for b in snapshot.backends],
     }
     out.update(extra)
     return out

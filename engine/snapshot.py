@@ -8,8 +8,9 @@ the same app watch an engine elsewhere later.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import MISSING, asdict, dataclass, fields
+from types import MappingProxyType
+from typing import Any, TypeVar
 
 from sluice.engine.histogram import Percentiles
 
@@ -35,6 +36,9 @@ STOP_WARNINGS: Mapping[str, str] = {
     "refusal": "refused",
 }
 LATENCY_FIELDS = ("itl", "queue_wait", "token_age", "consumer_call")
+_PERCENTILE_KEYS = ("count", "mean", "p50", "p90", "p99", "max")
+
+D = TypeVar("D")
 
 
 def _flatten(obj: Any) -> dict[str, Any]:
@@ -54,6 +58,24 @@ def _flatten(obj: Any) -> dict[str, Any]:
     return out
 
 
+def _unflatten(cls: type[D], data: Mapping[str, Any]) -> D:
+    """The inverse of `_flatten`: a dataclass from its JSON dict (what a remote app receives).
+
+    A field typed `Percentiles` is rebuilt from its six `<name>_*` keys, a mapping field is
+    frozen again; unknown keys are ignored, so a newer server's extra members do no harm.
+    KeyError or TypeError when a member is missing or malformed."""
+    values: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        kind = str(f.type)
+        if kind == "Percentiles":
+            values[f.name] = Percentiles(*(data[f"{f.name}_{key}"] for key in _PERCENTILE_KEYS))
+        elif kind.startswith("Mapping"):
+            values[f.name] = MappingProxyType(dict(data[f.name]))
+        elif f.name in data or f.default is MISSING:  # a field with a default may be absent
+            values[f.name] = data[f.name]
+    return cls(**values)
+
+
 @dataclass(frozen=True, slots=True)
 class Knobs:
     """The live-tunable settings. `limits` maps backend name to its concurrency cap."""
@@ -68,6 +90,26 @@ class Knobs:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return _flatten(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Knobs:
+        """The inverse of `to_dict` (the `knobs` member of `sluice run --json`)."""
+        return _unflatten(cls, data)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> Knobs:
+        """The knobs from their values by dotted config name (`queue.maxsize`, `limits.demo`,
+        ...): the engine's own store, and the control API's `knobs` member."""
+        return cls(
+            maxsize=values["queue.maxsize"],
+            batch_max=values["queue.batch_max"],
+            limits=MappingProxyType(
+                {name[7:]: v for name, v in values.items() if name.startswith("limits.")}
+            ),
+            delay_ms=values["consumer.delay_ms"],
+            rate=values["demo.rate"],
+            sessions=values["demo.sessions"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +159,11 @@ class SessionSnapshot:
         """A JSON-ready dict; latency summaries flatten to `<name>_p50` and so on."""
         return _flatten(self)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SessionSnapshot:
+        """The inverse of `to_dict` (one of `sessions[]` in the JSON)."""
+        return _unflatten(cls, data)
+
 
 @dataclass(frozen=True, slots=True)
 class SessionDetail:
@@ -139,6 +186,15 @@ class BackendSnapshot:
     in_use: int
     waiting: int
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BackendSnapshot:
+        """The inverse of `to_dict` (one of `backends[]` in the JSON)."""
+        return _unflatten(cls, data)
+
 
 @dataclass(frozen=True, slots=True)
 class ProcessSnapshot:
@@ -156,6 +212,11 @@ class ProcessSnapshot:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProcessSnapshot:
+        """The inverse of `to_dict` (the `process` member of the JSON)."""
+        return _unflatten(cls, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +245,11 @@ class Totals:
         """A JSON-ready dict, latency summaries flattened as in `SessionSnapshot.to_dict`."""
         return _flatten(self)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Totals:
+        """The inverse of `to_dict` (the `totals` member of the JSON)."""
+        return _unflatten(cls, data)
+
 
 @dataclass(frozen=True, slots=True)
 class EngineSnapshot:
@@ -195,3 +261,22 @@ class EngineSnapshot:
     knobs: Knobs
     process: ProcessSnapshot
     totals: Totals
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EngineSnapshot:
+        """A snapshot from its JSON: the control API's `/v1/snapshot` document (knobs as
+        entries by dotted name, each with a `value`) or `sluice run --json` (knobs as
+        `Knobs.to_dict`; `taken_at` is then 0.0). See docs/json.md."""
+        knobs = data["knobs"]
+        if any("." in name for name in knobs):
+            parsed = Knobs.from_values({name: entry["value"] for name, entry in knobs.items()})
+        else:
+            parsed = Knobs.from_dict(knobs)
+        return cls(
+            taken_at=float(data.get("taken_at", 0.0)),
+            sessions=tuple(SessionSnapshot.from_dict(s) for s in data["sessions"]),
+            backends=tuple(BackendSnapshot.from_dict(b) for b in data["backends"]),
+            knobs=parsed,
+            process=ProcessSnapshot.from_dict(data["process"]),
+            totals=Totals.from_dict(data["totals"]),
+        )

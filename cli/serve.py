@@ -1,0 +1,188 @@
+"""`sluice serve`: the engine as a long-lived service with the control API.
+
+Runs the config's demo sessions (`--demo`) and/or your workload (`MODULE:FUNCTION`, as
+`sluice monitor` takes it), prints the URL it serves on stdout, then keeps serving, after
+the workload returns too, until SIGTERM, SIGINT or SIGHUP: then every session is cancelled,
+every stream closed, a one-line summary logged, and the exit code is 0. Logs go to stderr,
+one line per event an operator cares about. Exit 2 on bad input (config, --bind, the
+target, a network address without SLUICE_TOKEN), 1 when the address cannot be listened on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from sluice.engine.config import Config
+from sluice.engine.control import BindError, ControlServer, parse_bind
+from sluice.engine.control.bind import check_exposure, token_from_env
+from sluice.engine.control.wire import one_line
+from sluice.engine.engine import Engine
+from sluice.engine.report import format_seconds
+from sluice.tui.monitor import WorkloadError, load_workload
+
+__all__ = ["DEFAULT_SERVE_BIND", "HELP", "add_arguments", "run_command"]
+
+HELP = "run the engine as a service: control API (HTTP/JSON, SSE events, /metrics)"
+
+DEFAULT_SERVE_BIND = "127.0.0.1:8321"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+SHUTDOWN_TIMEOUT = 15.0  # seconds the sessions get to end once cancelled
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("sluice.serve")
+Workload = Callable[[Engine], Awaitable[Any]]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `sluice serve`."""
+    parser.add_argument(
+        "--bind",
+        default=DEFAULT_SERVE_BIND,
+        metavar="HOST:PORT",
+        help=f"where to listen (default {DEFAULT_SERVE_BIND}; port 0 picks a free one; "
+        "an address beyond loopback needs SLUICE_TOKEN)",
+    )
+    parser.add_argument("--demo", action="store_true", help="keep the config's demo sessions going")
+    parser.add_argument(
+        "target",
+        nargs="?",
+        metavar="MODULE:FUNCTION",
+        help="your workload, `async def f(engine)`, e.g. examples.monitor_workload:main",
+    )
+
+
+@contextmanager
+def _stderr_log(stream: TextIO) -> Iterator[None]:
+    """One line per operator event on `stream`, `sluice serve: ...`, while the command runs."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("sluice serve: %(message)s"))
+    logger = logging.getLogger("sluice")
+    old_level, old_propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        logger.propagate = old_propagate
+
+
+def run_command(
+    args: argparse.Namespace,
+    config: Config,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Carry out `sluice serve`; returns the exit code."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    try:
+        bind = parse_bind(args.bind)
+        token = token_from_env()
+        check_exposure(bind, token)
+        if not args.demo and not args.target:
+            raise WorkloadError("nothing to run: give --demo, MODULE:FUNCTION, or both")
+        workload = load_workload(args.target) if args.target else None
+    except (BindError, WorkloadError) as exc:
+        stderr.write(f"sluice serve: {exc}\n")
+        return EXIT_USAGE
+    with _stderr_log(stderr):
+        try:
+            return asyncio.run(_serve(config, args, workload, token, stdout))
+        except KeyboardInterrupt:  # only before the signal handlers are in place
+            log.info("interrupted while starting")
+            return EXIT_OK
+
+
+async def _serve(
+    config: Config,
+    args: argparse.Namespace,
+    workload: Workload | None,
+    token: str | None,
+    stdout: TextIO,
+) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reason: list[str] = []
+
+    def request_stop(name: str) -> None:
+        if not reason:
+            reason.append(name)
+        stop.set()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, request_stop, sig.name)
+    started = time.monotonic()
+    try:
+        async with Engine(config) as engine:
+            server = ControlServer(engine, bind=args.bind, token=token)
+            try:
+                await server.start()
+            except OSError as exc:
+                log.error("cannot listen on %s: %s", args.bind, exc.strerror or exc)
+                return EXIT_FAILED
+            work: asyncio.Task[None] | None = None
+            try:
+                stdout.write(f"{server.url}\n")
+                stdout.flush()
+                if args.demo:
+                    engine.run_continuous_demo()
+                    log.info("keeping %d demo sessions going", engine.knob("demo.sessions"))
+                if workload is not None:
+                    work = loop.create_task(_run_workload(workload, args.target, engine))
+                await stop.wait()
+                log.info(
+                    "%s received: stopping; cancelling %d running sessions",
+                    reason[0],
+                    sum(1 for s in engine.sessions.values() if not s.finished),
+                )
+            finally:
+                engine.stop_continuous_demo()
+                if work is not None:
+                    work.cancel()
+                    await asyncio.gather(work, return_exceptions=True)
+                await server.stop()
+                try:
+                    await asyncio.wait_for(engine.aclose(), SHUTDOWN_TIMEOUT)
+                except TimeoutError:
+                    log.error(
+                        "sessions did not end within %gs of being cancelled", SHUTDOWN_TIMEOUT
+                    )
+            log.info(_summary(engine, time.monotonic() - started))
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+    return EXIT_OK
+
+
+async def _run_workload(workload: Workload, target: str, engine: Engine) -> None:
+    """Run the user's function; its end or its error is logged and serving goes on."""
+    try:
+        await workload(engine)
+    except Exception as exc:
+        log.error(
+            "workload %s raised %s; still serving", target, one_line(f"{type(exc).__name__}: {exc}")
+        )
+    else:
+        log.info("workload %s returned; still serving until SIGTERM or SIGINT", target)
+
+
+def _summary(engine: Engine, uptime: float) -> str:
+    """The final line: sessions by state, chunks in/out/lost, time served."""
+    t = engine.snapshot().totals
+    states = ", ".join(f"{n} {state}" for state, n in t.states.items() if n) or "none"
+    return (
+        f"stopped after {format_seconds(uptime)}: {t.sessions} sessions ({states}); "
+        f"chunks {t.tokens_in} in, {t.tokens_out} out, {t.tokens_lost} lost"
+    )

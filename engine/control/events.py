@@ -1,0 +1,120 @@
+"""`GET /v1/events`: server-sent events of snapshots at the rate a viewer asks for.
+
+Latest-only by construction: a viewer's loop takes a frame, writes it, waits for the next
+tick. A write to a slow viewer waits for its socket to drain (aiohttp pauses the writer at
+the transport's high-water mark), and the ticks that pass meanwhile are counted as dropped,
+never queued; so what is held for a stalled viewer is at most one frame plus the
+transport's buffer, and the engine's loop never waits on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+__all__ = ["DEFAULT_RATE", "RATE_RANGE", "Viewer", "ViewerStats", "parse_rate"]
+
+RATE_RANGE = (0.2, 20.0)  # frames per second a viewer may ask for
+DEFAULT_RATE = 2.0
+RETRY_MS = 1000  # the reconnection delay an EventSource client is told
+
+
+class RateError(ValueError):
+    """A `rate` the events endpoint does not allow; the message says what is allowed."""
+
+
+def parse_rate(text: str | None) -> float:
+    """The `rate` query parameter (frames per second); DEFAULT_RATE when absent."""
+    if text is None:
+        return DEFAULT_RATE
+    low, high = RATE_RANGE
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = math.nan
+    if not (math.isfinite(rate) and low <= rate <= high):
+        raise RateError(
+            f"rate={text[:40]!r}: must be a number of frames per second from {low:g} to {high:g}"
+        )
+    return rate
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerStats:
+    """One connected viewer: who, its rate, frames sent and dropped (ticks missed while a
+    write waited on its socket), and the bytes waiting in the transport for it now."""
+
+    peer: str
+    rate: float
+    frames_sent: int
+    frames_dropped: int
+    pending_bytes: int
+
+
+class Viewer:
+    """Feeds one SSE response with frames from `frame(max_age)` until `closing` is set or the
+    client goes away."""
+
+    def __init__(
+        self,
+        peer: str,
+        rate: float,
+        response: web.StreamResponse,
+        transport: asyncio.BaseTransport | None,
+    ) -> None:
+        self.peer = peer
+        self.rate = rate
+        self.response = response
+        self.transport = transport
+        self.frames_sent = 0
+        self.frames_dropped = 0
+        self.writing = False
+
+    def stats(self) -> ViewerStats:
+        """The viewer's figures now."""
+        pending = 0
+        if isinstance(self.transport, asyncio.WriteTransport) and not self.transport.is_closing():
+            pending = self.transport.get_write_buffer_size()
+        return ViewerStats(self.peer, self.rate, self.frames_sent, self.frames_dropped, pending)
+
+    def abort(self) -> None:
+        """Drop the connection at once (shutdown, for a viewer stuck on a full socket)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()  # type: ignore[attr-defined]
+
+    async def run(self, frame: Callable[[float], bytes], closing: asyncio.Event) -> None:
+        """Send a frame per tick; return when closing or when the client is gone."""
+        loop = asyncio.get_running_loop()
+        period = 1.0 / self.rate
+        max_age = min(period / 2, 0.05)
+        await self._write(f"retry: {RETRY_MS}\n\n".encode())
+        due = loop.time()
+        while not closing.is_set():
+            data = frame(max_age)
+            await self._write(
+                b"event: snapshot\nid: %d\ndata: %s\n\n" % (self.frames_sent + 1, data)
+            )
+            self.frames_sent += 1
+            due += period
+            now = loop.time()
+            if now > due:  # the write outlasted the tick(s): skip them, do not catch up
+                missed = math.ceil((now - due) / period)
+                self.frames_dropped += missed
+                due += missed * period
+            try:
+                async with asyncio.timeout(due - now):
+                    await closing.wait()
+            except TimeoutError:
+                pass
+        await self._write(b'event: closing\ndata: {"reason":"the server is stopping"}\n\n')
+
+    async def _write(self, data: bytes) -> None:
+        self.writing = True
+        try:
+            await self.response.write(data)
+        finally:
+            self.writing = False

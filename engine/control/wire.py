@@ -1,0 +1,76 @@
+"""The control API's JSON documents (docs/json.md, "Control API"): the snapshot with its
+knobs and node name, the knob entries, and one-line error texts.
+
+The `sessions`, `totals`, `process` and `backends` members are built by
+`engine.report.to_json_dict`, the same code as `sluice run --json`, so the two never drift;
+`EngineSnapshot.from_dict` rebuilds the snapshot from this document on the other side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from sluice.engine.engine import Engine
+from sluice.engine.redact import redact
+from sluice.engine.report import to_json_dict
+from sluice.engine.settings import Setting
+from sluice.engine.snapshot import EngineSnapshot
+
+__all__ = ["encode", "knob_entry", "knobs_document", "node_name", "one_line", "snapshot_document"]
+
+API_VERSION = 1
+_LINE_LIMIT = 300
+
+
+def node_name() -> str:
+    """The default node name: the host name and the process id, `host:1234`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def knob_entry(setting: Setting[Any], value: Any) -> dict[str, Any]:
+    """One live knob as the API shows it: its value, range, slider span and words."""
+    low, high = setting.slider_range
+    return {
+        "value": value,
+        "min": setting.minimum,
+        "max": setting.maximum,
+        "integer": setting.integer,
+        "step": setting.step,
+        "slider": [low, high],
+        "label": setting.label or setting.key,
+        "help": setting.help,
+        "allowed": setting.describe(),
+    }
+
+
+def knobs_document(engine: Engine) -> dict[str, dict[str, Any]]:
+    """Every live knob of `engine` by dotted config name (`queue.maxsize`, `limits.demo`)."""
+    values = engine.knob_values
+    return {name: knob_entry(s, values[name]) for name, s in engine.knob_settings().items()}
+
+
+def snapshot_document(
+    snapshot: EngineSnapshot, knobs: Mapping[str, dict[str, Any]], node: str
+) -> dict[str, Any]:
+    """`GET /v1/snapshot`: `sluice run --json`'s members plus `knobs`, `node`, `taken_at`."""
+    doc = to_json_dict(snapshot, api=API_VERSION, node=node, taken_at=snapshot.taken_at)
+    doc["knobs"] = dict(knobs)
+    return doc
+
+
+def encode(document: Any) -> bytes:
+    """Compact UTF-8 JSON on one line (as `sluice run --json` writes it)."""
+    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+
+def one_line(text: str, limit: int = _LINE_LIMIT) -> str:
+    """`text` made safe for a one-line message: credentials in URLs hidden, control
+    characters escaped, at most `limit` characters."""
+    text = redact(text)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
