@@ -78,11 +78,13 @@ def parse_bind(text: str) -> Bind:
                 raise ValueError(host)
         except ValueError:
             raise BindError(f"--bind {text!r}: brackets hold an IPv6 address, like [::1]") from None
+    elif ":" in host:
+        raise BindError(f"--bind {text!r}: an IPv6 address goes in brackets, like [::1]:8321")
     elif host:
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            if ":" in host or not _HOSTNAME.match(host):
+            if not _HOSTNAME.match(host):
                 raise BindError(f"--bind {text!r}: {_BIND_RULE}") from None
     return Bind(host, port)
 

@@ -71,8 +71,16 @@ class Viewer:
         self.response = response
         self.transport = transport
         self.frames_sent = 0
-        self.frames_dropped = 0
+        self._dropped = 0  # ticks skipped after writes that outlasted them
+        self._due = math.inf  # when the frame being written (or the next one) is due
         self.writing = False
+
+    @property
+    def frames_dropped(self) -> int:
+        """Ticks that passed without a frame: skipped after slow writes, plus those passing
+        now while a write waits on the viewer's socket."""
+        late = asyncio.get_running_loop().time() - self._due if self.writing else 0.0
+        return self._dropped + max(0, math.floor(late * self.rate))
 
     def stats(self) -> ViewerStats:
         """The viewer's figures now."""
@@ -91,22 +99,22 @@ class Viewer:
         loop = asyncio.get_running_loop()
         period = 1.0 / self.rate
         max_age = min(period / 2, 0.05)
+        self._due = loop.time()
         await self._write(f"retry: {RETRY_MS}\n\n".encode())
-        due = loop.time()
         while not closing.is_set():
             data = frame(max_age)
             await self._write(
                 b"event: snapshot\nid: %d\ndata: %s\n\n" % (self.frames_sent + 1, data)
             )
             self.frames_sent += 1
-            due += period
+            self._due += period
             now = loop.time()
-            if now > due:  # the write outlasted the tick(s): skip them, do not catch up
-                missed = math.ceil((now - due) / period)
-                self.frames_dropped += missed
-                due += missed * period
+            if now > self._due:  # the write outlasted the tick(s): skip them, no catching up
+                missed = math.ceil((now - self._due) / period)
+                self._dropped += missed
+                self._due += missed * period
             try:
-                async with asyncio.timeout(due - now):
+                async with asyncio.timeout(self._due - now):
                     await closing.wait()
             except TimeoutError:
                 pass
