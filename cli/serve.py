@@ -63,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _stderr_log(stream: TextIO) -> Iterator[None]:
     """One line per operator event on `stream`, `sluice serve: ...`, while the command runs."""
     handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("sluice serve: %(message)s"))
     logger = logging.getLogger("sluice")
     old_level, old_propagate = logger.level, logger.propagate
@@ -163,6 +164,16 @@ async def _serve(
     finally:
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
+    return _check_no_task_left()
+
+
+def _check_no_task_left() -> int:
+    """A clean stop leaves no task behind; say so loudly (exit 1) if one is left."""
+    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    if left:
+        names = ", ".join(sorted(t.get_name() for t in left)[:10])
+        log.error("%d tasks still running after the stop: %s", len(left), names)
+        return EXIT_FAILED
     return EXIT_OK
 
 

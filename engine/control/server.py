@@ -50,6 +50,26 @@ from sluice.engine.session import Session
 __all__ = ["MAX_BODY", "ControlServer", "serve_control", "start_control"]
 
 log = logging.getLogger("sluice.control")
+# aiohttp's own protocol log (malformed requests, a client gone mid-request): never a
+# traceback a client can make as long as it likes, only one short DEBUG line.
+_http_log = logging.getLogger("sluice.control.http")
+
+
+class _Quiet(logging.Filter):
+    """Turns aiohttp's protocol-level records into one-line DEBUG records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            text = f"{text}: {type(error).__name__}: {error}"
+        record.msg, record.args = one_line(text, 200), ()
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+_http_log.addFilter(_Quiet())
 
 MAX_BODY = 64 * 1024  # bytes a request body may have (413 above)
 SHUTDOWN_GRACE = 2.0  # seconds in-flight requests get when the server stops
@@ -149,7 +169,12 @@ class ControlServer:
         app.router.add_get("/v1/events", self._get_events)
         app.router.add_get("/metrics", self._get_metrics)
         runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_GRACE,
+            logger=_http_log,
+            auto_decompress=False,  # no compressed bodies: nothing to inflate past MAX_BODY
         )
         await runner.setup()
         try:
