@@ -41,20 +41,48 @@ _PERCENTILE_KEYS = ("count", "mean", "p50", "p90", "p99", "max")
 D = TypeVar("D")
 
 
+_PLAIN, _SUMMARY, _MAPPING = 0, 1, 2
+_Plan = tuple[tuple[str, int, tuple[str, ...]], ...]
+_PLANS: dict[type, _Plan] = {}
+
+
+def _plan(cls: type) -> _Plan:
+    """Per field of a snapshot class: its name, how it is flattened, and for a latency
+    summary its six JSON keys. Worked out once per class from the declared field types, so
+    flattening 1,000 sessions for a 10 Hz event stream stays cheap."""
+    cached = _PLANS.get(cls)
+    if cached is not None:
+        return cached
+    plan = []
+    for f in fields(cls):
+        kind = str(f.type)
+        if kind == "Percentiles":
+            plan.append((f.name, _SUMMARY, tuple(f"{f.name}_{k}" for k in _PERCENTILE_KEYS)))
+        elif kind.startswith("Mapping"):
+            plan.append((f.name, _MAPPING, ()))
+        else:
+            plan.append((f.name, _PLAIN, ()))
+    _PLANS[cls] = result = tuple(plan)
+    return result
+
+
 def _flatten(obj: Any) -> dict[str, Any]:
     """Dataclass fields to a JSON-ready dict: a latency summary becomes `<name>_count`,
     `<name>_mean`, `<name>_p50`, `<name>_p90`, `<name>_p99`, `<name>_max`."""
     out: dict[str, Any] = {}
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        if isinstance(value, Percentiles):
-            out[f"{f.name}_count"] = value.count
-            for key in ("mean", "p50", "p90", "p99", "max"):
-                out[f"{f.name}_{key}"] = getattr(value, key)
-        elif isinstance(value, Mapping):
-            out[f.name] = dict(value)
+    for name, kind, keys in _plan(type(obj)):
+        value = getattr(obj, name)
+        if kind == _PLAIN:
+            out[name] = value
+        elif kind == _SUMMARY:
+            out[keys[0]] = value.count
+            out[keys[1]] = value.mean
+            out[keys[2]] = value.p50
+            out[keys[3]] = value.p90
+            out[keys[4]] = value.p99
+            out[keys[5]] = value.max
         else:
-            out[f.name] = value
+            out[name] = dict(value)
     return out
 
 
@@ -65,14 +93,14 @@ def _unflatten(cls: type[D], data: Mapping[str, Any]) -> D:
     frozen again; unknown keys are ignored, so a newer server's extra members do no harm.
     KeyError or TypeError when a member is missing or malformed."""
     values: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        kind = str(f.type)
-        if kind == "Percentiles":
-            values[f.name] = Percentiles(*(data[f"{f.name}_{key}"] for key in _PERCENTILE_KEYS))
-        elif kind.startswith("Mapping"):
-            values[f.name] = MappingProxyType(dict(data[f.name]))
-        elif f.name in data or f.default is MISSING:  # a field with a default may be absent
-            values[f.name] = data[f.name]
+    defaults = {f.name for f in fields(cls) if f.default is not MISSING}  # type: ignore[arg-type]
+    for name, kind, keys in _plan(cls):
+        if kind == _SUMMARY:
+            values[name] = Percentiles(*(data[key] for key in keys))
+        elif kind == _MAPPING:
+            values[name] = MappingProxyType(dict(data[name]))
+        elif name in data or name not in defaults:  # a field with a default may be absent
+            values[name] = data[name]
     return cls(**values)
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
-__all__ = ["DEFAULT_RATE", "RATE_RANGE", "Viewer", "ViewerStats", "parse_rate"]
+__all__ = ["DEFAULT_RATE", "RATE_RANGE", "RateError", "Viewer", "ViewerStats", "parse_rates"]
 
 RATE_RANGE = (0.2, 20.0)  # frames per second a viewer may ask for
 DEFAULT_RATE = 2.0
@@ -27,29 +27,44 @@ class RateError(ValueError):
     """A `rate` the events endpoint does not allow; the message says what is allowed."""
 
 
-def parse_rate(text: str | None) -> float:
-    """The `rate` query parameter (frames per second); DEFAULT_RATE when absent."""
-    if text is None:
-        return DEFAULT_RATE
-    low, high = RATE_RANGE
+def _number(text: str) -> float:
     try:
-        rate = float(text)
+        return float(text)
     except ValueError:
-        rate = math.nan
+        return math.nan
+
+
+def parse_rates(rate_text: str | None, sessions_text: str | None) -> tuple[float, float]:
+    """The `rate` and `sessions_rate` query parameters: frames per second (DEFAULT_RATE when
+    absent), and how often a frame carries the session list (default: every frame; 0:
+    never). RateError saying what is allowed."""
+    low, high = RATE_RANGE
+    rate = DEFAULT_RATE if rate_text is None else _number(rate_text)
     if not (math.isfinite(rate) and low <= rate <= high):
         raise RateError(
-            f"rate={text[:40]!r}: must be a number of frames per second from {low:g} to {high:g}"
+            f"rate={str(rate_text)[:40]!r}: must be a number of frames per second "
+            f"from {low:g} to {high:g}"
         )
-    return rate
+    if sessions_text is None:
+        return rate, rate
+    sessions = _number(sessions_text)
+    if not (math.isfinite(sessions) and 0 <= sessions <= rate):
+        raise RateError(
+            f"sessions_rate={sessions_text[:40]!r}: must be a number of frames per second "
+            f"from 0 (never) to the rate, {rate:g}"
+        )
+    return rate, sessions
 
 
 @dataclass(frozen=True, slots=True)
 class ViewerStats:
-    """One connected viewer: who, its rate, frames sent and dropped (ticks missed while a
-    write waited on its socket), and the bytes waiting in the transport for it now."""
+    """One connected viewer: who, its rates (frames, and frames with the session list),
+    frames sent and dropped (ticks missed while a write waited on its socket), and the bytes
+    waiting in the transport for it now."""
 
     peer: str
     rate: float
+    sessions_rate: float
     frames_sent: int
     frames_dropped: int
     pending_bytes: int
@@ -63,11 +78,13 @@ class Viewer:
         self,
         peer: str,
         rate: float,
+        sessions_rate: float,
         response: web.StreamResponse,
         transport: asyncio.BaseTransport | None,
     ) -> None:
         self.peer = peer
         self.rate = rate
+        self.sessions_rate = sessions_rate
         self.response = response
         self.transport = transport
         self.frames_sent = 0
@@ -87,22 +104,33 @@ class Viewer:
         pending = 0
         if isinstance(self.transport, asyncio.WriteTransport) and not self.transport.is_closing():
             pending = self.transport.get_write_buffer_size()
-        return ViewerStats(self.peer, self.rate, self.frames_sent, self.frames_dropped, pending)
+        return ViewerStats(
+            self.peer, self.rate, self.sessions_rate, self.frames_sent, self.frames_dropped, pending
+        )
 
     def abort(self) -> None:
         """Drop the connection at once (shutdown, for a viewer stuck on a full socket)."""
         if self.transport is not None and not self.transport.is_closing():
             self.transport.abort()  # type: ignore[attr-defined]
 
-    async def run(self, frame: Callable[[float], bytes], closing: asyncio.Event) -> None:
-        """Send a frame per tick; return when closing or when the client is gone."""
+    async def run(
+        self, frame: Callable[[float, bool], Awaitable[bytes]], closing: asyncio.Event
+    ) -> None:
+        """Send a frame per tick; return when closing or when the client is gone.
+        `frame(max_age, sessions)` gives the encoded snapshot, with or without sessions."""
         loop = asyncio.get_running_loop()
         period = 1.0 / self.rate
         max_age = min(period / 2, 0.05)
+        every = 1.0 / self.sessions_rate if self.sessions_rate else math.inf
+        sessions_at = -math.inf  # when a frame last carried the session list
         self._due = loop.time()
         await self._write(f"retry: {RETRY_MS}\n\n".encode())
         while not closing.is_set():
-            data = frame(max_age)
+            now = loop.time()
+            sessions = self.frames_sent == 0 or now - sessions_at >= every - period / 2
+            if sessions:
+                sessions_at = now
+            data = await frame(max_age, sessions)
             await self._write(
                 b"event: snapshot\nid: %d\ndata: %s\n\n" % (self.frames_sent + 1, data)
             )

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -35,14 +35,13 @@ from sluice.engine.control.bind import (
     token_from_env,
     token_matches,
 )
-from sluice.engine.control.events import RateError, Viewer, ViewerStats, parse_rate
+from sluice.engine.control.events import RateError, Viewer, ViewerStats, parse_rates
 from sluice.engine.control.metrics import CONTENT_TYPE, MetricsRenderer
 from sluice.engine.control.wire import (
-    encode,
     knobs_document,
     node_name,
     one_line,
-    snapshot_document,
+    render_snapshot,
 )
 from sluice.engine.engine import Engine, KnobError
 from sluice.engine.session import Session
@@ -136,7 +135,10 @@ class ControlServer:
         self._url: str | None = None
         self._closing = asyncio.Event()
         self._viewers: set[Viewer] = set()
-        self._frame_cache: tuple[float, bytes] | None = None
+        # Encoded event-stream frames by "with sessions?": (built at, bytes), shared by the
+        # viewers that ask within their max age, and the builds under way.
+        self._frames: dict[bool, tuple[float, bytes]] = {}
+        self._building: dict[bool, asyncio.Task[bytes]] = {}
         self._save_lock = asyncio.Lock()
         self._saved_source: FileStamp | None = None
         self._actor: str | None = None  # who is changing knobs right now (the PATCH's peer)
@@ -214,6 +216,10 @@ class ControlServer:
             if viewer.writing:  # stuck on a full socket: no goodbye can reach it
                 viewer.abort()
         await runner.cleanup()
+        building = list(self._building.values())
+        for task in building:
+            task.cancel()
+        await asyncio.gather(*building, return_exceptions=True)
         log.info("control API on %s stopped", self._url)
 
     async def __aenter__(self) -> ControlServer:
@@ -308,21 +314,35 @@ class ControlServer:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _document(self) -> dict[str, Any]:
-        return snapshot_document(self.engine.snapshot(), knobs_document(self.engine), self.node)
+    async def _render(self, sessions: bool = True) -> bytes:
+        """A snapshot taken now on the loop, encoded in a worker thread (it is frozen data),
+        so a large frame never holds the engine's loop for its whole encoding."""
+        snapshot = self.engine.snapshot()
+        knobs = knobs_document(self.engine)
+        return await asyncio.to_thread(render_snapshot, snapshot, knobs, self.node, sessions)
 
-    def _frame(self, max_age: float) -> bytes:
-        """The encoded snapshot, shared by viewers that ask within `max_age` seconds."""
-        now = time.monotonic()
-        cached = self._frame_cache
+    async def _frame(self, max_age: float, sessions: bool) -> bytes:
+        """An encoded snapshot at most `max_age` seconds old, shared between viewers: one
+        build at a time per kind (with or without the session list)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        cached = self._frames.get(sessions)
         if cached is not None and now - cached[0] <= max_age:
             return cached[1]
-        data = encode(self._document())
-        self._frame_cache = (now, data)
-        return data
+        building = self._building.get(sessions)
+        if building is None:
+            building = loop.create_task(self._render(sessions), name="sluice-control-frame")
+            self._building[sessions] = building
+            building.add_done_callback(functools.partial(self._built, sessions, now))
+        return await asyncio.shield(building)
+
+    def _built(self, sessions: bool, started: float, task: asyncio.Task[bytes]) -> None:
+        self._building.pop(sessions, None)
+        if not task.cancelled() and task.exception() is None:
+            self._frames[sessions] = (started, task.result())
 
     async def _get_snapshot(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(body=encode(self._document()), content_type="application/json")
+        return web.Response(body=await self._render(), content_type="application/json")
 
     async def _get_knobs(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"knobs": knobs_document(self.engine)})
@@ -334,7 +354,9 @@ class ControlServer:
 
     async def _get_events(self, request: web.Request) -> web.StreamResponse:
         try:
-            rate = parse_rate(request.query.get("rate"))
+            rate, sessions_rate = parse_rates(
+                request.query.get("rate"), request.query.get("sessions_rate")
+            )
         except RateError as exc:
             raise _Refused(422, str(exc)) from None
         response = web.StreamResponse(
@@ -345,12 +367,14 @@ class ControlServer:
             }
         )
         await response.prepare(request)
-        viewer = Viewer(_peer(request), rate, response, request.transport)
+        viewer = Viewer(_peer(request), rate, sessions_rate, response, request.transport)
         self._viewers.add(viewer)
         try:
             await viewer.run(self._frame, self._closing)
         except ConnectionError:
             pass  # the viewer went away
+        except Exception as exc:  # the stream has started: no error response can follow
+            log.error("event stream to %s ended: %s", viewer.peer, one_line(repr(exc)))
         finally:
             self._viewers.discard(viewer)
         return response

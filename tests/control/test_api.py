@@ -4,6 +4,7 @@ token, and a clean stop. The real HTTP stack on loopback (aiohttp serving, httpx
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -424,6 +425,46 @@ async def test_events_refuse_a_rate_outside_the_range(served: Served, rate: str)
     response = await client.get("/v1/events", params={"rate": rate})
     assert response.status_code == 422
     assert "0.2 to 20" in _error_of(response)
+
+
+@pytest.mark.parametrize("sessions_rate", ["-1", "11", "nan", "x"])
+async def test_events_refuse_a_sessions_rate_outside_0_to_the_rate(
+    served: Served, sessions_rate: str
+) -> None:
+    _, _, client = served
+    response = await client.get("/v1/events", params={"rate": 10, "sessions_rate": sessions_rate})
+    assert response.status_code == 422
+    assert "from 0 (never) to the rate, 10" in _error_of(response)
+
+
+async def test_events_carry_the_session_list_only_as_often_as_asked(served: Served) -> None:
+    _, _server, client = served
+    frames: list[dict[str, Any]] = []
+    params = {"rate": "10", "sessions_rate": "2"}
+    async with client.stream("GET", "/v1/events", params=params) as response:
+        async for _, data in sse_frames(response):
+            frames.append(data)
+            if len(frames) == 12:
+                break
+    assert "sessions" in frames[0]
+    with_sessions = [f["taken_at"] for f in frames if "sessions" in f]
+    assert 1 <= len(with_sessions) < len(frames)
+    # a list at most every 1/2 s, less half a frame period and the frame cache (50 ms)
+    gaps = [b - a for a, b in itertools.pairwise(with_sessions)]
+    assert all(gap >= 0.5 - 0.05 - 0.05 - 0.01 for gap in gaps), gaps
+    light = next(f for f in frames if "sessions" not in f)
+    assert {"totals", "process", "backends", "knobs", "node", "taken_at"} <= set(light)
+    # the remote app keeps the last list and rebuilds the snapshot with it
+    last = {**light, "sessions": frames[0]["sessions"]}
+    assert EngineSnapshot.from_dict(last).totals.sessions >= 6
+
+    frames.clear()
+    async with client.stream("GET", "/v1/events", params={"rate": 20, "sessions_rate": 0}) as r:
+        async for _, data in sse_frames(r):
+            frames.append(data)
+            if len(frames) == 5:
+                break
+    assert "sessions" in frames[0] and not any("sessions" in f for f in frames[1:])
 
 
 async def test_events_stream_snapshots_never_faster_than_asked(served: Served) -> None:
