@@ -134,6 +134,7 @@ class Engine:
         self._closed = False
         self.dropped_queued = 0  # sessions removed before they got a slot (nothing received)
         self._totals_cache: tuple[float, tuple[Percentiles, ...]] | None = None
+        self._merged_cache: tuple[float, dict[str, Histogram]] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -564,10 +565,15 @@ class Engine:
             slot_wait=merged[4],
         )
 
-    def latency_histograms(self) -> dict[str, Histogram]:
+    def latency_histograms(self, max_age: float = 0.0) -> dict[str, Histogram]:
         """Every session's latency histograms merged, finished sessions folded away included:
         `queue_wait`, `token_age`, `consumer_call` (per chunk or call), `ttft` and
-        `slot_wait` (one value per session that has one). Fresh copies, merged now."""
+        `slot_wait` (one value per session that has one). With `max_age`, the ones the last
+        snapshot's totals were merged from if they are at most that old (read them, do not
+        change them): a /metrics scrape right after a snapshot merges nothing again."""
+        cached = self._merged_cache
+        if max_age > 0 and cached is not None and self._clock() - cached[0] <= max_age:
+            return dict(cached[1])
         retired = self._retired
         queue_wait, token_age, consumer_call = Histogram(), Histogram(), Histogram()
         ttft, slot_wait = Histogram(), Histogram()
@@ -597,6 +603,7 @@ class Engine:
 
     def _merged_latencies(self) -> tuple[Percentiles, ...]:
         merged = self.latency_histograms()
+        self._merged_cache = (self._clock(), merged)
         return tuple(
             merged[name].summary()
             for name in ("queue_wait", "token_age", "consumer_call", "ttft", "slot_wait")

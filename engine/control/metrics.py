@@ -21,6 +21,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from sluice.engine.engine import Engine
 from sluice.engine.histogram import Histogram
+from sluice.engine.session import SUMMARY_REFRESH
 
 __all__ = [
     "BUCKET_BOUNDS",
@@ -155,7 +156,8 @@ class EngineCollector:
             knobs.add_metric([name], float(value))
         yield knobs
 
-        for name, hist in engine.latency_histograms().items():
+        # The snapshot above merged them (or did within SUMMARY_REFRESH): do not merge twice.
+        for name, hist in engine.latency_histograms(max_age=SUMMARY_REFRESH).items():
             doc = dict(_LATENCIES)[name]
             yield histogram_family(f"sluice_{name}_seconds", doc, hist)
         yield histogram_family(

@@ -17,7 +17,7 @@ from typing import Any
 
 from sluice.engine.engine import Engine
 from sluice.engine.redact import redact
-from sluice.engine.report import to_json_dict
+from sluice.engine.report import session_dict, to_json_dict
 from sluice.engine.settings import Setting
 from sluice.engine.snapshot import EngineSnapshot
 
@@ -87,13 +87,28 @@ def render_snapshot(
     sessions: bool = True,
 ) -> bytes:
     """`snapshot_document` encoded. It reads only frozen data, so it may run in a worker
-    thread: at 1,000 sessions this is tens of milliseconds the engine's loop does not wait."""
-    return encode(snapshot_document(snapshot, knobs, node, sessions=sessions))
+    thread: at 1,000 sessions this is tens of milliseconds the engine's loop does not wait.
+
+    The session list is encoded row by row and spliced in: one `json.dumps` of the whole
+    list would hold the GIL for its whole length (the C encoder never lets go), stalling the
+    engine's loop just the same; between rows the interpreter can switch back to it."""
+    doc = snapshot_document(replace(snapshot, sessions=()), knobs, node, sessions=sessions)
+    data = encode(doc)
+    if not sessions:
+        return data
+    head = b'{"sessions":['
+    if not data.startswith(head + b"]"):  # to_json_dict puts `sessions` first
+        return encode(snapshot_document(snapshot, knobs, node))
+    rows = b",".join(encode(session_dict(s)) for s in snapshot.sessions)
+    return head + rows + data[len(head) :]
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 def encode(document: Any) -> bytes:
     """Compact UTF-8 JSON on one line (as `sluice run --json` writes it)."""
-    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(document).encode("utf-8")
 
 
 def one_line(text: str, limit: int = _LINE_LIMIT) -> str:

@@ -74,3 +74,16 @@ async def test_latency_histograms_are_what_the_totals_summarise() -> None:
     assert merged["queue_wait"].summary() == totals.queue_wait
     assert merged["ttft"].count == totals.ttft.count == 3  # two of them folded into history
     assert merged["queue_wait"].count == totals.tokens_out
+
+
+async def test_a_scrape_right_after_a_snapshot_reuses_its_merge() -> None:
+    async with Engine(_config()) as engine:
+        engine.add_demo_sessions(2)
+        await engine.wait_idle()
+        engine.snapshot()
+        first = engine.latency_histograms(max_age=60)
+        again = engine.latency_histograms(max_age=60)
+        fresh = engine.latency_histograms()
+    assert first["queue_wait"] is again["queue_wait"]
+    assert fresh["queue_wait"] is not first["queue_wait"]
+    assert fresh["queue_wait"].buckets() == first["queue_wait"].buckets()
