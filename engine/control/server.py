@@ -38,6 +38,7 @@ from sluice.engine.control.bind import (
 from sluice.engine.control.events import RateError, Viewer, ViewerStats, parse_rates
 from sluice.engine.control.metrics import CONTENT_TYPE, MetricsRenderer
 from sluice.engine.control.wire import (
+    RowCache,
     knobs_document,
     node_name,
     one_line,
@@ -139,6 +140,7 @@ class ControlServer:
         # viewers that ask within their max age, and the builds under way.
         self._frames: dict[bool, tuple[float, bytes]] = {}
         self._building: dict[bool, asyncio.Task[bytes]] = {}
+        self._rows = RowCache()  # finished sessions' encoded rows, reused frame to frame
         self._save_lock = asyncio.Lock()
         self._saved_source: FileStamp | None = None
         self._actor: str | None = None  # who is changing knobs right now (the PATCH's peer)
@@ -319,7 +321,9 @@ class ControlServer:
         so a large frame never holds the engine's loop for its whole encoding."""
         snapshot = self.engine.snapshot()
         knobs = knobs_document(self.engine)
-        return await asyncio.to_thread(render_snapshot, snapshot, knobs, self.node, sessions)
+        return await asyncio.to_thread(
+            render_snapshot, snapshot, knobs, self.node, sessions, self._rows
+        )
 
     async def _frame(self, max_age: float, sessions: bool) -> bytes:
         """An encoded snapshot at most `max_age` seconds old, shared between viewers: one

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -19,9 +19,10 @@ from sluice.engine.engine import Engine
 from sluice.engine.redact import redact
 from sluice.engine.report import session_dict, to_json_dict
 from sluice.engine.settings import Setting
-from sluice.engine.snapshot import EngineSnapshot
+from sluice.engine.snapshot import EngineSnapshot, SessionSnapshot
 
 __all__ = [
+    "RowCache",
     "encode",
     "knob_entry",
     "knobs_document",
@@ -85,6 +86,7 @@ def render_snapshot(
     knobs: Mapping[str, dict[str, Any]],
     node: str,
     sessions: bool = True,
+    rows: RowCache | None = None,
 ) -> bytes:
     """`snapshot_document` encoded. It reads only frozen data, so it may run in a worker
     thread: at 1,000 sessions this is tens of milliseconds the engine's loop does not wait.
@@ -99,8 +101,35 @@ def render_snapshot(
     head = b'{"sessions":['
     if not data.startswith(head + b"]"):  # to_json_dict puts `sessions` first
         return encode(snapshot_document(snapshot, knobs, node))
-    rows = b",".join(encode(session_dict(s)) for s in snapshot.sessions)
-    return head + rows + data[len(head) :]
+    encoded = rows.encode(snapshot.sessions) if rows else [_row(s) for s in snapshot.sessions]
+    return head + b",".join(encoded) + data[len(head) :]
+
+
+def _row(session: SessionSnapshot) -> bytes:
+    return encode(session_dict(session))
+
+
+class RowCache:
+    """Encoded session rows kept between frames while the session's snapshot is unchanged:
+    a finished session's never changes, and a long-running service keeps hundreds of them
+    in every frame. Keyed by id; a row is reused only when the snapshot is equal, field by
+    field. Dropped with the session. Safe across threads: a race only repeats work."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, tuple[SessionSnapshot, bytes]] = {}
+
+    def encode(self, sessions: Sequence[SessionSnapshot]) -> list[bytes]:
+        old = self._rows
+        kept: dict[str, tuple[SessionSnapshot, bytes]] = {}
+        out = []
+        for session in sessions:
+            cached = old.get(session.id)
+            row = cached[1] if cached is not None and cached[0] == session else _row(session)
+            if session.finished:
+                kept[session.id] = (session, row)
+            out.append(row)
+        self._rows = kept
+        return out
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))

@@ -7,6 +7,7 @@ import asyncio
 import json
 
 from sluice.engine.control.wire import (
+    RowCache,
     encode,
     knobs_document,
     one_line,
@@ -55,3 +56,27 @@ def test_one_line_escapes_control_characters_hides_credentials_and_truncates() -
     assert one_line("see http://user:key@host:1/x") == "see http://***@host:1/x"
     long = one_line("x" * 1000, 50)
     assert len(long) == 50 and long.endswith("...")
+
+
+async def test_finished_sessions_rows_are_reused_and_the_frame_stays_exact() -> None:
+    async with Engine(fast_config()) as engine:
+        engine.set_knob("demo.rate", 5000.0)
+        done = engine.add_session("short", ScriptedBackend(["a", "b"], name="short"))
+        engine.add_demo_sessions(3)
+        for _ in range(3000):
+            if done.finished:
+                break
+            await asyncio.sleep(0.01)
+        knobs = knobs_document(engine)
+        rows = RowCache()
+        first_snap = engine.snapshot()
+        first = render_snapshot(first_snap, knobs, "n", True, rows)
+        await asyncio.sleep(0.05)
+        snap = engine.snapshot()
+    assert first == encode(snapshot_document(first_snap, knobs, "n"))
+    kept = rows._rows  # the finished session only
+    assert set(kept) == {done.id}
+    cached_row = kept[done.id][1]
+    again = render_snapshot(snap, knobs, "n", True, rows)
+    assert again == encode(snapshot_document(snap, knobs, "n"))
+    assert rows._rows[done.id][1] is cached_row  # not encoded again
