@@ -164,13 +164,14 @@ class ControlServer:
         """Listen; OSError when the address cannot be bound (in use, not this host's)."""
         if self._runner is not None:
             return self
+        self._closing = asyncio.Event()  # a server stopped and started again serves anew
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors, self._guard])
         app.router.add_get("/v1/snapshot", self._get_snapshot)
         app.router.add_get("/v1/knobs", self._get_knobs)
         app.router.add_patch("/v1/knobs", self._patch_knobs)
         app.router.add_post("/v1/save", self._post_save)
         app.router.add_post("/v1/sessions/{id}/cancel", self._post_cancel)
-        app.router.add_get("/v1/events", self._get_events)
+        app.router.add_get("/v1/events", self._get_events, allow_head=False)
         app.router.add_get("/metrics", self._get_metrics)
         runner = web.AppRunner(
             app,

@@ -568,3 +568,22 @@ async def test_stop_closes_event_streams_and_leaves_no_task(tmp_path: Path) -> N
         assert server.viewers() == []
         # The engine itself is untouched by the server's stop.
         assert not engine.closed and engine.continuous
+
+
+async def test_a_stopped_server_starts_again_and_head_on_events_is_refused() -> None:
+    async with Engine(fast_config()) as engine:
+        engine.run_continuous_demo()
+        server = ControlServer(engine, token=None)
+        for _ in range(2):
+            await server.start()
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                assert (await client.head("/v1/events")).status_code == 405
+                async with client.stream("GET", "/v1/events", params={"rate": 20}) as response:
+                    frames = 0
+                    async for event, _ in sse_frames(response):
+                        assert event == "snapshot"
+                        frames += 1
+                        if frames == 2:
+                            break
+            await server.stop()
+        assert server.viewers() == []
