@@ -16,6 +16,7 @@ BOOKKEEPING_GOAL = 20 * 1024
 OVERHEAD_GOAL = 0.5
 BATCHED_GOAL = 1.10
 LONG_GOAL = 1.30
+SERVE_GOAL = 0.95
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,18 @@ def goals(result: BenchResult) -> list[Goal]:
                 f"<= {LONG_GOAL:.2f}x",
                 f"{r.ratio:.2f}x ({r.cpu_us[0]:.1f} -> {r.cpu_us[-1]:.1f} us per delta)",
                 r.ratio <= LONG_GOAL,
+            )
+        )
+    if result.serve is not None:
+        sv = result.serve
+        watched = [v for v in sv.viewers if v.rate is not None]
+        out.append(
+            Goal(
+                f"{sv.sessions:,} sessions served: chunks/s with one SSE viewer >= "
+                f"{SERVE_GOAL:.2f}x none",
+                f">= {SERVE_GOAL:.2f}x",
+                ", ".join(f"{v.label} {v.ratio:.3f}x" for v in watched),
+                all(v.ratio >= SERVE_GOAL for v in watched),
             )
         )
     return out
@@ -366,6 +379,55 @@ def markdown(result: BenchResult) -> str:
                     for n, us, wall in zip(lr.sizes, lr.cpu_us, lr.wall_s, strict=True)
                 ],
             )
+        )
+    if result.serve is not None:
+        sv = result.serve
+        parts.append(
+            f"### Serving (`sluice serve`)\n\n{sv.sessions:,} demo sessions at {sv.rate:g} "
+            f"tokens/s (nominal {sv.nominal_cps:,.0f} chunks/s, null consumer) under the "
+            f"control API; {sv.rounds} rounds of {sv.window_s:g} s windows, each viewer "
+            "setting beside a window with none (the order rotates every round). The viewer "
+            "is another process reading `/v1/events` and parsing every frame. `x none` is "
+            "the median per-round ratio of chunks/s to the neighbouring no-viewer window; "
+            "loop lag is how late a 10 ms sleep woke (p99: median over rounds; max: over "
+            "all); `others` is every other process's CPU, the viewer's included."
+        )
+        parts.append(
+            _table(
+                [
+                    "viewer",
+                    "chunks/s",
+                    "x none",
+                    "loop lag p99",
+                    "loop lag max",
+                    "CPU",
+                    "others",
+                    "frames/s received",
+                ],
+                [
+                    [
+                        v.label,
+                        f"{v.delivered_cps:,.0f}",
+                        f"{v.ratio:.3f}",
+                        format_seconds(v.lag_p99),
+                        format_seconds(v.lag_max),
+                        f"{v.cpu_percent:.0f}%",
+                        f"{v.others_cpu_percent:.0f}%",
+                        f"{v.frames_per_s:.1f}" if v.rate is not None else "-",
+                    ]
+                    for v in sv.viewers
+                ],
+            )
+        )
+        parts.append(
+            f"`/metrics` at {sv.sessions:,} sessions: {format_seconds(sv.scrape_p50)} per "
+            f"scrape as the scraper sees it (median; max {format_seconds(sv.scrape_max)}), "
+            f"{format_bytes(sv.scrape_bytes)}; building it holds the engine's loop "
+            f"{format_seconds(sv.render_metrics_s)}. A frame: the snapshot taken on the loop "
+            f"{format_seconds(sv.snapshot_s)}; encoding it (in a worker thread) "
+            f"{format_seconds(sv.encode_full_s)} with the session list "
+            f"({format_bytes(sv.frame_full_bytes)}), {format_seconds(sv.encode_light_s)} "
+            f"without ({format_bytes(sv.frame_light_bytes)})."
         )
     checked = goals(result)
     if checked:

@@ -31,10 +31,11 @@ from sluice.bench.scale import (
     streaming_session_memory,
 )
 from sluice.bench.scenario import MODES, ScenarioResult, ScenarioSpec, run_scenario
+from sluice.bench.serve import ServeResult, run_serve
 
 __all__ = ["BenchParams", "BenchResult", "result_from_dict", "run_bench", "run_job"]
 
-PARTS = ("scenario", "memory", "overhead", "scale", "long")
+PARTS = ("scenario", "memory", "overhead", "scale", "long", "serve")
 _SCENARIO = ScenarioSpec()
 
 
@@ -60,6 +61,10 @@ class BenchParams:
     steady_sessions: int = 100
     long_sizes: tuple[int, ...] = (20_000, 80_000)
     long_rounds: int = 3
+    serve_sessions: int = 1000
+    serve_window: float = 3.0
+    serve_rounds: int = 3
+    serve_scrapes: int = 20
     profile: bool = False
     gc_freeze: bool = False
 
@@ -89,6 +94,7 @@ class BenchResult:
     idle: IdleResult | None = None
     steady: SteadyResult | None = None
     long: LongResult | None = None
+    serve: ServeResult | None = None
     errors: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +109,7 @@ class BenchResult:
             "idle": self.idle.to_dict() if self.idle else None,
             "steady": self.steady.to_dict() if self.steady else None,
             "long": self.long.to_dict() if self.long else None,
+            "serve": self.serve.to_dict() if self.serve else None,
             "errors": list(self.errors),
         }
 
@@ -119,6 +126,7 @@ def result_from_dict(data: dict[str, Any]) -> BenchResult:
         idle=IdleResult.from_dict(data["idle"]) if data["idle"] else None,
         steady=SteadyResult.from_dict(data["steady"]) if data["steady"] else None,
         long=LongResult.from_dict(data["long"]) if data.get("long") else None,
+        serve=ServeResult.from_dict(data["serve"]) if data.get("serve") else None,
         errors=tuple(data["errors"]),
     )
 
@@ -154,6 +162,16 @@ def _jobs(params: BenchParams) -> tuple[list[dict[str, Any]], list[dict[str, Any
         alone.append(
             {"kind": "long", "sizes": list(params.long_sizes), "rounds": params.long_rounds}
         )
+    if "serve" in params.parts:
+        alone.append(
+            {
+                "kind": "serve",
+                "sessions": params.serve_sessions,
+                "window": params.serve_window,
+                "rounds": params.serve_rounds,
+                "scrapes": params.serve_scrapes,
+            }
+        )
     return together, alone
 
 
@@ -181,6 +199,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         return asyncio.run(streaming_session_memory(job["sessions"])).to_dict()
     if kind == "long":
         return asyncio.run(run_long(tuple(job["sizes"]), job["rounds"])).to_dict()
+    if kind == "serve":
+        served = run_serve(
+            job["sessions"], window=job["window"], rounds=job["rounds"], scrapes=job["scrapes"]
+        )
+        return asyncio.run(served).to_dict()
     raise ValueError(f"unknown job kind {kind!r}")
 
 
@@ -245,7 +268,7 @@ def _label(job: dict[str, Any]) -> str:
     kind = job["kind"]
     if kind == "scenario":
         return f"scenario:{job['mode']}"
-    if kind in ("scale", "idle", "steady"):
+    if kind in ("scale", "idle", "steady", "serve"):
         return f"{kind}:{job['sessions']}"
     return str(kind)
 
@@ -267,6 +290,7 @@ def _collect(
     scale: list[ScaleResult] = []
     overhead = idle = steady = None
     long = None
+    serve = None
     errors: list[str] = []
     for job, out in outputs:
         if isinstance(out, str):
@@ -285,6 +309,8 @@ def _collect(
             steady = SteadyResult.from_dict(out)
         elif kind == "long":
             long = LongResult.from_dict(out)
+        elif kind == "serve":
+            serve = ServeResult.from_dict(out)
     params_dict = asdict(params)
     params_dict["parts"] = list(params.parts)
     params_dict["scale_sizes"] = list(params.scale_sizes)
@@ -299,5 +325,6 @@ def _collect(
         idle=idle,
         steady=steady,
         long=long,
+        serve=serve,
         errors=tuple(errors),
     )

@@ -1,6 +1,6 @@
 """`sluice bench`: the original scenario (three modes and the generation bound), the engine's
-overhead against asyncio.Queue, memory per session, 1,000/5,000-session scale, and the CPU
-per delta of long Claude responses.
+overhead against asyncio.Queue, memory per session, 1,000/5,000-session scale, the CPU
+per delta of long Claude responses, and what serving costs (a viewer, a scrape).
 
 Prints markdown (or `--json`), optionally writes an SVG of depth and memory over time. The
 default run takes about a minute on 2 cores. Exit codes: 0 ran (goals may still be missed;
@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--only",
         metavar="PARTS",
-        help="comma-separated parts to run: scenario, memory, overhead, scale, long (default: all)",
+        help="comma-separated parts to run: scenario, memory, overhead, scale, long, serve "
+        "(default: all)",
     )
     parser.add_argument(
         "--tokens",
@@ -94,6 +95,10 @@ def build_params(args: argparse.Namespace) -> BenchParams:
             steady_sessions=20,
             long_sizes=(2_000, 8_000),
             long_rounds=1,
+            serve_sessions=100,
+            serve_window=0.5,
+            serve_rounds=1,
+            serve_scrapes=3,
         )
     if args.only:
         parts = tuple(p.strip() for p in args.only.split(",") if p.strip())
@@ -169,7 +174,8 @@ def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
 
 COMMAND = Command(
     name="bench",
-    help="benchmark the engine: the original scenario, overhead, memory, scale, long responses",
+    help="benchmark the engine: the original scenario, overhead, memory, scale, long responses, "
+    "serving",
     add_arguments=add_arguments,
     run=run,
 )

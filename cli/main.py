@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sluice.cli import app, bench, calibrate, check, monitor, run
+from sluice.cli import app, bench, calibrate, check, monitor, run, serve
 from sluice.cli.command import Command, CommandIO, ExitCode, UsageError, one_line
 from sluice.engine.config import Config, ConfigError, load_config
 
@@ -26,6 +26,7 @@ COMMANDS: tuple[Command, ...] = (
     bench.COMMAND,
     check.COMMAND,
     monitor.COMMAND,
+    serve.COMMAND,
 )
 APP = app.COMMAND  # `sluice` with no command
 

@@ -29,6 +29,7 @@ from sluice.engine.backends.registry import (
 )
 from sluice.engine.config import Config
 from sluice.engine.consumers import Consumer, SleepConsumer, close_consumer, make_consumer
+from sluice.engine.histogram import Histogram
 from sluice.engine.limiter import AdjustableLimiter
 from sluice.engine.process import ProcessSampler
 from sluice.engine.session import SHUTDOWN_GRACE, SUMMARY_REFRESH, Session
@@ -263,12 +264,6 @@ class Engine:
         self._drop_unstarted(session_id)
         return True
 
-    def on_session_end(self, listener: Callable[[Session], None]) -> Callable[[], None]:
-        """Call `listener(session)` when a session finishes (done, failed or cancelled; not
-        when withdrawn before it started); returns the unsubscriber."""
-        self._end_listeners.append(listener)
-        return functools.partial(self._end_listeners.remove, listener)
-
     def _drop_unstarted(self, session_id: str) -> None:
         task = self._tasks.pop(session_id, None)
         if self.sessions.pop(session_id, None) is not None:
@@ -277,6 +272,13 @@ class Engine:
             task.cancel()
         if not self._tasks:
             self._idle.set()
+
+    def on_session_end(self, listener: Callable[[Session], None]) -> Callable[[], None]:
+        """Call `listener(session)` when a session ends (done, failed or cancelled; not one
+        dropped while queued); returns the unsubscriber. A listener that raises is ignored, so
+        a watcher's bug disturbs no session."""
+        self._end_listeners.append(listener)
+        return functools.partial(self._end_listeners.remove, listener)
 
     def _on_session_end(self, session_id: str, _task: object = None) -> None:
         self._tasks.pop(session_id, None)
@@ -288,7 +290,10 @@ class Engine:
         if self._history is not None:
             self._finished.append(session_id)
         for listener in list(self._end_listeners):
-            listener(session)
+            try:
+                listener(session)
+            except Exception:
+                pass  # a watcher's bug must not stop the engine's bookkeeping
         self._prune_history()
 
     def _prune_history(self) -> None:
@@ -460,3 +465,14 @@ class Engine:
         """The detail view of one session, or None if it is unknown."""
         session = self.sessions.get(session_id)
         return session.detail() if session is not None else None
+
+    def latency_histograms(self, max_age: float = 0.0) -> dict[str, Histogram]:
+        """Every session's latency histograms merged, retired sessions included:
+        `queue_wait`, `token_age`, `consumer_call` (per chunk or call), `ttft` and
+        `slot_wait` (one value per session that has one). With `max_age`, the ones the last
+        snapshot's totals were merged from if they are at most that old (read them, do not
+        change them): a /metrics scrape right after a snapshot merges nothing again."""
+        now = self._clock()
+        live = ((session, session.snapshot(now)) for session in self.sessions.values())
+        latencies = self._totals.latencies(live, now, max_age=max_age)
+        return latencies.by_name()

@@ -51,6 +51,14 @@ def _bucket_value(index: int) -> float:
     return 2.0 ** ((index - _OFFSET + 0.5) / _PER_OCTAVE)
 
 
+def _bucket_upper(index: int) -> float:
+    """The exclusive upper bound of a bucket (0.0 for the bucket of exact zeros). Indices
+    below 0 (values under 1 us, truncated toward zero) still lie below their bound."""
+    if index == _ZERO:
+        return 0.0
+    return 2.0 ** ((index + 1 - _OFFSET) / _PER_OCTAVE)
+
+
 class Histogram:
     """Records latencies and answers percentiles; not thread-safe (one event loop owns it)."""
 
@@ -85,6 +93,14 @@ class Histogram:
         self.total += other.total
         if other.max > self.max:
             self.max = other.max
+
+    def buckets(self) -> list[tuple[float, int]]:
+        """The non-empty buckets in order as (upper bound, count): every value counted in a
+        bucket is below its bound (exact zeros have the bound 0.0 and equal it). From about
+        1 us up the bounds are 2**(k/8) seconds for whole k, each the next bucket's lower
+        bound, so the count of values below any power of two from 2**-19 up is exact: what
+        the control API's /metrics gives Prometheus as cumulative buckets."""
+        return [(_bucket_upper(index), self._counts[index]) for index in sorted(self._counts)]
 
     def quantile(self, q: float) -> float | None:
         """The value below which a fraction `q` of observations fall, or None when empty."""

@@ -67,6 +67,11 @@ class ProcessSampler:
         if self._rss > self._peak_rss:
             self._peak_rss = self._rss
 
+    @property
+    def lag_histogram(self) -> Histogram:
+        """Every loop-lag sample since the start (or the last `reset_lag`); read-only use."""
+        return self._lag
+
     def reset_lag(self) -> None:
         """Forget loop-lag history (between benchmark phases)."""
         self._lag = Histogram()

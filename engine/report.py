@@ -12,7 +12,14 @@ from typing import Any
 from sluice.engine.redact import redact
 from sluice.engine.snapshot import EngineSnapshot, SessionSnapshot
 
-__all__ = ["format_bytes", "format_seconds", "summary_json", "summary_table", "to_json_dict"]
+__all__ = [
+    "format_bytes",
+    "format_seconds",
+    "session_dict",
+    "summary_json",
+    "summary_table",
+    "to_json_dict",
+]
 
 
 def format_seconds(value: float | None) -> str:
@@ -43,14 +50,11 @@ def format_bytes(value: int | None) -> str:
 def to_json_dict(snapshot: EngineSnapshot, **extra: Any) -> dict[str, Any]:
     """The documented JSON summary: sessions, totals, process, knobs (see docs/json.md)."""
     out: dict[str, Any] = {
-        "sessions": [_session_dict(s) for s in snapshot.sessions],
+        "sessions": [session_dict(s) for s in snapshot.sessions],
         "totals": snapshot.totals.to_dict(),
         "process": snapshot.process.to_dict(),
         "knobs": knobs_json(snapshot.knobs),
-        "backends": [
-            {"name": b.name, "limit": b.limit, "in_use": b.in_use, "waiting": b.waiting}
-            for b in snapshot.backends
-        ],
+        "backends": [b.to_dict() for b in snapshot.backends],
     }
     out.update(extra)
     return out
@@ -72,7 +76,8 @@ def knobs_json(knobs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _session_dict(s: SessionSnapshot) -> dict[str, Any]:
+def session_dict(s: SessionSnapshot) -> dict[str, Any]:
+    """One member of `sessions`: the snapshot's fields, its error redacted."""
     out = s.to_dict()
     if out.get("error"):
         out["error"] = redact(out["error"])

@@ -101,6 +101,11 @@ class Latencies:
             mine.merge(theirs)
         return fresh
 
+    def by_name(self) -> dict[str, Histogram]:
+        """The histograms by their glossary names."""
+        names = ("queue_wait", "token_age", "consumer_call", "ttft", "slot_wait")
+        return dict(zip(names, self._all(), strict=True))
+
     def summary(self) -> tuple[Percentiles, ...]:
         """queue_wait, token_age, consumer_call, ttft, slot_wait, summarised."""
         return tuple(h.summary() for h in self._all())
@@ -120,13 +125,36 @@ class TotalsAccumulator:
         self._refresh = refresh
         self._retired = Tally()
         self._retired_latencies = Latencies()
-        self._cached: tuple[float, tuple[Percentiles, ...]] | None = None
+        self._cached: tuple[float, Latencies, tuple[Percentiles, ...]] | None = None
 
     def retire(self, session: Session) -> None:
         """Count a session that leaves the engine's table, once and for good."""
         snap = session.snapshot()
         self._retired.add(snap)
         self._retired_latencies.add(session, snap)
+
+    def latencies(
+        self,
+        live: Iterable[tuple[Session, SessionSnapshot]],
+        now: float,
+        *,
+        max_age: float = 0.0,
+    ) -> Latencies:
+        """The merged histograms (read them, do not change them): those of the last merge
+        if it is at most `max_age` old, else merged afresh from the retired and `live`."""
+        cached = self._cached
+        if max_age > 0 and cached is not None and now - cached[0] <= max_age:
+            return cached[1]
+        return self._merge(list(live), now)[1]
+
+    def _merge(
+        self, pairs: list[tuple[Session, SessionSnapshot]], now: float
+    ) -> tuple[float, Latencies, tuple[Percentiles, ...]]:
+        latencies = self._retired_latencies.copy()
+        for session, snap in pairs:
+            latencies.add(session, snap)
+        self._cached = (now, latencies, latencies.summary())
+        return self._cached
 
     def totals(
         self,
@@ -142,14 +170,8 @@ class TotalsAccumulator:
             tally.add(snap)
         cached = self._cached
         if fresh_latencies or cached is None or now - cached[0] >= self._refresh:
-            latencies = self._retired_latencies.copy()
-            for session, snap in pairs:
-                latencies.add(session, snap)
-            merged = latencies.summary()
-            self._cached = (now, merged)
-        else:
-            merged = cached[1]
-        queue_wait, token_age, consumer_call, ttft, slot_wait = merged
+            cached = self._merge(pairs, now)
+        queue_wait, token_age, consumer_call, ttft, slot_wait = cached[2]
         return Totals(
             sessions=tally.sessions,
             states=MappingProxyType(tally.states),

@@ -175,6 +175,10 @@ TINY_PARAMS = replace(
     steady_sessions=3,
     long_sizes=(100, 300),
     long_rounds=1,
+    serve_sessions=20,
+    serve_window=0.3,
+    serve_rounds=1,
+    serve_scrapes=2,
 )
 
 
@@ -192,6 +196,7 @@ def test_run_bench_in_process_report_and_plot() -> None:
         "Scale",
         "Memory per session",
         "Long responses",
+        "Serving (`sluice serve`)",
     ):
         assert f"### {heading}" in text
     assert "| unbounded |" in text and "| batched |" in text
