@@ -43,8 +43,8 @@ class ProcessBar(Readout):
         line.append(f"{proc.cpu_percent:.0f}%", style="bold")
         line.append("  lag ")
         line.append(fmt.seconds(proc.loop_lag), style="bold")
-        if proc.loop_lag_p99 is not None:
-            line.append(f" (p99 {fmt.seconds(proc.loop_lag_p99)})")
+        if proc.loop_lag_p99_10s is not None:
+            line.append(f"  lag p99 10s {fmt.seconds(proc.loop_lag_p99_10s)}")
         line.append(f"  up {fmt.seconds(uptime)}", style="dim")
         if paused:
             line.append("  PAUSED", style="bold reverse yellow")
