@@ -1,0 +1,49 @@
+"""A totals-only snapshot (what a display samples often) adds up to the same totals."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sluice.engine.config import Config, DemoConfig, LimitsConfig
+from sluice.engine.engine import Engine
+
+from .test_engine import wait_for
+
+
+class Clock:
+    """Real time until frozen."""
+
+    def __init__(self) -> None:
+        self.frozen: float | None = None
+        self.loop = asyncio.get_running_loop()
+
+    def __call__(self) -> float:
+        return self.loop.time() if self.frozen is None else self.frozen
+
+
+async def test_a_totals_only_snapshot_has_the_same_totals_and_no_sessions() -> None:
+    clock = Clock()
+    config = Config(
+        limits=LimitsConfig(demo=3),
+        demo=DemoConfig(sessions=8, tokens=30, rate=400.0, ttft_ms=5.0, seed=1),
+    )
+    async with Engine(config, clock=clock) as engine:
+        engine.add_demo_sessions(8)
+        await wait_for(lambda: any(s.state == "done" for s in engine.sessions.values()))
+        clock.frozen = clock.loop.time()
+        full = engine.snapshot()
+        light = engine.snapshot(sessions=False)
+        assert light.sessions == () and len(full.sessions) == 8
+        assert light.totals == full.totals
+        states = {s.state for s in full.sessions}
+        assert "done" in states and states & {"streaming", "queued", "draining"}
+        assert full.totals.sessions == 8 and full.totals.tokens_in > 0
+        # each session's countable figures are its snapshot's
+        for session, snap in zip(engine.sessions.values(), full.sessions, strict=True):
+            counts = session.figures(clock())
+            assert (counts.tokens_in, counts.rate_in, counts.memory_bytes, counts.depth) == (
+                snap.tokens_in,
+                snap.rate_in,
+                snap.memory_bytes,
+                snap.depth,
+            )
