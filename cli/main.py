@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+from sluice import __version__
 from sluice.engine.config import ConfigError, load_config
 
 EXIT_USAGE = 2
@@ -25,6 +27,19 @@ COMMANDS: dict[str, str] = {
     "check": "sluice.engine.check",
     "monitor": "sluice.tui.monitor",
 }
+
+
+class _SubcommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: an option it does not know is its own error, shown with its
+    own usage (`sluice run --bogus` prints `usage: sluice run ...`), exit code 2."""
+
+    def parse_known_args(
+        self, args: Iterable[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="config file (default: ./config.toml, or built-in defaults if it is absent)",
     )
-    commands = parser.add_subparsers(dest="command", metavar="[COMMAND]")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", metavar="[COMMAND]", parser_class=_SubcommandParser
+    )
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
         sub = commands.add_parser(name, help=module.HELP, description=module.HELP)
