@@ -2,7 +2,8 @@
 
 `Static.update` and `Label.update` ask Textual to lay the whole screen out again, which with
 a big table costs tens of milliseconds; figures that change several times a second but never
-change size use this instead, so an update is only a repaint.
+change size use this instead, so an update is only a repaint, and showing what is already
+shown costs nothing (no repaint, so no frame).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import io
 
 from rich.console import Console, RenderableType
 from textual.widget import Widget
+
+from sluice.tui.textkey import render_key
 
 __all__ = ["Readout"]
 
@@ -33,6 +36,7 @@ class Readout(Widget):
     ) -> None:
         super().__init__(id=id, classes=classes)
         self._content: RenderableType = content
+        self._key = render_key(content)
 
     @property
     def content(self) -> RenderableType:
@@ -48,8 +52,13 @@ class Readout(Widget):
         return out.getvalue()
 
     def update(self, content: RenderableType) -> None:
-        """Show `content` (a repaint only: the widget's size does not change)."""
+        """Show `content` (a repaint only: the widget's size does not change; none at all
+        when it is what is shown already)."""
+        key = render_key(content)
+        if key == self._key:
+            return
         self._content = content
+        self._key = key
         self.refresh()
 
     def render(self) -> RenderableType:

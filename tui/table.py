@@ -17,6 +17,7 @@ from textual.widgets import DataTable
 
 from sluice.engine.snapshot import SessionSnapshot
 from sluice.tui import fmt
+from sluice.tui.cells import CellCachedTable
 
 __all__ = ["COLUMNS", "Column", "SessionTable", "TableView"]
 
@@ -122,7 +123,7 @@ def _style(col: int, text: str, state: str) -> str | Text:
     return text
 
 
-class SessionTable(DataTable[Any]):
+class SessionTable(CellCachedTable):
     """The `#sessions` table."""
 
     def __init__(self, *, max_rows: int = 200, id: str | None = None) -> None:
