@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     from sluice.tui.app import SluiceApp
 
-    app = SluiceApp(config=config)
+    app = SluiceApp(config=config, relax_gc=True)
     app.run()
     return int(app.return_code or 0)
 

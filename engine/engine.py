@@ -404,8 +404,12 @@ class Engine:
 
     @property
     def delay_applies(self) -> bool:
-        """True when the delay knob drives the consumer (the built-in sleep consumer)."""
-        return isinstance(self.consumer, SleepConsumer)
+        """True when the delay knob reaches a session: the engine's consumer is the built-in
+        sleep consumer and the kept-running demo or some session (finished ones count) uses
+        it; a workload that brings its own consumer leaves the knob moot."""
+        if not isinstance(self.consumer, SleepConsumer):
+            return False
+        return self._continuous or any(s.consumer is self.consumer for s in self.sessions.values())
 
     def tuned_config(self) -> Config:
         """The config with the knobs' current values, ready to save."""

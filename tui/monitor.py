@@ -92,6 +92,6 @@ def run_command(args: argparse.Namespace, config: Config) -> int:
         return 2
     from sluice.tui.app import SluiceApp
 
-    app = SluiceApp(config=config, continuous=bool(args.demo), workload=workload)
+    app = SluiceApp(config=config, continuous=bool(args.demo), workload=workload, relax_gc=True)
     app.run()
     return int(app.return_code or 0)
