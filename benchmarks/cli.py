@@ -1,9 +1,10 @@
 """`sluice bench`: the original scenario (three modes and the generation bound), the engine's
-overhead against asyncio.Queue, memory per session, and 1,000/5,000-session scale.
+overhead against asyncio.Queue, memory per session, 1,000/5,000-session scale, and the app's
+own cost (CPU and key-to-screen time, driven through tmux).
 
 Prints markdown (or `--json`), optionally writes an SVG of depth and memory over time. The
-default run takes about a minute on 2 cores. Exit codes: 0 ran (goals may still be missed;
-the table says), 1 a part failed, 2 bad input.
+default run takes about three minutes on 2 cores. Exit codes: 0 ran (goals may still be
+missed; the table says), 1 a part failed, 2 bad input.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HELP", "add_arguments", "run_command"]
 
-HELP = "benchmark the engine: the original scenario, overhead, memory and scale (markdown)"
+HELP = "benchmark the engine and the app: scenario, overhead, memory, scale, app cost (markdown)"
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -36,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--only",
         metavar="PARTS",
-        help="comma-separated parts to run: scenario, memory, overhead, scale (default: all)",
+        help="comma-separated parts to run: scenario, memory, overhead, scale, app "
+        "(default: all; app needs tmux)",
     )
     parser.add_argument(
         "--tokens",
@@ -54,6 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--overhead-chunks", type=int, metavar="N", help="chunks per overhead run (60000)"
+    )
+    parser.add_argument(
+        "--app-sizes",
+        metavar="N,N",
+        help="demo sessions the app part runs the app with (default 12,1000)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes: a sanity run of a few seconds"
@@ -96,6 +103,10 @@ def build_params(args: argparse.Namespace) -> BenchParams:
             scale_warmup=0.5,
             idle_sessions=200,
             steady_sessions=20,
+            app_sizes=(12,),
+            app_warmup=2.0,
+            app_window=2.0,
+            app_presses=4,
         )
     if args.only:
         parts = tuple(p.strip() for p in args.only.split(",") if p.strip())
@@ -103,21 +114,21 @@ def build_params(args: argparse.Namespace) -> BenchParams:
         if bad or not parts:
             raise UsageError(f"--only {args.only}: parts must be among {', '.join(PARTS)}")
         params = replace(params, parts=parts)
+    if "app" in params.parts and args.only:
+        from sluice.bench.app_cost import tmux_missing
+
+        reason = tmux_missing()
+        if reason is not None:
+            raise UsageError(f"--only {args.only}: the app part {reason}")
     if args.tokens is not None:
         if not 1 <= args.tokens <= 100_000:
             raise UsageError(f"--tokens {args.tokens}: must be an integer from 1 to 100000")
         params = replace(params, tokens=args.tokens)
     if args.scale_sizes is not None:
-        try:
-            sizes = tuple(int(x) for x in args.scale_sizes.split(","))
-        except ValueError:
-            sizes = ()
-        if not sizes or any(not 1 <= n <= 100_000 for n in sizes):
-            raise UsageError(
-                f"--scale-sizes {args.scale_sizes}: must be comma-separated integers "
-                "from 1 to 100000, like 1000,5000"
-            )
+        sizes = _sizes("--scale-sizes", args.scale_sizes, 100_000, "1000,5000")
         params = replace(params, scale_sizes=sizes)
+    if args.app_sizes is not None:
+        params = replace(params, app_sizes=_sizes("--app-sizes", args.app_sizes, 10_000, "12,1000"))
     if args.scale_window is not None:
         if not 0.2 <= args.scale_window <= 600:
             raise UsageError(f"--scale-window {args.scale_window:g}: must be seconds in [0.2, 600]")
@@ -129,6 +140,19 @@ def build_params(args: argparse.Namespace) -> BenchParams:
             )
         params = replace(params, overhead_chunks=args.overhead_chunks)
     return replace(params, profile=args.profile, gc_freeze=args.gc_freeze)
+
+
+def _sizes(option: str, text: str, most: int, example: str) -> tuple[int, ...]:
+    """Comma-separated session counts; UsageError naming `option` if any is not allowed."""
+    try:
+        sizes = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or any(not 1 <= n <= most for n in sizes):
+        raise UsageError(
+            f"{option} {text}: must be comma-separated integers from 1 to {most}, like {example}"
+        )
+    return sizes
 
 
 def run_command(
@@ -162,6 +186,8 @@ def run_command(
             stderr.flush()
 
     result = run_bench(params, isolate=not args.in_process, progress=progress)
+    if result.app_skipped is not None:
+        stderr.write(f"sluice bench: app part skipped: {result.app_skipped}\n")
     if plot_path is not None and result.scenario:
         try:
             plot_path.write_text(scenario_svg(result.scenario), encoding="utf-8")

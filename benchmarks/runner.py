@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from sluice.bench.app_cost import AppCostResult, measure_app_cost, tmux_missing
 from sluice.bench.measure import machine
 from sluice.bench.overhead import OverheadResult, run_overhead
 from sluice.bench.scale import (
@@ -34,13 +35,14 @@ from sluice.bench.scenario import MODES, ScenarioResult, ScenarioSpec, run_scena
 
 __all__ = ["BenchParams", "BenchResult", "result_from_dict", "run_bench", "run_job"]
 
-PARTS = ("scenario", "memory", "overhead", "scale")
+PARTS = ("scenario", "memory", "overhead", "scale", "app")
 _SCENARIO = ScenarioSpec()
 
 
 @dataclass(frozen=True, slots=True)
 class BenchParams:
-    """What `sluice bench` runs; the defaults take about a minute on 2 cores."""
+    """What `sluice bench` runs; the defaults take about three minutes on 2 cores (the app
+    part two of them)."""
 
     parts: tuple[str, ...] = PARTS
     # The scenario's sizes, defaulting to ScenarioSpec's (one place for the write-up's rates).
@@ -60,6 +62,10 @@ class BenchParams:
     steady_sessions: int = 100
     profile: bool = False
     gc_freeze: bool = False
+    app_sizes: tuple[int, ...] = (12, 1000)
+    app_warmup: float = 5.0
+    app_window: float = 10.0
+    app_presses: int = 25
 
     def spec(self) -> ScenarioSpec:
         """The scenario part's sizes."""
@@ -87,6 +93,8 @@ class BenchResult:
     idle: IdleResult | None = None
     steady: SteadyResult | None = None
     errors: tuple[str, ...] = field(default=())
+    app: tuple[AppCostResult, ...] = ()
+    app_skipped: str | None = None  # why the app part did not run (no tmux)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -100,6 +108,8 @@ class BenchResult:
             "idle": self.idle.to_dict() if self.idle else None,
             "steady": self.steady.to_dict() if self.steady else None,
             "errors": list(self.errors),
+            "app": [r.to_dict() for r in self.app],
+            "app_skipped": self.app_skipped,
         }
 
 
@@ -115,6 +125,8 @@ def result_from_dict(data: dict[str, Any]) -> BenchResult:
         idle=IdleResult.from_dict(data["idle"]) if data["idle"] else None,
         steady=SteadyResult.from_dict(data["steady"]) if data["steady"] else None,
         errors=tuple(data["errors"]),
+        app=tuple(AppCostResult.from_dict(r) for r in data.get("app", [])),
+        app_skipped=data.get("app_skipped"),
     )
 
 
@@ -145,6 +157,17 @@ def _jobs(params: BenchParams) -> tuple[list[dict[str, Any]], list[dict[str, Any
             }
             for n in params.scale_sizes
         ]
+    if "app" in params.parts and tmux_missing() is None:
+        alone += [
+            {
+                "kind": "app",
+                "sessions": n,
+                "warmup": params.app_warmup,
+                "window": params.app_window,
+                "presses": params.app_presses,
+            }
+            for n in params.app_sizes
+        ]
     return together, alone
 
 
@@ -170,6 +193,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         return asyncio.run(idle_session_memory(job["sessions"])).to_dict()
     if kind == "steady":
         return asyncio.run(streaming_session_memory(job["sessions"])).to_dict()
+    if kind == "app":
+        return measure_app_cost(
+            job["sessions"], warmup=job["warmup"], window=job["window"], presses=job["presses"]
+        ).to_dict()
     raise ValueError(f"unknown job kind {kind!r}")
 
 
@@ -237,7 +264,7 @@ def _label(job: dict[str, Any]) -> str:
     kind = job["kind"]
     if kind == "scenario":
         return f"scenario:{job['mode']}"
-    if kind in ("scale", "idle", "steady"):
+    if kind in ("scale", "idle", "steady", "app"):
         return f"{kind}:{job['sessions']}"
     return str(kind)
 
@@ -257,6 +284,7 @@ def _collect(
 ) -> BenchResult:
     scenario: list[ScenarioResult] = []
     scale: list[ScaleResult] = []
+    app: list[AppCostResult] = []
     overhead = idle = steady = None
     errors: list[str] = []
     for job, out in outputs:
@@ -274,9 +302,12 @@ def _collect(
             idle = IdleResult.from_dict(out)
         elif kind == "steady":
             steady = SteadyResult.from_dict(out)
+        elif kind == "app":
+            app.append(AppCostResult.from_dict(out))
     params_dict = asdict(params)
     params_dict["parts"] = list(params.parts)
     params_dict["scale_sizes"] = list(params.scale_sizes)
+    params_dict["app_sizes"] = list(params.app_sizes)
     return BenchResult(
         machine=info,
         params=params_dict,
@@ -287,4 +318,6 @@ def _collect(
         idle=idle,
         steady=steady,
         errors=tuple(errors),
+        app=tuple(app),
+        app_skipped=tmux_missing() if "app" in params.parts else None,
     )
