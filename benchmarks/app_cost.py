@@ -1,113 +1,207 @@
-"""The app's own cost: CPU of the app process and key-press-to-screen latency, by session count.
+"""The app's own cost, part `app` of `sluice bench`: CPU, key-to-screen latency, snapshot().
 
-For each count it runs the real app (`sluice --config ...`) in a tmux pane, measures the
-process's CPU over a window with psutil, then presses `p` (pause/resume, which redraws the
-header) again and again and times how long until `tmux capture-pane` shows the change. The
-same config then runs headless (`sluice run --headless --duration`) to give the engine's
-CPU without the app, so the difference is what the screen costs. It also times
-`engine.snapshot()` in-process, since the app takes one five times a second.
-
-Run from the project root (needs tmux):
-
-    .venv/bin/python -m benchmarks.app_cost --sessions 12 200 1000
+For each session count it runs the real app (`sluice --config ...`) in a 160x48 tmux pane
+with that many demo sessions kept running, measures the process's CPU over a window
+(psutil), then presses keys and times how long until `tmux capture-pane` shows their effect:
+`p` (pause/resume: redraws the header, and the whole table on resume) and Right/Left on the
+focused `maxsize` slider (the engine resizes every live buffer and the value is redrawn).
+The same config then runs headless (`sluice run --headless --duration`) for the engine's CPU
+without the screen, and in-process it times `engine.snapshot()` and, through Textual's test
+driver, key press to the next composed frame (the app's own share of the latency, no tmux).
+Needs tmux on PATH.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
-import json
+import math
+import os
 import re
+import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from sluice.engine.config import load_config
+from sluice.bench.measure import machine_busy_seconds, median
+from sluice.engine.config import Config, load_config
+from sluice.engine.config_save import save_config
 from sluice.engine.demo_workload import ContinuousDemo
 from sluice.engine.engine import Engine
 
-SESSION_NAME = "sluice-app-cost"
+__all__ = [
+    "AppCostResult",
+    "measure_app_cost",
+    "p99",
+    "sluice_command",
+    "tmux_missing",
+    "write_config",
+]
+
 DEMO_LIMIT_CAP = 64  # the demo limit slider's top: with more sessions the rest wait
+PANE = (160, 48)
+LAG_LABEL = "lag p99 10s"
+_MAXSIZE_ROW = re.compile(r"maxsize\s+[━─○●]+\s+(\d+)")
 
 
-@dataclass
-class Result:
-    """Figures for one session count."""
+@dataclass(frozen=True, slots=True)
+class AppCostResult:
+    """What the app costs at one session count (CPU in % of one core, times in ms)."""
 
     sessions: int
     demo_limit: int
     app_cpu_percent: float
     headless_cpu_percent: float
-    pause_key_ms_p50: float
-    pause_key_ms_p90: float
-    slider_key_ms_p50: float
-    slider_key_ms_p90: float
-    in_app_key_ms_p50: float
-    in_app_key_ms_p90: float
+    others_cpu_percent: float  # the rest of the machine during the app's window: the noise
+    key_ms: tuple[float, ...]  # every key press, `p` and slider, key to screen through tmux
+    in_app_key_ms: tuple[float, ...]  # key press to the next frame composed, in-process
     snapshot_ms: float
     app_rss_mb: float
+    lag_label_shown: bool  # the header showed the 10 s loop-lag p99
+
+    @property
+    def key_ms_p50(self) -> float:
+        """Median key-to-screen time."""
+        return median(self.key_ms)
+
+    @property
+    def key_ms_p99(self) -> float:
+        """Nearest-rank p99 of the key-to-screen times."""
+        return p99(self.key_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        data = asdict(self)
+        data["key_ms"] = list(self.key_ms)
+        data["in_app_key_ms"] = list(self.in_app_key_ms)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AppCostResult:
+        """Rebuild from `to_dict()` output."""
+        return cls(
+            **{
+                **data,
+                "key_ms": tuple(data["key_ms"]),
+                "in_app_key_ms": tuple(data["in_app_key_ms"]),
+            }
+        )
+
+
+def p99(values: Sequence[float]) -> float:
+    """Nearest-rank 99th percentile (with fewer than 100 values, the largest)."""
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(0.99 * len(ordered))) - 1]
+
+
+def tmux_missing() -> str | None:
+    """Why the part cannot run here, or None when tmux is on PATH."""
+    if shutil.which("tmux") is None:
+        return "needs tmux on PATH to drive the app in a terminal (e.g. apt install tmux)"
+    return None
+
+
+def sluice_command() -> list[str]:
+    """The `sluice` command of this Python: the console script beside it, else `-m sluice`."""
+    script = Path(sys.executable).with_name("sluice")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "sluice"]
 
 
 def write_config(folder: Path, sessions: int) -> Path:
-    """The shipped config with `sessions` demo sessions and the demo limit raised."""
-    shipped = Path("config.toml").read_text(encoding="utf-8")
+    """The default config with `sessions` demo sessions and the demo limit raised to
+    `min(sessions, 64)`, written to `folder`."""
     limit = min(sessions, DEMO_LIMIT_CAP)
-    text = shipped.replace("sessions = 12", f"sessions = {sessions}", 1)
-    text = text.replace("\ndemo = 4\n", f"\ndemo = {limit}\n", 1)
     path = folder / f"config-{sessions}.toml"
-    path.write_text(text, encoding="utf-8")
-    config = load_config(path)
-    assert config["demo.sessions"] == sessions, "config edit failed"
-    assert config["limits.demo"] == limit, "config edit failed"
+    save_config(Config().with_values({"demo.sessions": sessions, "limits.demo": limit}), path)
+    loaded = load_config(path)
+    if loaded["demo.sessions"] != sessions or loaded["limits.demo"] != limit:
+        raise RuntimeError(f"{path}: the written config does not read back as intended")
     return path
 
 
-def cpu_percent(pid: int, window: float) -> float:
-    """CPU of process `pid` (children included) over `window` seconds, in % of one core."""
+def _cpu_seconds(procs: Sequence[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            total += sum(proc.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
+def cpu_percent(pid: int, window: float) -> tuple[float, float]:
+    """(CPU of process `pid` and its children, CPU of everything else) over `window`
+    seconds, in % of one core."""
     proc = psutil.Process(pid)
     procs = [proc, *proc.children(recursive=True)]
-    before = sum(sum(p.cpu_times()[:2]) for p in procs)
+    mine, busy = _cpu_seconds(procs), machine_busy_seconds()
     time.sleep(window)
-    after = sum(sum(p.cpu_times()[:2]) for p in procs)
-    return 100.0 * (after - before) / window
+    used = _cpu_seconds(procs) - mine
+    others = machine_busy_seconds() - busy - used
+    return 100.0 * used / window, max(0.0, 100.0 * others / window)
 
 
-def tmux(*args: str) -> str:
-    """Run a tmux command and return its output."""
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+class Pane:
+    """One tmux session running a command in a fixed-size window.
 
+    The tmux server may be shared with other users of the machine: the session's name is
+    unique to this process, and every command targets it by exact name (`=name`; a bare
+    name would also match another session by prefix).
+    """
 
-def pane_shows(text: str) -> bool:
-    """True when the pane's first line contains `text`."""
-    return text in tmux("capture-pane", "-p", "-t", SESSION_NAME, "-S", "0", "-E", "0")
+    def __init__(self, label: str, command: list[str]) -> None:
+        self.name = f"{label}-{os.getpid()}"
+        self.target = f"={self.name}:"  # its (only) pane
+        width, height = PANE
+        # COLUMNS/LINES, if set where tmux's server started (pytest sets them), would
+        # override the pane's size for the app: set them to the pane's.
+        self._tmux(
+            "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
+            "-e", f"COLUMNS={width}", "-e", f"LINES={height}", shlex.join(command),
+        )  # fmt: skip
+        self.pid = int(self._tmux("display-message", "-p", "-t", self.target, "#{pane_pid}"))
 
+    @staticmethod
+    def _tmux(*args: str, check: bool = True) -> str:
+        done = subprocess.run(["tmux", *args], capture_output=True, text=True, check=check)
+        return done.stdout
 
-def slider_value() -> int | None:
-    """The maxsize slider's value as the pane shows it."""
-    match = _MAXSIZE_ROW.search(tmux("capture-pane", "-p", "-t", SESSION_NAME))
-    return int(match[1]) if match else None
+    def text(self, first_line_only: bool = False) -> str:
+        """What the pane shows now."""
+        extra = ("-S", "0", "-E", "0") if first_line_only else ()
+        return self._tmux("capture-pane", "-p", "-t", self.target, *extra)
 
+    def wait_for(self, text: str, within: float) -> None:
+        """Wait until the pane shows `text` (RuntimeError after `within` seconds)."""
+        deadline = time.monotonic() + within
+        while text not in self.text():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the app did not show {text!r} within {within:g} s")
+            time.sleep(0.1)
 
-_MAXSIZE_ROW = re.compile(r"maxsize\s+[━─○●]+\s+(\d+)")
+    def send(self, key: str, check: bool = True) -> None:
+        """Press `key` (tmux key names: p, Tab, Right, ...)."""
+        self._tmux("send-keys", "-t", self.target, key, check=check)
 
-
-def _paused_is(paused: bool) -> bool:
-    """Whether the screen's pause marker is shown exactly when `paused`."""
-    return pane_shows("PAUSED") == paused
-
-
-def _slider_is(value: int) -> bool:
-    """Whether the maxsize slider on screen reads `value`."""
-    return slider_value() == value
+    def close(self) -> None:
+        """Quit the app (twice: the second `q` confirms if knobs were left unsaved)."""
+        for _ in range(2):
+            if not psutil.pid_exists(self.pid):
+                break
+            self.send("q", check=False)
+            for _ in range(40):
+                if not psutil.pid_exists(self.pid):
+                    break
+                time.sleep(0.05)
+        self._tmux("kill-session", "-t", f"={self.name}", check=False)
 
 
 def _wait(condition: Callable[[], bool], started: float, what: str) -> float:
@@ -119,79 +213,51 @@ def _wait(condition: Callable[[], bool], started: float, what: str) -> float:
     return time.perf_counter() - started
 
 
-def key_latency(presses: int) -> tuple[list[float], list[float]]:
-    """Seconds from sending a key to the pane showing its effect, for two keys.
+def _maxsize_shown(pane: Pane) -> int | None:
+    match = _MAXSIZE_ROW.search(pane.text())
+    return int(match[1]) if match else None
 
-    `p` (pause/resume) redraws the header, and on resume the whole table; Right on the
-    focused maxsize slider moves the knob, which the engine applies, and redraws its value.
-    """
-    pauses = []
+
+def _paused_is(pane: Pane, paused: bool) -> bool:
+    return ("PAUSED" in pane.text(first_line_only=True)) == paused
+
+
+def _maxsize_is(pane: Pane, value: int) -> bool:
+    return _maxsize_shown(pane) == value
+
+
+def key_latency(pane: Pane, presses: int) -> list[float]:
+    """Seconds from `tmux send-keys` to the pane showing the key's effect, `presses` times
+    `p` then `presses` times Right/Left on the maxsize slider (an even count leaves every
+    knob as it was)."""
+    samples = []
     for i in range(presses):
-        want_paused = i % 2 == 0
         started = time.perf_counter()
-        tmux("send-keys", "-t", SESSION_NAME, "p")
-        pauses.append(_wait(functools.partial(_paused_is, want_paused), started, "PAUSED"))
-        time.sleep(0.25)
-    tmux("send-keys", "-t", SESSION_NAME, "Tab")  # the table -> the first slider (maxsize)
+        pane.send("p")
+        samples.append(_wait(functools.partial(_paused_is, pane, i % 2 == 0), started, "PAUSED"))
+        time.sleep(0.2)
+    if presses % 2:
+        pane.send("p")  # back to live
+    pane.send("Tab")  # the table -> the first slider (maxsize)
     time.sleep(0.5)
-    slides = []
-    value = slider_value()
+    value = _maxsize_shown(pane)
     if value is None:
         raise RuntimeError("cannot find the maxsize slider on screen")
     for i in range(presses):
         key, step = ("Right", 1) if i % 2 == 0 else ("Left", -1)
         started = time.perf_counter()
-        tmux("send-keys", "-t", SESSION_NAME, key)
+        pane.send(key)
         value += step
-        slides.append(_wait(functools.partial(_slider_is, value), started, f"maxsize {value}"))
-        time.sleep(0.25)
-    return pauses, slides
-
-
-def measure_app(sluice: str, config: Path, warmup: float, window: float, presses: int) -> tuple:
-    """Run the app in tmux; return (cpu %, latency samples, rss MB)."""
-    subprocess.run(["tmux", "kill-session", "-t", SESSION_NAME], capture_output=True)
-    tmux(
-        "new-session", "-d", "-s", SESSION_NAME, "-x", "160", "-y", "48",
-        f"{sluice} --config {config}",
-    )  # fmt: skip
-    try:
-        pid = int(tmux("display-message", "-p", "-t", SESSION_NAME, "#{pane_pid}").strip())
-        time.sleep(warmup)
-        cpu = cpu_percent(pid, window)
-        rss = psutil.Process(pid).memory_info().rss / 2**20
-        latencies = key_latency(presses)
-        tmux("send-keys", "-t", SESSION_NAME, "q")
-        for _ in range(100):
-            if not psutil.pid_exists(pid):
-                break
-            time.sleep(0.05)
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", SESSION_NAME], capture_output=True)
-    return cpu, latencies, rss
-
-
-def measure_headless(sluice: str, config: Path, warmup: float, window: float) -> float:
-    """CPU % of the same engine run without the app."""
-    duration = warmup + window + 2
-    proc = subprocess.Popen(
-        [sluice, "--config", str(config), "run", "--headless", "--duration", str(duration)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(warmup)
-        return cpu_percent(proc.pid, window)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        samples.append(
+            _wait(functools.partial(_maxsize_is, pane, value), started, f"maxsize {value}")
+        )
+        time.sleep(0.2)
+    return samples
 
 
 async def in_app_latency(config: Path, warmup: float, presses: int) -> list[float]:
-    """Seconds from a key reaching the app to the next frame composed (headless, in-process).
-
-    This is the app's own share of the key-to-screen time: no terminal, no tmux.
-    """
+    """Seconds from a key press to the next frame the app composes (Textual's headless
+    driver, in this process): the app's own share of the key-to-screen time."""
     from textual.screen import Screen
 
     from sluice.tui.app import SluiceApp
@@ -199,20 +265,19 @@ async def in_app_latency(config: Path, warmup: float, presses: int) -> list[floa
     frames: list[float] = []
     original = Screen._compositor_refresh
 
-    def timed(self: Screen, *args: object, **kwargs: object) -> None:
-        original(self, *args, **kwargs)
+    def timed(self: Screen[Any]) -> None:
+        original(self)
         frames.append(time.perf_counter())
 
     Screen._compositor_refresh = timed  # type: ignore[method-assign]
     try:
         app = SluiceApp(config=load_config(config))
         samples = []
-        async with app.run_test(size=(160, 48)) as pilot:
+        async with app.run_test(size=PANE) as pilot:
             await pilot.pause(warmup)
-            slider = app.query_one("#knob-maxsize")
-            slider.focus()
+            app.query_one("#knob-maxsize").focus()
             await pilot.pause(0.2)
-            for i in range(presses):
+            for i in range(presses + presses % 2):
                 started = time.perf_counter()
                 await pilot.press("right" if i % 2 == 0 else "left")
                 await pilot.pause(0.15)
@@ -230,79 +295,63 @@ async def snapshot_cost(config: Path, warmup: float, calls: int = 20) -> float:
     async with Engine(load_config(config)) as engine:
         ContinuousDemo(engine).start()
         await asyncio.sleep(warmup)
-        started = time.perf_counter()
+        total = 0.0
         for _ in range(calls):
+            started = time.perf_counter()
             engine.snapshot()
-            await asyncio.sleep(0)
-        return (time.perf_counter() - started) / calls * 1e3
+            total += time.perf_counter() - started
+            await asyncio.sleep(0.01)
+        return total / calls * 1e3
 
 
-def _p90(ordered: list[float]) -> float:
-    return ordered[int(0.9 * (len(ordered) - 1))]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Measure every requested session count and print a Markdown table (and JSON)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, nargs="+", default=[12, 200, 1000])
-    parser.add_argument("--warmup", type=float, default=6.0, help="seconds before measuring")
-    parser.add_argument("--window", type=float, default=10.0, help="seconds of CPU measured")
-    parser.add_argument("--presses", type=int, default=20, help="key presses timed")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args(argv)
-    if shutil.which("tmux") is None:
-        sys.stderr.write("app_cost: needs tmux on PATH\n")
-        return 2
-    sluice = str(Path(sys.executable).with_name("sluice"))
-    results = []
-    with tempfile.TemporaryDirectory() as folder:
-        for n in args.sessions:
-            config = write_config(Path(folder), n)
-            cpu, lat, rss = measure_app(sluice, config, args.warmup, args.window, args.presses)
-            headless = measure_headless(sluice, config, args.warmup, args.window)
-            snap_ms = asyncio.run(snapshot_cost(config, min(args.warmup, 3.0)))
-            pause_ms = sorted(x * 1e3 for x in lat[0])
-            slide_ms = sorted(x * 1e3 for x in lat[1])
-            warm = min(args.warmup, 3.0)
-            inner = asyncio.run(in_app_latency(config, warm, args.presses))
-            inner_ms = sorted(x * 1e3 for x in inner)
-            results.append(
-                Result(
-                    sessions=n,
-                    demo_limit=load_config(config)["limits.demo"],
-                    app_cpu_percent=round(cpu, 1),
-                    headless_cpu_percent=round(headless, 1),
-                    pause_key_ms_p50=round(statistics.median(pause_ms), 1),
-                    pause_key_ms_p90=round(_p90(pause_ms), 1),
-                    slider_key_ms_p50=round(statistics.median(slide_ms), 1),
-                    slider_key_ms_p90=round(_p90(slide_ms), 1),
-                    in_app_key_ms_p50=round(statistics.median(inner_ms), 1),
-                    in_app_key_ms_p90=round(_p90(inner_ms), 1),
-                    snapshot_ms=round(snap_ms, 2),
-                    app_rss_mb=round(rss, 1),
-                )
-            )
-            print(f"measured {n} sessions", file=sys.stderr)
-    print(
-        "| sessions | demo limit | app CPU | same engine headless | app's own CPU "
-        "| `p` key->screen p50 / p90 | slider key->screen p50 / p90 "
-        "| in-app key->frame p50 / p90 | snapshot() | app RSS |"
+def measure_headless(config: Path, warmup: float, window: float) -> float:
+    """CPU % of the same engine run without the app."""
+    duration = warmup + window + 2
+    command = [*sluice_command(), "--config", str(config), "run", "--headless"]
+    proc = subprocess.Popen(
+        [*command, "--duration", str(duration)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    print("|---:|---:|---:|---:|---:|---|---|---|---:|---:|")
-    for r in results:
-        own = r.app_cpu_percent - r.headless_cpu_percent
-        print(
-            f"| {r.sessions:,} | {r.demo_limit} | {r.app_cpu_percent:.0f}% "
-            f"| {r.headless_cpu_percent:.0f}% | {own:.0f}% "
-            f"| {r.pause_key_ms_p50:.0f} / {r.pause_key_ms_p90:.0f} ms "
-            f"| {r.slider_key_ms_p50:.0f} / {r.slider_key_ms_p90:.0f} ms "
-            f"| {r.in_app_key_ms_p50:.0f} / {r.in_app_key_ms_p90:.0f} ms "
-            f"| {r.snapshot_ms:.1f} ms | {r.app_rss_mb:.0f} MB |"
-        )
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
-    return 0
+    try:
+        time.sleep(warmup)
+        return cpu_percent(proc.pid, window)[0]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def measure_app_cost(
+    sessions: int, *, warmup: float = 5.0, window: float = 10.0, presses: int = 25
+) -> AppCostResult:
+    """Every figure for one session count (about 2 x warmup + window + presses x 0.5 s)."""
+    reason = tmux_missing()
+    if reason is not None:
+        raise RuntimeError(reason)
+    with tempfile.TemporaryDirectory() as folder:
+        config = write_config(Path(folder), sessions)
+        pane = Pane(f"appcost-{sessions}", [*sluice_command(), "--config", str(config)])
+        try:
+            pane.wait_for(LAG_LABEL, within=30.0)  # the app is up (keys before are lost)
+            time.sleep(warmup)
+            app_cpu, others = cpu_percent(pane.pid, window)
+            lag_shown = LAG_LABEL in pane.text(first_line_only=True)
+            app_rss = psutil.Process(pane.pid).memory_info().rss / 2**20
+            keys = key_latency(pane, presses)
+        finally:
+            pane.close()
+        headless = measure_headless(config, warmup, window)
+        snap_ms = asyncio.run(snapshot_cost(config, min(warmup, 3.0)))
+        inner = asyncio.run(in_app_latency(config, min(warmup, 3.0), presses))
+    return AppCostResult(
+        sessions=sessions,
+        demo_limit=min(sessions, DEMO_LIMIT_CAP),
+        app_cpu_percent=round(app_cpu, 2),
+        headless_cpu_percent=round(headless, 2),
+        others_cpu_percent=round(others, 1),
+        key_ms=tuple(round(x * 1e3, 2) for x in keys),
+        in_app_key_ms=tuple(round(x * 1e3, 2) for x in inner),
+        snapshot_ms=round(snap_ms, 3),
+        app_rss_mb=round(app_rss, 1),
+        lag_label_shown=lag_shown,
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sluice.bench.app_cost import p99
+from sluice.bench.measure import median
 from sluice.bench.runner import BenchResult
 from sluice.bench.scenario import ScenarioResult
 from sluice.engine.report import format_bytes, format_seconds
@@ -17,6 +19,8 @@ OVERHEAD_GOAL = 0.5
 BATCHED_GOAL = 1.10
 LONG_GOAL = 1.30
 SERVE_GOAL = 0.95
+APP_CPU_GOAL = 5.0  # % of one core for the app showing 12 sessions
+APP_KEY_GOAL = 100.0  # ms, key press to screen, p99 at 1,000 sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +165,48 @@ def goals(result: BenchResult) -> list[Goal]:
                 f">= {SERVE_GOAL:.2f}x",
                 ", ".join(f"{v.label} {v.ratio:.3f}x" for v in watched),
                 all(v.ratio >= SERVE_GOAL for v in watched),
+            )
+        )
+    out.extend(_app_goals(result))
+    return out
+
+
+def _app_goals(result: BenchResult) -> list[Goal]:
+    """The app-cost goals, as ratios of what was measured to the target."""
+    out: list[Goal] = []
+    by_size = {r.sessions: r for r in result.app}
+    if 12 in by_size:
+        cpu = by_size[12].app_cpu_percent
+        out.append(
+            Goal(
+                "the app showing 12 sessions: CPU < 5% of a core",
+                f"< {APP_CPU_GOAL:g}%",
+                f"{cpu:.1f}% = {cpu / APP_CPU_GOAL:.2f}x the goal (engine alone "
+                f"{by_size[12].headless_cpu_percent:.1f}%)",
+                cpu < APP_CPU_GOAL,
+            )
+        )
+    if 1000 in by_size:
+        r = by_size[1000]
+        out.append(
+            Goal(
+                "1,000 sessions: key press to screen p99 < 100 ms",
+                f"< {APP_KEY_GOAL:g} ms",
+                f"{r.key_ms_p99:.0f} ms = {r.key_ms_p99 / APP_KEY_GOAL:.2f}x the goal "
+                f"({len(r.key_ms)} presses through tmux; in-app {p99(r.in_app_key_ms):.0f} ms)",
+                r.key_ms_p99 < APP_KEY_GOAL,
+            )
+        )
+    if result.app:
+        out.append(
+            Goal(
+                "the header's loop-lag p99 covers the last 10 s",
+                '"lag p99 10s" shown',
+                ", ".join(
+                    f"{r.sessions:,}: {'shown' if r.lag_label_shown else 'not shown'}"
+                    for r in result.app
+                ),
+                all(r.lag_label_shown for r in result.app),
             )
         )
     return out
@@ -429,6 +475,7 @@ def markdown(result: BenchResult) -> str:
             f"({format_bytes(sv.frame_full_bytes)}), {format_seconds(sv.encode_light_s)} "
             f"without ({format_bytes(sv.frame_light_bytes)})."
         )
+    parts.extend(_app_section(result))
     checked = goals(result)
     if checked:
         parts.append("### Goals")
@@ -442,3 +489,51 @@ def markdown(result: BenchResult) -> str:
     if result.errors:
         parts.append("### Errors\n\n" + "\n".join(f"- {e}" for e in result.errors))
     return "\n\n".join(parts)
+
+
+def _app_section(result: BenchResult) -> list[str]:
+    """The app-cost table (or why it was skipped)."""
+    if result.app_skipped is not None and not result.app:
+        return [f"### App cost\n\nSkipped: {result.app_skipped}."]
+    if not result.app:
+        return []
+    p = result.params
+    intro = (
+        "### App cost\n\nThe real app (`sluice --config ...`) in a 160x48 tmux pane with that "
+        f"many demo sessions kept running (demo limit up to 64); CPU over {p['app_window']:g} s "
+        f"after {p['app_warmup']:g} s of warm-up, in % of one core, against the same config "
+        "run headless; `others`: the rest of the machine meanwhile (noise). Key to screen: "
+        f"{p['app_presses']} presses of `p` and {p['app_presses']} of Right/Left on the "
+        "maxsize slider, from `tmux send-keys` until `tmux capture-pane` shows the effect. "
+        "In-app: key press to the next frame Textual composes, in-process, no terminal."
+    )
+    rows = [
+        [
+            f"{r.sessions:,}",
+            str(r.demo_limit),
+            f"{r.app_cpu_percent:.1f}%",
+            f"{r.headless_cpu_percent:.1f}%",
+            f"{r.app_cpu_percent - r.headless_cpu_percent:.1f}%",
+            f"{r.others_cpu_percent:.0f}%",
+            f"{r.key_ms_p50:.0f} / {r.key_ms_p99:.0f} ms",
+            f"{median(r.in_app_key_ms):.1f} / {p99(r.in_app_key_ms):.1f} ms"
+            if r.in_app_key_ms
+            else "-",
+            f"{r.snapshot_ms:.2f} ms",
+            f"{r.app_rss_mb:.0f} MiB",
+        ]
+        for r in result.app
+    ]
+    header = [
+        "sessions",
+        "demo limit",
+        "app CPU",
+        "same engine headless",
+        "the screen's share",
+        "others",
+        "key to screen p50 / p99",
+        "in-app key to frame p50 / p99",
+        "snapshot()",
+        "app RSS",
+    ]
+    return [intro, _table(header, rows)]

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from sluice.bench.app_cost import AppCostResult, measure_app_cost, tmux_missing
 from sluice.bench.long_response import LongResult, run_long
 from sluice.bench.measure import child_env, machine
 from sluice.bench.overhead import OverheadResult, run_overhead
@@ -35,13 +36,14 @@ from sluice.bench.serve import ServeResult, run_serve
 
 __all__ = ["BenchParams", "BenchResult", "result_from_dict", "run_bench", "run_job"]
 
-PARTS = ("scenario", "memory", "overhead", "scale", "long", "serve")
+PARTS = ("scenario", "memory", "overhead", "scale", "long", "serve", "app")
 _SCENARIO = ScenarioSpec()
 
 
 @dataclass(frozen=True, slots=True)
 class BenchParams:
-    """What `sluice bench` runs; the defaults take about a minute on 2 cores."""
+    """What `sluice bench` runs; the defaults take about three minutes on 2 cores (the app
+    part two of them)."""
 
     parts: tuple[str, ...] = PARTS
     # The scenario's sizes, defaulting to ScenarioSpec's (one place for the write-up's rates).
@@ -67,6 +69,10 @@ class BenchParams:
     serve_scrapes: int = 20
     profile: bool = False
     gc_freeze: bool = False
+    app_sizes: tuple[int, ...] = (12, 1000)
+    app_warmup: float = 5.0
+    app_window: float = 10.0
+    app_presses: int = 25
 
     def spec(self) -> ScenarioSpec:
         """The scenario part's sizes."""
@@ -96,6 +102,8 @@ class BenchResult:
     long: LongResult | None = None
     serve: ServeResult | None = None
     errors: tuple[str, ...] = field(default=())
+    app: tuple[AppCostResult, ...] = ()
+    app_skipped: str | None = None  # why the app part did not run (no tmux)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -111,6 +119,8 @@ class BenchResult:
             "long": self.long.to_dict() if self.long else None,
             "serve": self.serve.to_dict() if self.serve else None,
             "errors": list(self.errors),
+            "app": [r.to_dict() for r in self.app],
+            "app_skipped": self.app_skipped,
         }
 
 
@@ -128,6 +138,8 @@ def result_from_dict(data: dict[str, Any]) -> BenchResult:
         long=LongResult.from_dict(data["long"]) if data.get("long") else None,
         serve=ServeResult.from_dict(data["serve"]) if data.get("serve") else None,
         errors=tuple(data["errors"]),
+        app=tuple(AppCostResult.from_dict(r) for r in data.get("app", [])),
+        app_skipped=data.get("app_skipped"),
     )
 
 
@@ -172,6 +184,17 @@ def _jobs(params: BenchParams) -> tuple[list[dict[str, Any]], list[dict[str, Any
                 "scrapes": params.serve_scrapes,
             }
         )
+    if "app" in params.parts and tmux_missing() is None:
+        alone += [
+            {
+                "kind": "app",
+                "sessions": n,
+                "warmup": params.app_warmup,
+                "window": params.app_window,
+                "presses": params.app_presses,
+            }
+            for n in params.app_sizes
+        ]
     return together, alone
 
 
@@ -204,6 +227,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             job["sessions"], window=job["window"], rounds=job["rounds"], scrapes=job["scrapes"]
         )
         return asyncio.run(served).to_dict()
+    if kind == "app":
+        return measure_app_cost(
+            job["sessions"], warmup=job["warmup"], window=job["window"], presses=job["presses"]
+        ).to_dict()
     raise ValueError(f"unknown job kind {kind!r}")
 
 
@@ -268,7 +295,7 @@ def _label(job: dict[str, Any]) -> str:
     kind = job["kind"]
     if kind == "scenario":
         return f"scenario:{job['mode']}"
-    if kind in ("scale", "idle", "steady", "serve"):
+    if kind in ("scale", "idle", "steady", "serve", "app"):
         return f"{kind}:{job['sessions']}"
     return str(kind)
 
@@ -288,6 +315,7 @@ def _collect(
 ) -> BenchResult:
     scenario: list[ScenarioResult] = []
     scale: list[ScaleResult] = []
+    app: list[AppCostResult] = []
     overhead = idle = steady = None
     long = None
     serve = None
@@ -311,10 +339,13 @@ def _collect(
             long = LongResult.from_dict(out)
         elif kind == "serve":
             serve = ServeResult.from_dict(out)
+        elif kind == "app":
+            app.append(AppCostResult.from_dict(out))
     params_dict = asdict(params)
     params_dict["parts"] = list(params.parts)
     params_dict["scale_sizes"] = list(params.scale_sizes)
     params_dict["long_sizes"] = list(params.long_sizes)
+    params_dict["app_sizes"] = list(params.app_sizes)
     return BenchResult(
         machine=info,
         params=params_dict,
@@ -327,4 +358,6 @@ def _collect(
         long=long,
         serve=serve,
         errors=tuple(errors),
+        app=tuple(app),
+        app_skipped=tmux_missing() if "app" in params.parts else None,
     )

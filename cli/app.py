@@ -46,7 +46,7 @@ def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
     from sluice.tui.app import SluiceApp
 
     with usage_errors(ConsumerError):
-        app = SluiceApp(config=config)
+        app = SluiceApp(config=config, relax_gc=True)
     return run_app(app)
 
 

@@ -1,9 +1,10 @@
 """`sluice bench`: the original scenario (three modes and the generation bound), the engine's
 overhead against asyncio.Queue, memory per session, 1,000/5,000-session scale, the CPU
-per delta of long Claude responses, and what serving costs (a viewer, a scrape).
+per delta of long Claude responses, what serving costs (a viewer, a scrape), and the app's
+own cost (CPU and key-to-screen time, driven through tmux).
 
 Prints markdown (or `--json`), optionally writes an SVG of depth and memory over time. The
-default run takes about a minute on 2 cores. Exit codes: 0 ran (goals may still be missed;
+default run takes a few minutes on 2 cores. Exit codes: 0 ran (goals may still be missed;
 the table says), 1 a part failed, 2 bad input. Only the options live here; the benchmarks
 are `benchmarks/` (`sluice.bench`), imported when the command runs, so the other commands
 never load them. The dependency goes one way: cli -> bench -> engine (and tui, for the
@@ -32,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--only",
         metavar="PARTS",
-        help="comma-separated parts to run: scenario, memory, overhead, scale, long, serve "
-        "(default: all)",
+        help="comma-separated parts to run: scenario, memory, overhead, scale, long, serve, app "
+        "(default: all; app needs tmux)",
     )
     parser.add_argument(
         "--tokens",
@@ -51,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--overhead-chunks", type=int, metavar="N", help="chunks per overhead run (60000)"
+    )
+    parser.add_argument(
+        "--app-sizes",
+        metavar="N,N",
+        help="demo sessions the app part runs the app with (default 12,1000)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes: a sanity run of a few seconds"
@@ -99,6 +105,10 @@ def build_params(args: argparse.Namespace) -> BenchParams:
             serve_window=0.5,
             serve_rounds=1,
             serve_scrapes=3,
+            app_sizes=(12,),
+            app_warmup=2.0,
+            app_window=2.0,
+            app_presses=4,
         )
     if args.only:
         parts = tuple(p.strip() for p in args.only.split(",") if p.strip())
@@ -106,21 +116,21 @@ def build_params(args: argparse.Namespace) -> BenchParams:
         if bad or not parts:
             raise UsageError(f"--only {args.only}: parts must be among {', '.join(PARTS)}")
         params = replace(params, parts=parts)
+    if "app" in params.parts and args.only:
+        from sluice.bench.app_cost import tmux_missing
+
+        reason = tmux_missing()
+        if reason is not None:
+            raise UsageError(f"--only {args.only}: the app part {reason}")
     if args.tokens is not None:
         if not 1 <= args.tokens <= 100_000:
             raise UsageError(f"--tokens {args.tokens}: must be an integer from 1 to 100000")
         params = replace(params, tokens=args.tokens)
     if args.scale_sizes is not None:
-        try:
-            sizes = tuple(int(x) for x in args.scale_sizes.split(","))
-        except ValueError:
-            sizes = ()
-        if not sizes or any(not 1 <= n <= 100_000 for n in sizes):
-            raise UsageError(
-                f"--scale-sizes {args.scale_sizes}: must be comma-separated integers "
-                "from 1 to 100000, like 1000,5000"
-            )
+        sizes = _sizes("--scale-sizes", args.scale_sizes, 100_000, "1000,5000")
         params = replace(params, scale_sizes=sizes)
+    if args.app_sizes is not None:
+        params = replace(params, app_sizes=_sizes("--app-sizes", args.app_sizes, 10_000, "12,1000"))
     if args.scale_window is not None:
         if not 0.2 <= args.scale_window <= 600:
             raise UsageError(f"--scale-window {args.scale_window:g}: must be seconds in [0.2, 600]")
@@ -132,6 +142,19 @@ def build_params(args: argparse.Namespace) -> BenchParams:
             )
         params = replace(params, overhead_chunks=args.overhead_chunks)
     return replace(params, profile=args.profile, gc_freeze=args.gc_freeze)
+
+
+def _sizes(option: str, text: str, most: int, example: str) -> tuple[int, ...]:
+    """Comma-separated session counts; UsageError naming `option` if any is not allowed."""
+    try:
+        sizes = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or any(not 1 <= n <= most for n in sizes):
+        raise UsageError(
+            f"{option} {text}: must be comma-separated integers from 1 to {most}, like {example}"
+        )
+    return sizes
 
 
 def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
@@ -154,6 +177,8 @@ def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
             stderr.flush()
 
     result = run_bench(params, isolate=not args.in_process, progress=progress)
+    if result.app_skipped is not None:
+        stderr.write(f"sluice bench: app part skipped: {result.app_skipped}\n")
     if plot_path is not None and result.scenario:
         try:
             plot_path.write_text(scenario_svg(result.scenario), encoding="utf-8")
@@ -174,8 +199,8 @@ def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
 
 COMMAND = Command(
     name="bench",
-    help="benchmark the engine: the original scenario, overhead, memory, scale, long responses, "
-    "serving",
+    help="benchmark the engine and the app: the original scenario, overhead, memory, scale, "
+    "long responses, serving, the app's cost",
     add_arguments=add_arguments,
     run=run,
 )

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+from sluice import __version__
 from sluice.cli import app, bench, calibrate, check, monitor, run, serve
 from sluice.cli.command import Command, CommandIO, ExitCode, UsageError, one_line
 from sluice.engine.config import Config, ConfigError, load_config
@@ -31,6 +33,19 @@ COMMANDS: tuple[Command, ...] = (
 APP = app.COMMAND  # `sluice` with no command
 
 
+class _SubcommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: an option it does not know is its own error, shown with its
+    own usage (`sluice run --bogus` prints `usage: sluice run ...`), exit code 2."""
+
+    def parse_known_args(
+        self, args: Iterable[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for `sluice` and its commands."""
     parser = argparse.ArgumentParser(
@@ -45,8 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="config file (default: ./config.toml, or built-in defaults if it is absent)",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     APP.add_arguments(parser)
-    commands = parser.add_subparsers(dest="command", metavar="[COMMAND]")
+    commands = parser.add_subparsers(
+        dest="command", metavar="[COMMAND]", parser_class=_SubcommandParser
+    )
     for command in COMMANDS:
         sub = commands.add_parser(command.name, help=command.help, description=command.help)
         # `sluice run --config X` works as well as `sluice --config X run`.

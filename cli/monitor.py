@@ -92,7 +92,7 @@ def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
     from sluice.tui.app import SluiceApp
 
     with usage_errors(ConsumerError):
-        app = SluiceApp(config=config, continuous=bool(args.demo), workload=workload)
+        app = SluiceApp(config=config, continuous=bool(args.demo), workload=workload, relax_gc=True)
     return run_app(app)
 
 

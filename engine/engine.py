@@ -304,7 +304,7 @@ class Engine:
         while len(self._finished) > history:
             session = self.sessions.pop(self._finished.popleft(), None)
             if session is not None:
-                self._totals.retire(session)
+                self._totals.retire(session, self._clock())
 
     async def wait_idle(self) -> None:
         """Wait until no session is running (in continuous mode that may be never)."""
@@ -428,8 +428,12 @@ class Engine:
 
     @property
     def delay_applies(self) -> bool:
-        """True when the delay knob drives the consumer (the built-in sleep consumer)."""
-        return isinstance(self.consumer, SleepConsumer)
+        """True when the delay knob reaches a session: the engine's consumer is the built-in
+        sleep consumer and some session (finished ones count) uses it; a workload that
+        brings its own consumer leaves the knob moot."""
+        if not isinstance(self.consumer, SleepConsumer):
+            return False
+        return any(s.consumer is self.consumer for s in self.sessions.values())
 
     def tuned_config(self) -> Config:
         """The config with the knobs' current values, ready to save (limits of backends the
@@ -440,25 +444,29 @@ class Engine:
 
     # -- views -----------------------------------------------------------------------------
 
-    def snapshot(self) -> EngineSnapshot:
-        """Everything worth showing, as frozen data; cheap enough for 10 Hz at 1,000 sessions."""
+    def snapshot(self, *, sessions: bool = True) -> EngineSnapshot:
+        """Everything worth showing, as frozen data; cheap enough for 10 Hz at 1,000 sessions.
+
+        `sessions=False` leaves the per-session tuple empty (the totals still cover every
+        session): for a display of totals only, about a fifth of the cost (3 ms instead of
+        14 ms at 1,000 sessions) and no thousand objects kept for the garbage collector.
+        """
         now = self._clock()
-        sessions = tuple(s.snapshot(now) for s in self.sessions.values())
+        kept = tuple(s.snapshot(now) for s in self.sessions.values()) if sessions else ()
+        live = list(self.sessions.values())
+        counted = kept if sessions else (s.figures(now) for s in live)
+        totals = self._totals.totals(live, counted, now, fresh_latencies=not self._tasks)
         backends = tuple(
             BackendSnapshot(name, lim.limit, lim.in_use, lim.waiting)
             for name, lim in self.limiters.items()
         )
         return EngineSnapshot(
             taken_at=now,
-            sessions=sessions,
+            sessions=kept,
             backends=backends,
             knobs=self.knobs,
             process=self.sampler.snapshot(),
-            totals=self._totals.totals(
-                zip(self.sessions.values(), sessions, strict=True),
-                now,
-                fresh_latencies=not self._tasks,
-            ),
+            totals=totals,
         )
 
     def detail(self, session_id: str) -> SessionDetail | None:
@@ -473,6 +481,5 @@ class Engine:
         snapshot's totals were merged from if they are at most that old (read them, do not
         change them): a /metrics scrape right after a snapshot merges nothing again."""
         now = self._clock()
-        live = ((session, session.snapshot(now)) for session in self.sessions.values())
-        latencies = self._totals.latencies(live, now, max_age=max_age)
+        latencies = self._totals.latencies(self.sessions.values(), now, max_age=max_age)
         return latencies.by_name()

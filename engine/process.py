@@ -2,13 +2,17 @@
 
 It runs as one small task on the engine's loop. Loop lag is how late a short sleep wakes up:
 the time the loop was too busy to run anything else, the figure that tells whether the UI
-and the sessions still get their turns.
+and the sessions still get their turns. Its p99 comes two ways: over the whole run (for a
+run's summary) and over the last LAG_WINDOW seconds (for a live screen, where a figure that
+only ever grows would hide that a spike has passed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import deque
 from collections.abc import Callable
 
 import psutil
@@ -17,7 +21,25 @@ from sluice.engine.cgroup import memory_limit
 from sluice.engine.histogram import Histogram
 from sluice.engine.snapshot import ProcessSnapshot
 
-__all__ = ["ProcessSampler"]
+__all__ = ["LAG_WINDOW", "ProcessSampler", "forget_before", "recent_p99"]
+
+LAG_WINDOW = 10.0  # seconds of loop-lag samples behind `loop_lag_p99_10s`
+
+
+def forget_before(samples: deque[tuple[float, float]], cutoff: float) -> None:
+    """Drop the `(time, value)` samples taken at or before `cutoff` (they are in time order)."""
+    while samples and samples[0][0] <= cutoff:
+        samples.popleft()
+
+
+def recent_p99(samples: deque[tuple[float, float]], now: float, window: float) -> float | None:
+    """Nearest-rank p99 of the `(time, value)` samples taken in the last `window` seconds
+    (older ones are dropped from `samples`)."""
+    forget_before(samples, now - window)
+    if not samples:
+        return None
+    ordered = sorted(value for _, value in samples)
+    return ordered[max(1, math.ceil(0.99 * len(ordered))) - 1]
 
 
 class ProcessSampler:
@@ -37,6 +59,7 @@ class ProcessSampler:
         self._machine_memory = psutil.virtual_memory().total
         self._memory_limit = memory_limit()
         self._lag = Histogram()
+        self._recent_lag: deque[tuple[float, float]] = deque()
         self._last_lag = 0.0
         self._sampled_at = -1.0e18
         self._rss = self._process.memory_info().rss
@@ -49,10 +72,16 @@ class ProcessSampler:
         while True:
             started = loop.time()
             await asyncio.sleep(self.interval)
-            lag = max(0.0, loop.time() - started - self.interval)
-            self._last_lag = lag
-            self._lag.record(lag)
+            self.record_lag(max(0.0, loop.time() - started - self.interval))
             self._sample()
+
+    def record_lag(self, lag: float) -> None:
+        """Count one loop-lag measurement (seconds), stamped with the sampler's clock."""
+        self._last_lag = lag
+        self._lag.record(lag)
+        now = self._clock()
+        self._recent_lag.append((now, lag))
+        forget_before(self._recent_lag, now - LAG_WINDOW)
 
     def _sample(self, force: bool = False) -> None:
         now = self._clock()
@@ -75,6 +104,7 @@ class ProcessSampler:
     def reset_lag(self) -> None:
         """Forget loop-lag history (between benchmark phases)."""
         self._lag = Histogram()
+        self._recent_lag.clear()
         self._last_lag = 0.0
 
     def snapshot(self) -> ProcessSnapshot:
@@ -87,5 +117,6 @@ class ProcessSampler:
             machine_memory=self._machine_memory,
             loop_lag=self._last_lag,
             loop_lag_p99=self._lag.quantile(0.99),
+            loop_lag_p99_10s=recent_p99(self._recent_lag, self._clock(), LAG_WINDOW),
             peak_rss=self._peak_rss,
         )

@@ -191,7 +191,8 @@ class BackendSnapshot:
 @dataclass(frozen=True, slots=True)
 class ProcessSnapshot:
     """Process-wide figures. `memory_limit` is the cgroup limit where one is set, else None;
-    `machine_memory` is the host's total."""
+    `machine_memory` is the host's total. Loop lag's p99 is over the whole run
+    (`loop_lag_p99`) and over the last 10 s (`loop_lag_p99_10s`, what a live screen shows)."""
 
     rss: int
     cpu_percent: float
@@ -200,6 +201,7 @@ class ProcessSnapshot:
     loop_lag: float
     loop_lag_p99: float | None
     peak_rss: int
+    loop_lag_p99_10s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""

@@ -1,18 +1,19 @@
 """Totals over every session: those still shown and those retired from the table.
 
-One accumulator, one way to count a session: `Tally.add` takes a session's snapshot (and
-its histograms) whether the session is live or being retired, so the totals never depend on
-how many finished sessions the engine keeps (`history`).
+One accumulator, one way to count a session: `Tally.add` takes a session's figures (its
+snapshot, or the cheaper `SessionFigures`) and `Latencies.add` its histograms, whether the
+session is live or being retired, so the totals never depend on how many finished sessions
+the engine keeps (`history`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from sluice.engine.histogram import Histogram, Percentiles
-from sluice.engine.session import Session
+from sluice.engine.session import Session, SessionFigures
 from sluice.engine.snapshot import SESSION_STATES, SessionSnapshot, Totals
 
 __all__ = ["Latencies", "Tally", "TotalsAccumulator"]
@@ -36,7 +37,7 @@ class Tally:
     stall: float = 0.0
     high_water: int = 0
 
-    def add(self, s: SessionSnapshot) -> None:
+    def add(self, s: SessionSnapshot | SessionFigures) -> None:
         """Count one session."""
         self.sessions += 1
         self.states[s.state] = self.states.get(s.state, 0) + 1
@@ -84,15 +85,18 @@ class Latencies:
     ttft: Histogram = field(default_factory=Histogram)
     slot_wait: Histogram = field(default_factory=Histogram)
 
-    def add(self, session: Session, s: SessionSnapshot) -> None:
-        """Merge one session's histograms and record its ttft and slot_wait."""
+    def add(self, session: Session, now: float) -> None:
+        """Merge one session's histograms and record its ttft and slot_wait (the values its
+        snapshot shows)."""
         self.queue_wait.merge(session.queue_wait)
         self.token_age.merge(session.token_age)
         self.consumer_call.merge(session.consumer_call)
-        if s.ttft is not None:
-            self.ttft.record(s.ttft)
-        if s.slot_wait is not None:
-            self.slot_wait.record(s.slot_wait)
+        ttft = session.ttft()
+        if ttft is not None:
+            self.ttft.record(ttft)
+        slot_wait = session.slot_wait(now)
+        if slot_wait is not None:
+            self.slot_wait.record(slot_wait)
 
     def copy(self) -> Latencies:
         """An independent copy to merge live sessions into."""
@@ -127,50 +131,44 @@ class TotalsAccumulator:
         self._retired_latencies = Latencies()
         self._cached: tuple[float, Latencies, tuple[Percentiles, ...]] | None = None
 
-    def retire(self, session: Session) -> None:
+    def retire(self, session: Session, now: float) -> None:
         """Count a session that leaves the engine's table, once and for good."""
-        snap = session.snapshot()
-        self._retired.add(snap)
-        self._retired_latencies.add(session, snap)
+        self._retired.add(session.figures(now))
+        self._retired_latencies.add(session, now)
 
-    def latencies(
-        self,
-        live: Iterable[tuple[Session, SessionSnapshot]],
-        now: float,
-        *,
-        max_age: float = 0.0,
-    ) -> Latencies:
+    def latencies(self, live: Iterable[Session], now: float, *, max_age: float = 0.0) -> Latencies:
         """The merged histograms (read them, do not change them): those of the last merge
         if it is at most `max_age` old, else merged afresh from the retired and `live`."""
         cached = self._cached
         if max_age > 0 and cached is not None and now - cached[0] <= max_age:
             return cached[1]
-        return self._merge(list(live), now)[1]
+        return self._merge(live, now)[1]
 
     def _merge(
-        self, pairs: list[tuple[Session, SessionSnapshot]], now: float
+        self, live: Iterable[Session], now: float
     ) -> tuple[float, Latencies, tuple[Percentiles, ...]]:
         latencies = self._retired_latencies.copy()
-        for session, snap in pairs:
-            latencies.add(session, snap)
+        for session in live:
+            latencies.add(session, now)
         self._cached = (now, latencies, latencies.summary())
         return self._cached
 
     def totals(
         self,
-        live: Iterable[tuple[Session, SessionSnapshot]],
+        live: Sequence[Session],
+        figures: Iterable[SessionSnapshot | SessionFigures],
         now: float,
         *,
         fresh_latencies: bool = False,
     ) -> Totals:
-        """Totals of the retired sessions and `live` (each session with its snapshot)."""
-        pairs = list(live)
+        """Totals of the retired sessions and the `live` ones, counted from `figures` (one
+        per live session: its snapshot, or its cheaper figures)."""
         tally = self._retired.copy()
-        for _, snap in pairs:
-            tally.add(snap)
+        for counted in figures:
+            tally.add(counted)
         cached = self._cached
         if fresh_latencies or cached is None or now - cached[0] >= self._refresh:
-            cached = self._merge(pairs, now)
+            cached = self._merge(live, now)
         queue_wait, token_age, consumer_call, ttft, slot_wait = cached[2]
         return Totals(
             sessions=tally.sessions,

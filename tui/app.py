@@ -1,9 +1,11 @@
 """SluiceApp: the live Textual monitor of every session, with sliders that retune the engine.
 
 The engine runs inside the app as a Textual worker on the same event loop; the UI never gets
-a message per token. It pulls frozen snapshots on two timers instead: a fast one (5 Hz) for
-the header, backends and sparklines, a slow one (1 Hz) for the session table. Tests inject
-a snapshot source and a clock to freeze what is shown.
+a message per token. It pulls frozen snapshots on timers instead: totals at 5 Hz for the
+sparklines (drawn at 5 Hz) and the header, backends and knobs (drawn at 2 Hz), and every
+session at 1 Hz for the table. Every part repaints only when what it shows changed (a repaint
+is a frame Textual composes, most of the app's CPU). Tests inject a snapshot source and a
+clock to freeze what is shown.
 """
 
 from __future__ import annotations
@@ -26,16 +28,17 @@ from textual.widgets import DataTable, Footer, Input
 
 from sluice.engine.config import Config, ConfigChanged, ConfigError, FileStamp, load_config
 from sluice.engine.config_save import save_config
+from sluice.engine.consumers import SleepConsumer
 from sluice.engine.demo_workload import ContinuousDemo
 from sluice.engine.engine import Engine, KnobError
 from sluice.engine.session import describe_error
 from sluice.engine.snapshot import EngineSnapshot
 from sluice.engine.tuning import Recommendation
-from sluice.tui import fmt
+from sluice.tui import fmt, gcpolicy
 from sluice.tui.calibrate import recommend_for
 from sluice.tui.detail import DetailScreen
 from sluice.tui.help import HelpScreen
-from sluice.tui.knobs import KnobDef, KnobRow, KnobsPanel
+from sluice.tui.knobs import KNOB_BY_KEY, KnobDef, KnobRow, KnobsPanel, unused_reason
 from sluice.tui.panels import BackendsBar, ProcessBar, SparkHistory, SparkPanel
 from sluice.tui.readout import Readout
 from sluice.tui.slider import Slider
@@ -68,7 +71,11 @@ class SluiceApp(App[int]):
 
     `continuous` keeps the config's demo sessions going; `workload` is a user's coroutine
     function given the engine (`sluice monitor`). `live=False` starts no timers: the screen
-    then changes only through `refresh_now()` (for frozen screenshots).
+    then changes only through `refresh_now()` (for frozen screenshots). The three intervals
+    are the sparklines', the header's and the table's refresh periods in seconds.
+    `relax_gc` freezes the objects alive once the screen is built and makes full garbage
+    collections rarer (tui/gcpolicy.py): for the `sluice` command, not for tests or
+    embedding.
     """
 
     CSS_PATH = "app.tcss"
@@ -77,7 +84,9 @@ class SluiceApp(App[int]):
         Binding("s", "save", "save"),
         Binding("n", "add_sessions", "add"),
         Binding("c", "cancel_selected", "cancel"),
-        Binding("p", "toggle_pause", "pause"),
+        # Two bindings on `p` so the footer says what the key will do now.
+        Binding("p", "pause_display", "pause"),
+        Binding("p", "resume_display", "resume"),
         Binding("slash", "filter", "filter"),
         Binding("o", "sort", "sort", show=False),
         Binding("t", "calibrate", "tune"),
@@ -106,7 +115,9 @@ class SluiceApp(App[int]):
         add_count: int = 10,
         max_rows: int = 200,
         fast_interval: float = 0.2,
+        header_interval: float = 0.5,
         table_interval: float = 1.0,
+        relax_gc: bool = False,
     ) -> None:
         super().__init__()
         if config is None:
@@ -125,12 +136,23 @@ class SluiceApp(App[int]):
         self.add_count = add_count
         self.max_rows = max_rows
         self.fast_interval = fast_interval
+        self.header_interval = header_interval
         self.table_interval = table_interval
+        self.relax_gc = relax_gc
+        self._gc_thresholds: tuple[int, int, int] | None = None
         self.paused = False
         self.history = SparkHistory()
+        # The newest sample (perhaps of totals only), and the newest with every session.
         self.latest: EngineSnapshot = self.source.snapshot()
+        self.latest_full: EngineSnapshot = self.latest
         self.history.add(self.latest)
+        self._table_at: float | None = None  # when the snapshot the table shows was taken
+        # When the newest snapshot before the last knob change was taken: its knobs are
+        # stale, so the sliders must not follow them back. (Times, not the snapshots: a
+        # snapshot of 1,000 sessions kept alive is work for every garbage collection.)
+        self._knobs_stale_at: float | None = None
         self.knob_changes = 0
+        self._quit_asked = False  # `q` with unsaved knobs warned once; the next `q` quits
         self.last_recommendation: Recommendation | None = None
         self._shut = False
         self._stopping: asyncio.Task[None] | None = None
@@ -169,24 +191,21 @@ class SluiceApp(App[int]):
                 spark = SparkPanel(id="sparks")
                 spark.border_title = "last minute"
                 yield spark
-                knobs = KnobsPanel(self.latest.knobs, self.apply_knob, id="knobs")
-                knobs.border_title = "knobs (Enter: type a value)"
-                yield knobs
+                yield KnobsPanel(self.latest.knobs, self.apply_knob, id="knobs")
         yield Footer()
 
     def on_mount(self) -> None:
         """Start the engine worker and the refresh timers; draw the first frame."""
         self.query_one("#filter", Input).display = False
-        delay = self.query_one("#row-delay_ms", KnobRow)
-        if not self.engine.delay_applies:
-            delay.add_class("inactive")
-            delay.tooltip = "the workload's consumer does not use the delay knob"
+        if self.relax_gc:
+            self._gc_thresholds = gcpolicy.relax()  # before the engine makes its sessions
         self.run_engine()
         self._draw_fast()
         self._draw_table()
         self.query_one("#sessions", SessionTable).focus()
         if self.live:
             self.set_interval(self.fast_interval, self._tick_fast, name="fast-refresh")
+            self.set_interval(self.header_interval, self._tick_header, name="header-refresh")
             self.set_interval(self.table_interval, self._tick_table, name="table-refresh")
 
     # -- the engine ------------------------------------------------------------------------
@@ -222,40 +241,89 @@ class SluiceApp(App[int]):
         await self.engine.aclose()
 
     async def on_unmount(self) -> None:
-        """Whatever ended the app, leave no session running."""
+        """Whatever ended the app, leave no session running (and the collector as it was)."""
         await self.shutdown_engine()
+        if self._gc_thresholds is not None:
+            gcpolicy.restore(self._gc_thresholds)
+            self._gc_thresholds = None
 
     # -- refresh ---------------------------------------------------------------------------
 
+    def _sample(self, *, sessions: bool) -> EngineSnapshot:
+        """Take a snapshot (with every session, or totals only) and record it."""
+        snap = self.source.snapshot(sessions=sessions)
+        self.latest = snap
+        if sessions:
+            self.latest_full = snap
+        self.history.add(snap)
+        return snap
+
     def _tick_fast(self) -> None:
-        self.latest = self.source.snapshot()
-        self.history.add(self.latest)
+        """Sample the totals; redraw the sparklines whose columns changed."""
+        if not self.is_running:
+            return  # shutting down: the widgets are being taken apart
+        self._sample(sessions=False)
         if not self.paused:
+            self.query_one("#sparks", SparkPanel).show(self.history, values=False)
+
+    def _tick_header(self) -> None:
+        if self.is_running and not self.paused:
             self._draw_fast()
 
     def _tick_table(self) -> None:
-        if not self.paused:
-            self._draw_table()
+        if self.is_running and not self.paused:
+            self._sample(sessions=True)
+            # An unchanged snapshot (a frozen source, a stalled engine) needs no redraw.
+            if self.latest_full.taken_at != self._table_at:
+                self._draw_table()
 
     def _draw_fast(self) -> None:
+        """The header, backends, sparklines with their figures, and the knobs."""
         snap = self.latest
         self.query_one("#process", ProcessBar).show(
             snap, uptime=self.clock() - self.started_at, paused=self.paused
         )
         self.query_one("#backends", BackendsBar).show(snap)
         self.query_one("#sparks", SparkPanel).show(self.history)
-        self.query_one("#knobs", KnobsPanel).sync(snap.knobs)
+        knobs = self.query_one("#knobs", KnobsPanel)
+        if self._knobs_stale_at is None or snap.taken_at > self._knobs_stale_at:
+            knobs.sync(snap.knobs)
+        self._mark_unused_knobs(knobs, snap)
+
+    def _mark_unused_knobs(self, knobs: KnobsPanel, snap: EngineSnapshot) -> None:
+        """Dim the knobs that reach none of the sessions.
+
+        Under `sluice monitor` the workload brings its own backends and consumers, so any
+        knob but the buffer's may be moot; the demo app's sessions use them all, except the
+        delay when the configured consumer is not the sleep one.
+        """
+        # The kept-running demo uses the engine's consumer, even before its first session.
+        sleeps = isinstance(self.engine.consumer, SleepConsumer)
+        delay_applies = self.engine.delay_applies or (self.demo.running and sleeps)
+        for row in knobs.rows.values():
+            if self.workload is None:
+                reason = None
+                if row.knob.key == "delay_ms" and not delay_applies:
+                    reason = "not used: the configured consumer is not the sleep one"
+            else:
+                reason = unused_reason(
+                    row.knob,
+                    self.latest_full,  # which backends the sessions use
+                    continuous=self.demo.running,
+                    delay_applies=delay_applies,
+                )
+            row.set_unused(reason)
 
     def _draw_table(self) -> None:
         table = self.query_one("#sessions", SessionTable)
+        self._table_at = self.latest_full.taken_at
         with self.batch_update():
-            view = table.show(self.latest.sessions)
+            view = table.show(self.latest_full.sessions)
         self.query_one("#table-note", Readout).update(table.note(view))
 
     def refresh_now(self) -> None:
         """Pull one snapshot and redraw everything now (paused or not)."""
-        self.latest = self.source.snapshot()
-        self.history.add(self.latest)
+        self._sample(sessions=True)
         self._draw_fast()
         self._draw_table()
 
@@ -272,6 +340,8 @@ class SluiceApp(App[int]):
             row.sync(knob.read(self.engine.knobs))
             return False
         self.knob_changes += 1
+        self._knobs_stale_at = self.latest.taken_at
+        self._quit_asked = False  # a new change: `q` warns again
         return True
 
     # -- actions ---------------------------------------------------------------------------
@@ -297,15 +367,28 @@ class SluiceApp(App[int]):
             self.notify(str(exc), title="not saved", severity="error", timeout=10, markup=False)
             return
         self._save_source = result.source
+        self.query_one("#knobs", KnobsPanel).mark_saved(config.values)
         message = f"saved {result.path} ({result.backup_note})"
         self.notify(message, title="knobs saved", markup=False)
 
     def action_add_sessions(self) -> None:
-        """Start `add_count` more demo sessions."""
+        """`add_count` more demo sessions: while the demo is kept running, its count (the
+        `demo sess.` knob) goes up, so the top-up keeps them; otherwise they run once."""
         if self.engine.closed:
             return
-        self.engine.add_demo_sessions(self.add_count)
-        self.notify(f"added {self.add_count} demo sessions")
+        if not self.demo.running:
+            self.engine.add_demo_sessions(self.add_count)
+            self.notify(f"added {self.add_count} demo sessions (each runs once)")
+            return
+        knob = KNOB_BY_KEY["sessions"]
+        before = int(self.engine.knob("demo.sessions"))
+        target = int(min(before + self.add_count, knob.spec.maximum or before + self.add_count))
+        if target == before:
+            self.notify(f"demo sessions already at the most allowed ({before})", severity="warning")
+            return
+        if self.apply_knob(knob, target):
+            self.query_one("#knobs", KnobsPanel).row(knob.key).sync(target)
+            self.notify(f"demo sessions kept running: {before} -> {target}")
 
     def cancel_session(self, session_id: str) -> bool:
         """Cancel one session, with a toast saying what happened."""
@@ -353,9 +436,33 @@ class SluiceApp(App[int]):
     def action_toggle_pause(self) -> None:
         """Freeze or resume the display; the engine keeps running either way."""
         self.paused = not self.paused
+        self.refresh_bindings()  # the footer's `p` now says the other word
         self._draw_fast()
         if not self.paused:
+            # The header's change first; the table (a bigger frame) right after it.
+            self.set_timer(0.02, self._draw_table_now)
+
+    def _draw_table_now(self) -> None:
+        """A fresh sample of every session, shown in the table (unless paused again)."""
+        if self.is_running and not self.paused:
+            self._sample(sessions=True)
             self._draw_table()
+
+    def action_pause_display(self) -> None:
+        """`p` while live: freeze the display."""
+        self.action_toggle_pause()
+
+    def action_resume_display(self) -> None:
+        """`p` while paused: show live figures again."""
+        self.action_toggle_pause()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Offer (and show in the footer) only the `p` binding that applies now."""
+        if action == "pause_display":
+            return not self.paused
+        if action == "resume_display":
+            return self.paused
+        return True
 
     def action_filter(self) -> None:
         """Show the filter box and focus it."""
@@ -438,7 +545,19 @@ class SluiceApp(App[int]):
             self.push_screen(HelpScreen())
 
     async def action_quit(self) -> None:
-        """Cancel every session, close every stream, then leave."""
+        """Cancel every session, close every stream, then leave; with unsaved knobs, warn
+        once first (a second `q` quits, `s` saves)."""
+        unsaved = self.query_one("#knobs", KnobsPanel).unsaved
+        if unsaved and not self._quit_asked and not self.engine.closed:
+            self._quit_asked = True
+            self.notify(
+                f"unsaved knobs: {', '.join(unsaved)}. Press q again to quit without "
+                "saving, or s to save them.",
+                title="quit?",
+                severity="warning",
+                timeout=10,
+            )
+            return
         await self._quit(0)
 
     async def _quit(self, return_code: int) -> None:

@@ -15,11 +15,11 @@ from sluice.tui.columns import COLUMNS
 __all__ = ["HELP_KEYS", "HelpScreen"]
 
 HELP_KEYS: tuple[tuple[str, str], ...] = (
-    ("s", "save the knobs to the config file (atomic, previous kept as .bak)"),
-    ("n", "add demo sessions"),
+    ("s", "save the knobs to the config file (atomic, previous kept as .bak); clears the *"),
+    ("n", "10 more demo sessions (raises demo sess., the kept-running count)"),
     ("c", "cancel the selected session"),
     ("p", "pause or resume the display (the engine keeps running)"),
-    ("q", "quit: cancel every session, close every stream"),
+    ("q", "quit: cancel every session, close every stream (asks once if knobs are unsaved)"),
     ("t", "calibrate: time the consumer, set maxsize and batch_max from it"),
     ("?", "this help"),
     ("/", "filter the table by id, backend, state or error (Esc clears, also after Enter)"),

@@ -4,6 +4,12 @@ Ranges come from `engine.config.KNOB_SPECS` (the same table the config and the e
 setters check), capped to a span a slider can show; a value beyond the cap (from the config
 or typed) widens that slider. A knob change goes straight to the engine setter, which
 applies it to running sessions at once.
+
+A knob whose value differs from the one last saved (or loaded) is marked `*` beside its value
+and in the panel's title until `s` saves it. A knob that reaches none of the sessions (in
+`sluice monitor`, a workload with its own consumer makes `delay ms` moot) is dimmed with the
+reason in its tooltip; it stays settable, since sessions started later may use it and `s`
+saves it.
 """
 
 from __future__ import annotations
@@ -20,11 +26,24 @@ from textual.widgets import Input, Label
 
 from sluice.engine.engine import Engine
 from sluice.engine.settings import SETTINGS, Setting, limit_setting
+from sluice.engine.snapshot import EngineSnapshot
 from sluice.tui.fmt import knob_value
 from sluice.tui.readout import Readout
 from sluice.tui.slider import Slider
 
-__all__ = ["KNOBS", "ApplyKnob", "KnobDef", "KnobRow", "KnobsPanel", "parse_knob_value"]
+__all__ = [
+    "KNOBS",
+    "KNOB_BY_KEY",
+    "ApplyKnob",
+    "KnobDef",
+    "KnobRow",
+    "KnobsPanel",
+    "parse_knob_value",
+    "unused_reason",
+]
+
+TITLE = "knobs (Enter: type a value)"
+TITLE_UNSAVED = "knobs * = unsaved (s saves)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +131,28 @@ KNOBS: tuple[KnobDef, ...] = (
 )
 
 
+KNOB_BY_KEY: dict[str, KnobDef] = {knob.key: knob for knob in KNOBS}
+
 # Applies a knob's new value to the engine; False if the engine refused it.
 ApplyKnob = Callable[[KnobDef, float], bool]
+
+
+def unused_reason(
+    knob: KnobDef, snap: EngineSnapshot, *, continuous: bool, delay_applies: bool
+) -> str | None:
+    """Why `knob` reaches none of the sessions in `snap` (finished ones count), or None.
+
+    `continuous`: the demo count is kept up; `delay_applies`: some session uses the engine's
+    built-in sleep consumer. The buffer knobs reach every session, so they always apply.
+    """
+    if knob.key == "delay_ms":
+        return None if delay_applies else "not used by this workload: its consumer is its own"
+    if knob.key == "sessions":
+        return None if continuous else "no demo kept running (sluice monitor --demo keeps one)"
+    backend = knob.backend or ("demo" if knob.key == "rate" else None)
+    if backend is None or any(s.backend == backend for s in snap.sessions):
+        return None
+    return f"not used by this workload: no {backend} sessions"
 
 
 def parse_knob_value(knob: KnobDef, text: str) -> float:
@@ -136,10 +175,20 @@ class KnobRow(Horizontal):
 
     BINDINGS = [Binding("escape", "cancel_edit", "cancel", show=False)]
 
-    def __init__(self, knob: KnobDef, value: float, apply: ApplyKnob) -> None:
+    def __init__(
+        self,
+        knob: KnobDef,
+        value: float,
+        apply: ApplyKnob,
+        on_shown: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(id=f"row-{knob.key}", classes="knob-row")
         self.knob = knob
         self.apply = apply
+        self.on_shown = on_shown
+        self.saved = value  # the value in the config file; a different one is unsaved
+        self.unused: str | None = None  # why the knob reaches no session, if it does not
+        self._unused_told = False
         low, high = knob.slider_range
         self.slider = Slider(
             value, low, high, knob.step, integer=knob.spec.integer, id=f"knob-{knob.key}"
@@ -166,16 +215,40 @@ class KnobRow(Horizontal):
         """True while the exact-value editor is open."""
         return bool(self.editor.display)
 
+    @property
+    def unsaved(self) -> bool:
+        """True when the value differs from the one last saved (or loaded)."""
+        return self.slider.value != self.saved
+
     def show_value(self) -> None:
-        """Write the slider's value beside it (maxsize 0 gets a warning)."""
+        """Write the slider's value beside it (maxsize 0 gets a warning, an unsaved one a *)."""
         value = self.slider.value
-        text = knob_value(value, self.knob.spec.integer)
         if self.knob.key == "maxsize" and value == 0:
-            self.value_label.update(Text("0 ∞ !", style="bold red"))
+            shown = Text("0 ∞ !", style="bold red")
             self.value_label.tooltip = "0 = unbounded: the naive push mode, memory can grow"
         else:
-            self.value_label.update(text)
+            shown = Text(knob_value(value, self.knob.spec.integer))
             self.value_label.tooltip = None
+        if self.unsaved:
+            shown.append("*", style="bold yellow")
+        self.value_label.update(shown)
+        if self.on_shown is not None:
+            self.on_shown()
+
+    def mark_saved(self, value: float) -> None:
+        """`value` is now what the config file holds."""
+        self.saved = value
+        self.show_value()
+
+    def set_unused(self, reason: str | None) -> None:
+        """Dim the row (with `reason` as its tooltip) or light it up again (None)."""
+        if reason == self.unused:
+            return
+        self.unused = reason
+        self._unused_told = False
+        self.set_class(reason is not None, "inactive")
+        self.slider.inactive = reason is not None
+        self.tooltip = None if reason is None else f"{self.knob.label}: {reason}"
 
     def sync(self, value: float) -> None:
         """Follow the engine's value without firing a change (unless the user holds it)."""
@@ -193,6 +266,13 @@ class KnobRow(Horizontal):
             return  # a later move is on its way and supersedes this one
         if self.apply(self.knob, event.value):
             slider.pending = False
+            if self.unused is not None and not self._unused_told:
+                self._unused_told = True  # once per dimming: a drag must not flood toasts
+                self.app.notify(
+                    f"{self.knob.label} set to {knob_value(event.value, self.knob.spec.integer)}"
+                    f", but {self.unused}; it applies to sessions that use it and `s` saves it",
+                    title="knob not in use",
+                )
         self.show_value()
 
     def on_slider_edit_requested(self, event: Slider.EditRequested) -> None:
@@ -231,17 +311,35 @@ class KnobRow(Horizontal):
 
 
 class KnobsPanel(Vertical):
-    """Every knob, in the order of KNOBS."""
+    """Every knob, in the order of KNOBS; the title says when some are unsaved."""
 
     def __init__(
         self, knobs: Mapping[str, Any], apply: ApplyKnob, *, id: str | None = None
     ) -> None:
         super().__init__(id=id)
-        self.rows = {knob.key: KnobRow(knob, knob.read(knobs), apply) for knob in KNOBS}
+        self.rows = {
+            knob.key: KnobRow(knob, knob.read(knobs), apply, self._show_title) for knob in KNOBS
+        }
+        self.border_title = TITLE
 
     def compose(self) -> ComposeResult:
         """One row per knob."""
         yield from self.rows.values()
+
+    @property
+    def unsaved(self) -> list[str]:
+        """Labels of the knobs whose value differs from the saved one."""
+        return [row.knob.label for row in self.rows.values() if row.unsaved]
+
+    def _show_title(self) -> None:
+        title = TITLE_UNSAVED if self.unsaved else TITLE
+        if self.border_title != title:
+            self.border_title = title
+
+    def mark_saved(self, knobs: Mapping[str, Any]) -> None:
+        """`knobs` were just written to the config file: no knob is unsaved any more."""
+        for row in self.rows.values():
+            row.mark_saved(row.knob.read(knobs))
 
     def sync(self, knobs: Mapping[str, Any]) -> None:
         """Follow the engine's knobs (changed by a workload, calibration or a refused set)."""

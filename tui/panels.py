@@ -18,9 +18,10 @@ from sluice.engine.snapshot import EngineSnapshot
 from sluice.tui import fmt
 from sluice.tui.readout import Fitted, Readout
 
-__all__ = ["BackendsBar", "ProcessBar", "SparkHistory", "SparkPanel"]
+__all__ = ["BackendsBar", "ProcessBar", "SparkHistory", "SparkPanel", "bar_levels"]
 
 WINDOW = 60.0  # seconds of history the sparklines show
+SPARK_WIDTH = 24  # columns a sparkline is assumed to have before it is laid out
 
 
 def _part(text: str, style: str = "") -> Text:
@@ -58,8 +59,8 @@ class ProcessBar(Readout):
             (1, _pair("  CPU ", f"{proc.cpu_percent:.0f}%")),
             (2, _pair("  lag ", fmt.seconds(proc.loop_lag))),
         ]
-        if proc.loop_lag_p99 is not None:
-            first.append((4, _part(f" (p99 {fmt.seconds(proc.loop_lag_p99)})")))
+        if proc.loop_lag_p99_10s is not None:  # the last 10 s, not the whole run
+            first.append((4, _pair("  lag p99 10s ", fmt.seconds(proc.loop_lag_p99_10s))))
         first.append((9, _part(f"  up {fmt.seconds(uptime)}", "dim")))
         self.update(Group(Fitted(first), Fitted(self._sessions_line(snap))))
 
@@ -118,7 +119,12 @@ class BackendsBar(Readout):
 
 
 class SparkHistory:
-    """The last minute of a few totals, one point per new snapshot (by `taken_at`)."""
+    """The last minute of a few totals, one point per new snapshot (by `taken_at`).
+
+    `columns` sums it up for a sparkline of a given width: one value per column of time,
+    columns aligned to the clock, so between two snapshots only the newest column can
+    change and a sparkline redraws only when something it shows changed.
+    """
 
     SERIES: tuple[tuple[str, str, Callable[[EngineSnapshot], float], Callable[[float], str]], ...]
     SERIES = (
@@ -153,6 +159,37 @@ class SparkHistory:
                 series.popleft()
         return True
 
+    def columns(self, key: str, width: int) -> list[float]:
+        """Series `key` as `width` columns of `window / width` seconds each (the largest
+        value in each), oldest first, the newest on the right. An empty column repeats the
+        one before it; before the first point, the first column's value (so a young history
+        grows in from the right instead of being stretched across)."""
+        if not self.times or width < 1:
+            return []
+        span = self.window / width
+        oldest = int(self.times[-1] // span) - width + 1
+        cols: list[float | None] = [None] * width
+        for t, value in zip(self.times, self.values[key], strict=True):
+            i = int(t // span) - oldest
+            if i >= 0:
+                held = cols[i]
+                cols[i] = value if held is None or value > held else held
+        first = next(col for col in cols if col is not None)  # the newest column has one
+        out: list[float] = []
+        for col in cols:
+            out.append(col if col is not None else (out[-1] if out else first))
+        return out
+
+
+def bar_levels(values: list[float], levels: int = 8) -> list[int]:
+    """Each value as the bar (0 to levels-1) a one-line sparkline draws for it, scaled
+    between the smallest and the largest value as Textual's Sparkline scales them."""
+    if not values:
+        return []
+    low, high = min(values), max(values)
+    extent = (high - low) or 1
+    return [int((value - low) / extent * (levels - 1)) for value in values]
+
 
 class SparkPanel(Vertical):
     """One labelled sparkline per series of SparkHistory, with the latest value."""
@@ -165,10 +202,15 @@ class SparkPanel(Vertical):
                 yield Readout("-", id=f"spark-value-{key}", classes="spark-value")
                 yield Sparkline([], id=f"spark-{key}", classes="spark")
 
-    def show(self, history: SparkHistory) -> None:
-        """Redraw every sparkline from `history`."""
+    def show(self, history: SparkHistory, *, values: bool = True) -> None:
+        """Redraw the sparklines from `history` (each only if its columns changed), and with
+        `values` the latest figure beside each."""
         for key, _label, _read, show in SparkHistory.SERIES:
-            values = history.values[key]
-            self.query_one(f"#spark-{key}", Sparkline).data = list(values)
-            latest = show(values[-1]) if values else "-"
-            self.query_one(f"#spark-value-{key}", Readout).update(latest)
+            spark = self.query_one(f"#spark-{key}", Sparkline)
+            # Equal data is a no-op for the reactive: no repaint, no frame. Bar heights, not
+            # raw values, so a change too small to move a bar does not redraw either.
+            spark.data = bar_levels(history.columns(key, spark.size.width or SPARK_WIDTH))
+            if values:
+                series = history.values[key]
+                latest = show(series[-1]) if series else "-"
+                self.query_one(f"#spark-value-{key}", Readout).update(latest)

@@ -2,8 +2,9 @@
 
 `Static.update` and `Label.update` ask Textual to lay the whole screen out again, which with
 a big table costs tens of milliseconds; figures that change several times a second but never
-change size use this instead, so an update is only a repaint. A string given to it is shown
-as it is, never read as markup.
+change size use this instead, so an update is only a repaint, and showing what is already
+shown costs nothing (no repaint, so no frame). A string given to it is shown as it is, never
+read as markup.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Sequence
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.text import Text
 from textual.widget import Widget
+
+from sluice.tui.textkey import render_key
 
 __all__ = ["Fitted", "Readout"]
 
@@ -36,6 +39,7 @@ class Readout(Widget):
     ) -> None:
         super().__init__(id=id, classes=classes, markup=False)
         self._content: RenderableType = content
+        self._key = render_key(content)
 
     @property
     def content(self) -> RenderableType:
@@ -51,8 +55,13 @@ class Readout(Widget):
         return out.getvalue()
 
     def update(self, content: RenderableType) -> None:
-        """Show `content` (a repaint only: the widget's size does not change)."""
+        """Show `content` (a repaint only: the widget's size does not change; none at all
+        when it is what is shown already)."""
+        key = render_key(content)
+        if key == self._key:
+            return
         self._content = content
+        self._key = key
         self.refresh()
 
     def render(self) -> RenderableType:
@@ -67,6 +76,14 @@ class Fitted:
 
     def __init__(self, parts: Sequence[tuple[int, Text]]) -> None:
         self.parts = list(parts)
+        # Equal parts render alike: a Readout then skips the repaint (see `render_key`).
+        self._key = tuple((prio, render_key(part)) for prio, part in self.parts)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Fitted) and other._key == self._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
 
     def fit(self, width: int) -> Text:
         """The line for `width` cells."""

@@ -101,6 +101,7 @@ class Slider(Widget, can_focus=True):
         self.integer = integer
         self._value = value
         self._dragging = False
+        self._inactive = False
         self.pending = False  # a user change not yet handled by the owner
 
     # -- value -----------------------------------------------------------------------------
@@ -114,6 +115,17 @@ class Slider(Widget, can_focus=True):
     def dragging(self) -> bool:
         """True while the mouse holds the slider."""
         return self._dragging
+
+    @property
+    def inactive(self) -> bool:
+        """True when what the slider sets is not in use: it is drawn dim, still movable."""
+        return self._inactive
+
+    @inactive.setter
+    def inactive(self, inactive: bool) -> None:
+        if inactive != self._inactive:
+            self._inactive = inactive
+            self.refresh()
 
     def set_value(self, value: float, *, user: bool = False) -> None:
         """Set the value, widening the range if it lies outside; post Changed if `user`."""
@@ -167,10 +179,15 @@ class Slider(Widget, can_focus=True):
         knob = round(self.fraction() * (width - 1))
         text = Text(no_wrap=True, overflow="crop")
         focused = self.has_focus
-        fill_style = "bold green" if focused else "green"
+        if self._inactive:
+            fill_style, knob_style, rest_style = "grey50", "grey62", "grey30"
+        else:
+            fill_style = "bold green" if focused else "green"
+            knob_style = "bold white" if focused else "bright_white"
+            rest_style = "grey50"
         text.append("━" * knob, style=fill_style)
-        text.append("●" if focused else "○", style="bold white" if focused else "bright_white")
-        text.append("─" * (width - knob - 1), style="grey50")
+        text.append("●" if focused else "○", style=knob_style)
+        text.append("─" * (width - knob - 1), style=rest_style)
         return text
 
     def on_focus(self) -> None:

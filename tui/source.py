@@ -17,8 +17,9 @@ __all__ = ["FrozenSource", "SnapshotSource"]
 class SnapshotSource(Protocol):
     """What the app reads: frozen snapshots of the whole engine and of one session."""
 
-    def snapshot(self) -> EngineSnapshot:
-        """Everything the main screen shows."""
+    def snapshot(self, *, sessions: bool = True) -> EngineSnapshot:
+        """Everything the main screen shows; with `sessions=False` the per-session tuple may
+        be left empty (the totals still count every session), which is cheaper."""
         ...
 
     def detail(self, session_id: str) -> SessionDetail | None:
@@ -45,8 +46,8 @@ class FrozenSource:
         """True once every snapshot was handed out."""
         return self._next >= len(self._snapshots)
 
-    def snapshot(self) -> EngineSnapshot:
-        """The next prepared snapshot (the last one forever after)."""
+    def snapshot(self, *, sessions: bool = True) -> EngineSnapshot:
+        """The next prepared snapshot (the last one forever after), sessions included."""
         index = min(self._next, len(self._snapshots) - 1)
         self._next += 1
         return self._snapshots[index]

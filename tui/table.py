@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from rich.text import Text
 from textual import events
@@ -22,6 +21,7 @@ from textual.widgets import DataTable
 
 from sluice.engine.snapshot import SessionSnapshot
 from sluice.tui import fmt
+from sluice.tui.cells import CellCachedTable
 from sluice.tui.columns import COLUMNS, DEFAULT_COLUMNS, Column, column, fit, ordered
 from sluice.tui.readout import Fitted
 
@@ -58,7 +58,7 @@ class _IdCell(Text):
         self.session_id = session_id
 
 
-class SessionTable(DataTable[Any]):
+class SessionTable(CellCachedTable):
     """The `#sessions` table."""
 
     BINDINGS = [

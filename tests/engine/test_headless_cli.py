@@ -76,6 +76,7 @@ TOTAL_KEYS = (
 TOTAL_LATENCIES = ("queue_wait", "token_age", "consumer_call", "ttft", "slot_wait")
 PROCESS_KEYS = (
     "rss", "cpu_percent", "memory_limit", "machine_memory", "loop_lag", "loop_lag_p99", "peak_rss",
+    "loop_lag_p99_10s",
 )  # fmt: skip
 KNOB_KEYS = ("maxsize", "batch_max", "limits", "delay_ms", "rate", "sessions")
 

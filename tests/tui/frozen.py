@@ -109,6 +109,7 @@ def snapshot(t: int, sessions: int = 12) -> EngineSnapshot:
         loop_lag=0.0012,
         loop_lag_p99=0.004,
         peak_rss=70 * MB,
+        loop_lag_p99_10s=0.003,
     )
     backends = (
         BackendSnapshot("claude", 4, 0, 0),

@@ -1,0 +1,106 @@
+"""CellCachedTable draws exactly what DataTable draws, and re-renders only what changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.containers import Vertical
+from textual.coordinate import Coordinate
+from textual.geometry import Region
+from textual.widgets import DataTable
+
+from sluice.tui.cells import CellCachedTable
+
+COLUMNS = (("id", 8), ("n", 5), ("text", 12), ("state", 9))
+ROWS: list[tuple[Any, ...]] = [
+    ("demo-0001", "12", "plain", Text("streaming", style="green")),
+    ("demo-0002", 7, "[bold]markup[/]", Text("failed", style="bold red")),
+    ("demo-0003", 3.14159, "日本語テキ", Text.assemble(("ab", "red"), ("cd", "blue"))),
+    ("demo-0004", "", "much too long for it", Text("right", justify="right")),
+    ("demo-0005", None, "two\nlines", Text("")),
+    ("w", "1,234", "tab\there", Text("x" * 20, style="red")),
+]
+
+
+class Pair(App[None]):
+    """The same data in a plain DataTable and in a CellCachedTable, side by side."""
+
+    CSS = "DataTable { height: 9; width: 60; }"
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield DataTable(id="plain", cursor_type="row", zebra_stripes=True)
+            yield CellCachedTable(id="cached", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        for table in self.query(DataTable):
+            for key, width in COLUMNS:
+                table.add_column(key, width=width, key=key)
+            for i, row in enumerate(ROWS):
+                table.add_row(*row, key=f"r{i}")
+
+
+def lines(table: DataTable[Any]) -> list[list[tuple[str, Any]]]:
+    """Every line of the table as (text, style) pairs, styles and click metadata included."""
+    width, height = table.size
+    return [
+        [(seg.text, seg.style) for seg in strip]
+        for strip in table.render_lines(Region(0, 0, width, height))
+    ]
+
+
+async def test_the_cached_table_draws_what_datatable_draws() -> None:
+    app = Pair()
+    async with app.run_test(size=(70, 24)) as pilot:
+        plain = app.query_one("#plain", DataTable)
+        cached = app.query_one("#cached", CellCachedTable)
+        app.set_focus(None)
+        await pilot.pause()
+        assert lines(cached) == lines(plain)
+        # cursor on another row, the mouse over a row, focus: the same again
+        for table in (plain, cached):
+            table.move_cursor(row=2)
+            table.hover_coordinate = Coordinate(4, 1)
+            table._show_hover_cursor = True
+        await pilot.pause()
+        assert lines(cached) == lines(plain)
+        plain.focus()  # a focused table draws its cursor differently
+        await pilot.pause()
+        focused_plain = lines(plain)
+        cached.focus()
+        await pilot.pause()
+        assert lines(cached) == focused_plain
+        # after updates, the cached table still matches
+        for table in (plain, cached):
+            table.update_cell("r1", "n", "8")
+            table.update_cell("r3", "text", Text("fits", style="italic"))
+        await pilot.pause()
+        assert lines(cached)[1:] != focused_plain[1:]  # (the data did change)
+        app.set_focus(None)
+        await pilot.pause()
+        assert lines(cached) == lines(plain)
+
+
+async def test_an_update_renders_only_the_changed_cell_again() -> None:
+    app = Pair()
+    async with app.run_test(size=(70, 24)) as pilot:
+        cached = app.query_one("#cached", CellCachedTable)
+        await pilot.pause()
+        lines(cached)
+        rendered: list[tuple[int, int]] = []
+        original = CellCachedTable._render_one_line_cell
+
+        def counting(self: CellCachedTable, row: int, column: int, *args: Any) -> Any:
+            rendered.append((row, column))
+            return original(self, row, column, *args)
+
+        CellCachedTable._render_one_line_cell = counting  # type: ignore[method-assign]
+        try:
+            cached.update_cell("r1", "n", "8")
+            await pilot.pause()
+            lines(cached)
+        finally:
+            CellCachedTable._render_one_line_cell = original  # type: ignore[method-assign]
+        assert rendered == [(1, 1)]  # row 1, column "n": nothing else

@@ -1,0 +1,375 @@
+"""CellCachedTable: a DataTable that renders again only the rows and cells that changed.
+
+Textual's DataTable keys its render caches on a counter that every `update_cell` bumps, so
+one changed cell makes it render every visible cell again and assemble every visible row
+again, each cell through Rich's general pipeline (markup, padding, styling, cropping:
+0.1-0.4 ms). A live table changes a few cells a second and shows dozens of rows, so that was
+most of the app's CPU, and at 1,000 sessions a frame took over 100 ms (keys waited for it).
+
+This subclass keeps:
+- caches of rendered cells and rows keyed by what decides the output (the content, the
+  position, the widths, the style, whether the cursor or the mouse is on the row), so what
+  did not change is reused across updates;
+- a direct path for the common cell (one line of `Text` that fits its column) and the common
+  row (no labels, no fixed columns, a row cursor), which produces the same segments as
+  DataTable's own code without the general pipeline; anything else goes to DataTable;
+- the widget's style and the rows' stripe styles worked out once per render pass instead of
+  once per line or row (each walks the CSS).
+
+It relies on DataTable internals (`_render_cell`, `_render_line_in_row` and the fields they
+read); tests/tui/test_cells.py checks its output against DataTable's own, cell by cell and
+row by row, so a Textual release that changes them fails there. Anything that invalidates
+Textual's caches as a whole (a style or theme change, cursor shown or hidden, stripes,
+padding) clears these too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+from rich.console import Console
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual.cache import LRUCache
+from textual.coordinate import Coordinate
+from textual.geometry import Region
+from textual.strip import Strip
+from textual.widgets import DataTable
+from textual.widgets._data_table import default_cell_formatter
+from textual.widgets.data_table import RowKey
+
+from sluice.tui.textkey import render_key
+
+__all__ = ["CellCachedTable"]
+
+# A screen or two of cells and rows: what stays on screen stays cached (an LRU keeps what
+# every frame uses). Rendered lines are thousands of small objects that the garbage
+# collector walks on every full collection, and a full collection stops the app, so the
+# caches stay this small, and DataTable's own (keyed on its update counter, so emptied by
+# every update; used here only where this class falls back to DataTable) are shrunk.
+CELL_CACHE_SIZE = 1024
+ROW_CACHE_SIZE = 160
+DATATABLE_CACHE_SIZE = 64
+
+Lines = list[list[Segment]]
+RowLines = tuple[Lines, Lines]  # (fixed cells, scrollable cells), one line each
+_EMPTY = Text(no_wrap=True, end="")
+_NEWLINE = Text("\n")
+
+
+def _segments(text: Text, console: Console) -> list[Segment]:
+    """One line of text as Rich renders it in a table cell: its base style then its spans."""
+    if not text.spans:  # the common cell: one segment
+        return [Segment(text.plain, console.get_style(text.style) if text.style else None)]
+    # As Text's own rendering does: joining lines turns the base style into a first span.
+    return list(_NEWLINE.join([text]).render(console, end=""))
+
+
+class CellCachedTable(DataTable[Any]):
+    """A DataTable whose cells and rows render again only when their content or look changed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Set first: DataTable's own set-up may already clear caches.
+        self._cells_by_content: LRUCache[tuple[Hashable, ...], Lines] = LRUCache(CELL_CACHE_SIZE)
+        self._rows_by_content: LRUCache[tuple[Hashable, ...], RowLines] = LRUCache(ROW_CACHE_SIZE)
+        # Finished lines by position, kept with the row they were made from.
+        self._lines_by_row: LRUCache[tuple[Hashable, ...], tuple[RowLines, Strip]] = LRUCache(
+            ROW_CACHE_SIZE
+        )
+        self._style_this_pass: Style | None = None
+        self._row_styles_this_pass: dict[tuple[int, Style], Style] = {}
+        super().__init__(*args, **kwargs)
+        for cache in (
+            self._row_render_cache,
+            self._cell_render_cache,
+            self._row_renderable_cache,
+            self._line_cache,
+        ):
+            cache.maxsize = DATATABLE_CACHE_SIZE
+
+    # -- per render pass ----------------------------------------------------------------------
+
+    @property
+    def rich_style(self) -> Style:
+        """The widget's style; within one render pass computed once, not once per line (it
+        walks the CSS of every ancestor, and DataTable asks for it on every line)."""
+        if self._style_this_pass is not None:
+            return self._style_this_pass
+        return super().rich_style
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """Render the lines in `crop`, with the styles worked out once for the pass."""
+        self._style_this_pass = super().rich_style
+        self._row_styles_this_pass.clear()
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._style_this_pass = None
+            self._row_styles_this_pass.clear()
+
+    def _get_row_style(self, row_index: int, base_style: Style) -> Style:
+        """The row's style (header, fixed or stripe), once per pass for each kind of row."""
+        kind = -1 if row_index == -1 else (-2 if row_index < self.fixed_rows else row_index % 2)
+        key = (kind, base_style)
+        style = self._row_styles_this_pass.get(key)
+        if style is None:
+            style = super()._get_row_style(row_index, base_style)
+            if self._style_this_pass is not None:  # only inside a pass: CSS may change after
+                self._row_styles_this_pass[key] = style
+        return style
+
+    # -- lines ---------------------------------------------------------------------------------
+
+    def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
+        """Line `y` cropped to `x1..x2`, reused while its row renders to the same thing."""
+        try:
+            row_key, line_no = self._get_offsets(y)
+        except LookupError:
+            return super()._render_line(y, x1, x2, base_style)  # below the last row
+        row = self._render_line_in_row(
+            row_key, line_no, base_style, self.cursor_coordinate, self.hover_coordinate
+        )
+        key = (y, x1, x2, self.size.width, base_style)
+        cached = self._lines_by_row.get(key)
+        if cached is not None and cached[0] is row:
+            return cached[1]
+        strip = super()._render_line(y, x1, x2, base_style)
+        self._lines_by_row[key] = (row, strip)
+        return strip
+
+    # -- rows ---------------------------------------------------------------------------------
+
+    def _render_line_in_row(
+        self,
+        row_key: RowKey,
+        line_no: int,
+        base_style: Style,
+        cursor_location: Coordinate,
+        hover_location: Coordinate,
+    ) -> RowLines:
+        """One line of a row, from the content-keyed cache when nothing about it changed."""
+        columns = self.ordered_columns
+        location = self._row_locations.get(row_key)
+        if row_key is self._header_row_key:
+            row_index = -1
+            content = tuple(render_key(column.label) for column in columns)
+        elif location is not None:
+            row_index = location
+            data = self._data[row_key]
+            content = tuple(render_key(data.get(column.key)) for column in columns)
+        else:
+            return super()._render_line_in_row(
+                row_key, line_no, base_style, cursor_location, hover_location
+            )
+        simple = self._simple_rows()
+        if simple:
+            # Only whether the cursor (or the mouse) is on this row changes how it looks.
+            cursor: object = cursor_location.row == row_index
+            hover: object = hover_location.row == row_index
+        else:
+            cursor, hover = cursor_location, hover_location
+        key = (
+            row_index,
+            line_no,
+            content,
+            tuple(column.get_render_width(self) for column in columns),
+            self.size.width,
+            base_style,
+            cursor,
+            hover,
+            self.cursor_type,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self._pseudo_class_state,
+        )
+        lines = self._rows_by_content.get(key)
+        if lines is None:
+            if simple:
+                lines = self._assemble_row(
+                    row_index, line_no, base_style, cursor_location, hover_location
+                )
+            else:
+                lines = super()._render_line_in_row(
+                    row_key, line_no, base_style, cursor_location, hover_location
+                )
+            self._rows_by_content[key] = lines
+        return lines
+
+    def _simple_rows(self) -> bool:
+        """True for the layout `_assemble_row` handles: a row cursor, no row labels, no
+        fixed columns."""
+        return (
+            self.cursor_type == "row"
+            and not self.fixed_columns
+            and not (self._labelled_row_exists and self.show_row_labels)
+        )
+
+    def _assemble_row(
+        self,
+        row_index: int,
+        line_no: int,
+        base_style: Style,
+        cursor_location: Coordinate,
+        hover_location: Coordinate,
+    ) -> RowLines:
+        """DataTable's row assembly for the simple layout: its cells, then the space to the
+        right edge styled as the row."""
+        cursor = cursor_location.row == row_index
+        hover = hover_location.row == row_index
+        row_style = self._get_row_style(row_index, base_style)
+        cells: Lines = []
+        table_width = 0
+        for column_index, column in enumerate(self.ordered_columns):
+            width = column.get_render_width(self)
+            table_width += width
+            cell = self._render_cell(row_index, column_index, row_style, width, cursor, hover)
+            cells.append(cell[line_no])
+        remaining = max(0, self.size.width - table_width - self._row_label_column_width)
+        extend_style, _ = self._get_styles_to_render_cell(
+            row_index == -1,
+            False,
+            False,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            False,
+            False,
+        )
+        extend_style = (
+            row_style
+            + extend_style
+            + Style.from_meta({"row": row_index, "column": 0, "out_of_bounds": True})
+        )
+        cells.append([Segment(" " * remaining, extend_style)])
+        return [], cells
+
+    # -- cells --------------------------------------------------------------------------------
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> Lines:
+        """The cell's lines, from the content-keyed cache when nothing about it changed."""
+        if column_index < 0:  # row labels: rare, left to DataTable
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        column_key = self._column_locations.get_key(column_index)
+        row_key = self._row_locations.get_key(row_index) if row_index >= 0 else None
+        if column_key is None or (row_index >= 0 and row_key is None):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        value: object
+        if row_key is None:
+            value, height = self.columns[column_key].label, self.header_height  # the header
+        else:
+            row = self.rows[row_key]
+            value, height = self._data[row_key].get(column_key), row.height
+        key = (
+            row_index,
+            column_index,
+            render_key(value),
+            base_style,
+            width,
+            cursor,
+            hover,
+            self._show_hover_cursor,
+            self._pseudo_class_state,
+        )
+        lines = self._cells_by_content.get(key)
+        if lines is None:
+            lines = self._render_one_line_cell(
+                row_index, column_index, value, height, base_style, width, cursor, hover
+            )
+            if lines is None:
+                lines = super()._render_cell(
+                    row_index, column_index, base_style, width, cursor, hover
+                )
+            self._cells_by_content[key] = lines
+        return lines
+
+    def _render_one_line_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        value: object,
+        height: int,
+        base_style: Style,
+        width: int,
+        cursor: bool,
+        hover: bool,
+    ) -> Lines | None:
+        """DataTable's rendering of a one-line cell whose text fits its column, without
+        Rich's general pipeline; None for anything else (wrapping, cropping, justifying)."""
+        if height != 1:
+            return None
+        if row_index == -1:
+            cell = value
+        else:
+            cell = _EMPTY if value is None else (default_cell_formatter(value, False, 1) or _EMPTY)
+        inner = width - 2 * self.cell_padding
+        if (
+            not isinstance(cell, Text)
+            or inner < 1
+            or cell.justify not in (None, "default")
+            or "\n" in cell.plain
+            or "\t" in cell.plain
+            or cell.cell_len > inner
+        ):
+            return None
+        is_fixed = row_index != -1 and (
+            row_index < self.fixed_rows or column_index < self.fixed_columns
+        )
+        component_style, post_style = self._get_styles_to_render_cell(
+            row_index == -1,
+            False,
+            is_fixed,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css",
+        )
+        pre_style = (
+            base_style + Style.from_meta({"row": row_index, "column": column_index})
+        ) + component_style
+        # Segment.apply_style(line, pre_style, post_style), worked out once for the unstyled
+        # parts (padding, fill) instead of once per segment.
+        plain = pre_style + post_style if post_style else pre_style
+        line: list[Segment] = []
+        padding = Segment(" " * self.cell_padding, plain) if self.cell_padding else None
+        if padding is not None:
+            line.append(padding)
+        for text, style, control in Segment.adjust_line_length(
+            _segments(cell, self.app.console), inner, pad=True
+        ):
+            if not style:
+                line.append(Segment(text, plain, control))
+            else:
+                styled = pre_style + style
+                line.append(Segment(text, styled + post_style if post_style else styled, control))
+        if padding is not None:
+            line.append(padding)
+        return [line]
+
+    # -- invalidation -------------------------------------------------------------------------
+
+    def _clear_caches(self) -> None:
+        """Everything DataTable forgets (cursor shown, padding, stripes...), and ours."""
+        super()._clear_caches()
+        self._cells_by_content.clear()
+        self._rows_by_content.clear()
+        self._lines_by_row.clear()
+
+    def notify_style_update(self) -> None:
+        """A CSS or theme change: cells and rows must render with the new styles."""
+        super().notify_style_update()
+        self._cells_by_content.clear()
+        self._rows_by_content.clear()
+        self._lines_by_row.clear()
