@@ -119,7 +119,7 @@ async def _buffer(chunks: list[Chunk], batch: int) -> float:
 
 
 async def _session(engine: Engine, backend: ListBackend, batch: int) -> float:
-    engine.set_batch_max(batch)
+    engine.set_knob("queue.batch_max", batch)
     started = time.perf_counter()
     session = engine.add_session("overhead", backend)
     await engine.wait_idle()

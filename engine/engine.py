@@ -183,7 +183,7 @@ class Engine:
             self.limiters[backend.name] = AdjustableLimiter(value)
             self._knob_values[setting.name] = value
         elif limit is not None:
-            self.set_limit(backend.name, limit)
+            self.set_knob(f"limits.{backend.name}", limit)
 
     def add_session(
         self,
@@ -399,32 +399,8 @@ class Engine:
         if isinstance(self.consumer, SleepConsumer):
             self.consumer.delay_ms = float(delay_ms)
 
-    def set_maxsize(self, maxsize: int) -> None:
-        """`set_knob("queue.maxsize", maxsize)`."""
-        self.set_knob("queue.maxsize", maxsize)
-
-    def set_batch_max(self, batch_max: int) -> None:
-        """`set_knob("queue.batch_max", batch_max)`."""
-        self.set_knob("queue.batch_max", batch_max)
-
     def _get_batch_max(self) -> int:
         return int(self._knob_values["queue.batch_max"])
-
-    def set_limit(self, backend: str, limit: int) -> None:
-        """`set_knob(f"limits.{backend}", limit)`: holders are never preempted."""
-        self.set_knob(f"limits.{backend}", limit)
-
-    def set_delay_ms(self, delay_ms: float) -> None:
-        """`set_knob("consumer.delay_ms", delay_ms)`."""
-        self.set_knob("consumer.delay_ms", delay_ms)
-
-    def set_rate(self, rate: float) -> None:
-        """`set_knob("demo.rate", rate)`."""
-        self.set_knob("demo.rate", rate)
-
-    def set_demo_sessions(self, sessions: int) -> None:
-        """`set_knob("demo.sessions", sessions)`; a running ContinuousDemo follows at once."""
-        self.set_knob("demo.sessions", sessions)
 
     @property
     def delay_applies(self) -> bool:

@@ -10,6 +10,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from sluice.engine.settings import live_settings
 from sluice.tui.columns import COLUMNS
 
 __all__ = ["HELP_KEYS", "HelpScreen"]
@@ -38,14 +39,11 @@ HELP_KEYS: tuple[tuple[str, str], ...] = (
     ("Ctrl+P", "command palette"),
 )
 
-KNOB_HELP: tuple[tuple[str, str], ...] = (
-    ("maxsize", "chunks each session's buffer holds before its producer waits (0 = unbounded)"),
-    ("batch_max", "most chunks one consumer call takes"),
-    ("<backend> lim", "sessions streaming at once on that backend (limit)"),
-    ("delay ms", "the built-in sleep consumer's time per call"),
-    ("demo tok/s", "how fast the demo model generates"),
-    ("demo sess.", "demo sessions kept running"),
-)
+
+def knob_help() -> list[tuple[str, str]]:
+    """Each slider's label and what it sets, from the settings registry (with the knob's
+    config name, which `s` saves and the control API takes)."""
+    return [(s.label, f"{s.help} [{s.name}]") for s in live_settings()]
 
 
 class HelpScreen(ModalScreen[None]):
@@ -63,7 +61,7 @@ class HelpScreen(ModalScreen[None]):
         knobs = Table(title="Knobs", box=None, padding=(0, 1), title_justify="left")
         knobs.add_column("knob", style="bold")
         knobs.add_column("means")
-        for name, means in KNOB_HELP:
+        for name, means in knob_help():
             knobs.add_row(Text(name), Text(means))
         columns = Table(title="Table columns", box=None, padding=(0, 1), title_justify="left")
         columns.add_column("column", style="bold")

@@ -1,9 +1,9 @@
 """The knobs panel: one slider per live knob with its exact value, and a typed-value editor.
 
-Ranges come from `engine.config.KNOB_SPECS` (the same table the config and the engine's
-setters check), capped to a span a slider can show; a value beyond the cap (from the config
-or typed) widens that slider. A knob change goes straight to the engine setter, which
-applies it to running sessions at once.
+Each slider is a live knob of the settings registry (engine/settings.py): its label, range,
+slider cap and help line come from there; a value beyond the cap (from the config or typed)
+widens that slider. A knob change goes straight to `Engine.set_knob`, which applies it to
+running sessions at once.
 
 A knob whose value differs from the one last saved (or loaded) is marked `*` beside its value
 and in the panel's title until `s` saves it. A knob that reaches none of the sessions (in
@@ -25,7 +25,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label
 
 from sluice.engine.engine import Engine
-from sluice.engine.settings import SETTINGS, Setting, limit_setting
+from sluice.engine.settings import Setting, live_settings
 from sluice.engine.snapshot import EngineSnapshot
 from sluice.tui.fmt import knob_value
 from sluice.tui.readout import Readout
@@ -38,6 +38,7 @@ __all__ = [
     "KnobDef",
     "KnobRow",
     "KnobsPanel",
+    "knob_defs",
     "parse_knob_value",
     "unused_reason",
 ]
@@ -48,88 +49,54 @@ TITLE_UNSAVED = "knobs * = unsaved (s saves)"
 
 @dataclass(frozen=True, slots=True)
 class KnobDef:
-    """One knob: its slider id suffix, label, spec, slider cap and how to read/apply it."""
+    """One slider: the live knob it moves (its declaration in the settings registry) and the
+    key its widgets are named by (`#knob-maxsize`, `#row-limit-demo`)."""
 
-    key: str
-    label: str
-    spec_name: str
-    slider_max: float
-    read: Callable[[Mapping[str, Any]], float]
-    apply: Callable[[Engine, float], None]
-    step: float = 1
-    backend: str | None = None
+    spec: Setting[Any]
 
     @property
-    def spec(self) -> Setting[Any]:
-        """The knob's declaration in the settings registry (shared with the config)."""
-        if self.backend is not None:
-            return limit_setting(self.backend)
-        return SETTINGS[self.spec_name]
+    def key(self) -> str:
+        """The widget key: `limit-<backend>` for a backend's limit, else the config key."""
+        table, _, key = self.spec.name.partition(".")
+        return f"limit-{key}" if table == "limits" else key
+
+    @property
+    def label(self) -> str:
+        """The slider's label (from the registry)."""
+        return self.spec.label
+
+    @property
+    def backend(self) -> str | None:
+        """The backend a limit knob caps, None for the other knobs."""
+        table, _, key = self.spec.name.partition(".")
+        return key if table == "limits" else None
+
+    @property
+    def step(self) -> float:
+        """One Left/Right press."""
+        return self.spec.step
 
     @property
     def slider_range(self) -> tuple[float, float]:
-        """The slider's span: the spec's minimum up to the cap (never past the spec)."""
+        """The slider's span: the minimum up to the registry's slider cap."""
         return self.spec.slider_range
 
+    def read(self, knobs: Mapping[str, Any]) -> float:
+        """This knob's value in a snapshot's `knobs` (by dotted config name)."""
+        return float(knobs.get(self.spec.name, self.spec.default))
 
-def _limit(backend: str) -> KnobDef:
-    return KnobDef(
-        key=f"limit-{backend}",
-        label=f"{backend} lim",
-        spec_name="limit",
-        slider_max=64,
-        read=lambda k: k.get(f"limits.{backend}", 1),
-        apply=lambda e, v: e.set_limit(backend, int(v)),
-        backend=backend,
-    )
+    def apply(self, engine: Engine, value: float) -> None:
+        """Set the knob on the running engine (KnobError when the value is refused)."""
+        engine.set_knob(self.spec.name, int(value) if self.spec.integer else value)
 
 
-KNOBS: tuple[KnobDef, ...] = (
-    KnobDef(
-        "maxsize",
-        "maxsize",
-        "queue.maxsize",
-        1024,
-        lambda k: k["queue.maxsize"],
-        lambda e, v: e.set_maxsize(int(v)),
-    ),
-    KnobDef(
-        "batch_max",
-        "batch_max",
-        "queue.batch_max",
-        256,
-        lambda k: k["queue.batch_max"],
-        lambda e, v: e.set_batch_max(int(v)),
-    ),
-    _limit("claude"),
-    _limit("ollama"),
-    _limit("demo"),
-    KnobDef(
-        "delay_ms",
-        "delay ms",
-        "consumer.delay_ms",
-        1000,
-        lambda k: k["consumer.delay_ms"],
-        lambda e, v: e.set_delay_ms(v),
-    ),
-    KnobDef(
-        "rate",
-        "demo tok/s",
-        "demo.rate",
-        1000,
-        lambda k: k["demo.rate"],
-        lambda e, v: e.set_rate(v),
-    ),
-    KnobDef(
-        "sessions",
-        "demo sess.",
-        "demo.sessions",
-        1000,
-        lambda k: k["demo.sessions"],
-        lambda e, v: e.set_demo_sessions(int(v)),
-    ),
-)
+def knob_defs() -> tuple[KnobDef, ...]:
+    """One slider per live knob of the registry, in its order: a knob declared there gets
+    its slider, its help line and its range here with no change to this file."""
+    return tuple(KnobDef(setting) for setting in live_settings())
 
+
+KNOBS: tuple[KnobDef, ...] = knob_defs()  # the built-in knobs, as this module was imported
 
 KNOB_BY_KEY: dict[str, KnobDef] = {knob.key: knob for knob in KNOBS}
 
@@ -318,7 +285,8 @@ class KnobsPanel(Vertical):
     ) -> None:
         super().__init__(id=id)
         self.rows = {
-            knob.key: KnobRow(knob, knob.read(knobs), apply, self._show_title) for knob in KNOBS
+            knob.key: KnobRow(knob, knob.read(knobs), apply, self._show_title)
+            for knob in knob_defs()
         }
         self.border_title = TITLE
 

@@ -80,12 +80,12 @@ async def test_maxsize_knob_resizes_running_buffers_at_once_and_applies_to_new_s
         session = engine.add_session("p", backend)
         await settle()
         assert session.buffer.depth == 4 and session.buffer.stats().waiting_producers == 1
-        engine.set_maxsize(10)
+        engine.set_knob("queue.maxsize", 10)
         await settle()
         # The blocked producer woke at once and filled the larger buffer.
         assert session.buffer.maxsize == 10 and session.buffer.depth == 10
         assert engine.snapshot().sessions[0].maxsize == 10
-        engine.set_maxsize(2)  # shrinking drops nothing
+        engine.set_knob("queue.maxsize", 2)  # shrinking drops nothing
         await settle()
         assert session.buffer.depth == 10 and session.buffer.maxsize == 2
         later = engine.add_session("q", backend)
@@ -105,19 +105,19 @@ async def test_limit_knob_starts_queued_sessions_at_once() -> None:
         sessions = [engine.add_session(f"p{i}", "fake") for i in range(4)]
         await settle()
         assert [s.state for s in sessions] == ["streaming", "queued", "queued", "queued"]
-        engine.set_limit("fake", 3)
+        engine.set_knob("limits.fake", 3)
         await settle()
         assert [s.state for s in sessions] == ["streaming", "streaming", "streaming", "queued"]
         fake = {b.name: b for b in engine.snapshot().backends}["fake"]
         assert fake == BackendSnapshot("fake", 3, 3, 1)
-        engine.set_limit("fake", 1)  # shrinking preempts nobody
+        engine.set_knob("limits.fake", 1)  # shrinking preempts nobody
         await settle()
         assert sum(s.state == "streaming" for s in sessions) == 3
         backend.gate.set()
         await engine.wait_idle()
         assert all(s.state == "done" for s in sessions)
         with pytest.raises(KnobError, match="no such knob"):
-            engine.set_limit("nope", 2)
+            engine.set_knob("limits.nope", 2)
 
 
 async def test_batch_max_knob_applies_from_the_next_consumer_call() -> None:
@@ -128,7 +128,7 @@ async def test_batch_max_knob_applies_from_the_next_consumer_call() -> None:
         session = engine.add_session("p", backend)
         await settle()
         assert consumer.calls == 1  # stuck in its first call, which took one chunk
-        engine.set_batch_max(10)
+        engine.set_knob("queue.batch_max", 10)
         consumer.gate.set()
         await engine.wait_idle()
         sizes = [len(b) for b in consumer.batches]
@@ -142,26 +142,26 @@ async def test_delay_and_rate_knobs_reach_the_consumer_and_the_demo_model() -> N
         assert not engine.delay_applies  # no session uses the consumer yet
         engine.add_demo_sessions(1)
         assert engine.delay_applies
-        engine.set_delay_ms(7.5)
+        engine.set_knob("consumer.delay_ms", 7.5)
         assert engine.consumer.delay_ms == 7.5
-        engine.set_rate(123.0)
+        engine.set_knob("demo.rate", 123.0)
         assert engine.demo.rate == 123.0
         knobs = engine.snapshot().knobs
         assert (knobs["consumer.delay_ms"], knobs["demo.rate"]) == (7.5, 123.0)
     async with Engine(make_config(kind="null")) as engine:
         assert not engine.delay_applies
-        engine.set_delay_ms(3)  # remembered (and saved) even though null ignores it
+        engine.set_knob("consumer.delay_ms", 3)  # kept and saved though null ignores it
         assert engine.knobs["consumer.delay_ms"] == 3
 
 
 async def test_tuned_config_carries_the_knobs() -> None:
     async with Engine(make_config()) as engine:
-        engine.set_maxsize(32)
-        engine.set_batch_max(4)
-        engine.set_limit("demo", 9)
-        engine.set_delay_ms(12)
-        engine.set_rate(77)
-        engine.set_demo_sessions(5)
+        engine.set_knob("queue.maxsize", 32)
+        engine.set_knob("queue.batch_max", 4)
+        engine.set_knob("limits.demo", 9)
+        engine.set_knob("consumer.delay_ms", 12)
+        engine.set_knob("demo.rate", 77)
+        engine.set_knob("demo.sessions", 5)
         tuned = engine.tuned_config()
     assert (tuned["queue.maxsize"], tuned["queue.batch_max"]) == (32, 4)
     assert tuned["limits.demo"] == 9 and tuned["consumer.delay_ms"] == 12
@@ -169,27 +169,25 @@ async def test_tuned_config_carries_the_knobs() -> None:
 
 
 @pytest.mark.parametrize(
-    ("setter", "args"),
+    ("name", "value"),
     [
-        ("set_maxsize", (-1,)),
-        ("set_maxsize", (2000,)),
-        ("set_maxsize", (1.5,)),
-        ("set_batch_max", (0,)),
-        ("set_limit", ("demo", 0)),
-        ("set_delay_ms", (-5,)),
-        ("set_rate", (0,)),
-        ("set_rate", (float("nan"),)),
-        ("set_demo_sessions", (-1,)),
-        ("set_demo_sessions", (True,)),
+        ("queue.maxsize", -1),
+        ("queue.maxsize", 2000),
+        ("queue.maxsize", 1.5),
+        ("queue.batch_max", 0),
+        ("limits.demo", 0),
+        ("consumer.delay_ms", -5),
+        ("demo.rate", 0),
+        ("demo.rate", float("nan")),
+        ("demo.sessions", -1),
+        ("demo.sessions", True),
     ],
 )
-async def test_bad_knob_values_are_refused_with_the_allowed_range(
-    setter: str, args: tuple[Any, ...]
-) -> None:
+async def test_bad_knob_values_are_refused_with_the_allowed_range(name: str, value: Any) -> None:
     async with Engine(make_config()) as engine:
         before = engine.knobs
         with pytest.raises(KnobError, match="must be"):
-            getattr(engine, setter)(*args)
+            engine.set_knob(name, value)
         assert engine.knobs == before
 
 
@@ -206,9 +204,9 @@ async def test_continuous_mode_keeps_the_demo_session_count_and_follows_the_knob
         await wait_until(lambda: sum(s.finished for s in engine.sessions.values()) >= 4)
         await wait_until(lambda: active() == 3)
         assert len(engine.sessions) >= 7  # the finished ones were replaced
-        engine.set_demo_sessions(6)
+        engine.set_knob("demo.sessions", 6)
         assert active() == 6
-        engine.set_demo_sessions(2)
+        engine.set_knob("demo.sessions", 2)
         # Sessions that had not started are dropped; streaming ones are never cut short.
         assert active() >= 2
         assert all(s.state != "queued" for s in engine.sessions.values() if not s.finished)
@@ -451,10 +449,10 @@ async def test_demo_sessions_are_numbered_consecutively_like_the_headless_plan()
 @given(
     changes=st.lists(
         st.one_of(
-            st.tuples(st.just("maxsize"), st.integers(0, 8)),
-            st.tuples(st.just("batch_max"), st.integers(1, 5)),
-            st.tuples(st.just("limit"), st.integers(1, 4)),
-            st.tuples(st.just("rate"), st.sampled_from([500.0, 3000.0, 10000.0])),
+            st.tuples(st.just("queue.maxsize"), st.integers(0, 8)),
+            st.tuples(st.just("queue.batch_max"), st.integers(1, 5)),
+            st.tuples(st.just("limits.demo"), st.integers(1, 4)),
+            st.tuples(st.just("demo.rate"), st.sampled_from([500.0, 3000.0, 10000.0])),
         ),
         min_size=1,
         max_size=12,
@@ -468,10 +466,7 @@ def test_knob_changes_mid_run_never_lose_or_reorder_a_chunk(changes: list[tuple[
             engine.add_demo_sessions(5)
             for knob, value in changes:
                 await asyncio.sleep(0.002)
-                if knob == "limit":
-                    engine.set_limit("demo", value)
-                else:
-                    getattr(engine, f"set_{knob}")(value)
+                engine.set_knob(knob, value)
             await engine.wait_idle()
             return engine.snapshot(), consumer
 
