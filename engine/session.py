@@ -110,6 +110,7 @@ class Session:
         self._summary_at = -1.0e18
         self._summaries: tuple[Percentiles, Percentiles, Percentiles, Percentiles] | None = None
         self._bookkeeping = 0
+        self._final: SessionSnapshot | None = None  # a finished session's, once complete
 
     @property
     def finished(self) -> bool:
@@ -279,7 +280,10 @@ class Session:
         )
 
     def snapshot(self, now: float | None = None) -> SessionSnapshot:
-        """The session's figures now, as a frozen object."""
+        """The session's figures now, as a frozen object (for a finished session, the same
+        object every time: nothing in it changes any more)."""
+        if self._final is not None:
+            return self._final
         if now is None:
             now = self._clock()
         itl, queue_wait, token_age, consumer_call = self._latency_summaries(now)
@@ -291,7 +295,7 @@ class Session:
         streaming_time = (end - granted) if granted is not None else 0.0
         stall = counts.stall
         running = not self.finished
-        return SessionSnapshot(
+        snap = SessionSnapshot(
             id=self.id,
             backend=self.backend_name,
             state=counts.state,
@@ -322,6 +326,9 @@ class Session:
             input_tokens=self.info.input_tokens,
             output_tokens=self.info.output_tokens,
         )
+        if not running and self.ended_at is not None and self._summary_at >= self.ended_at:
+            self._final = snap  # its percentiles and memory are final too
+        return snap
 
     def detail(self) -> SessionDetail:
         """The snapshot plus the prompt, the tail of processed text and the full error."""
