@@ -2,10 +2,9 @@
 
 The engine runs inside the app as a Textual worker on the same event loop; the UI never gets
 a message per token. It pulls frozen snapshots on timers instead: totals at 5 Hz for the
-sparklines (drawn at 5 Hz) and the header, backends and knobs (drawn at 2 Hz), and every
-session at 1 Hz for the table. Every part repaints only when what it shows changed (a repaint
-is a frame Textual composes, most of the app's CPU). Tests inject a snapshot source and a
-clock to freeze what is shown.
+sparklines, every session at 1 Hz for the header, backends, knobs and then the table. Every
+part repaints only when what it shows changed (a repaint is a frame Textual composes, most of
+the app's CPU). Tests inject a snapshot source and a clock to freeze what is shown.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 from textual import work
@@ -64,8 +64,9 @@ class SluiceApp(App[int]):
 
     `continuous` keeps the config's demo sessions going; `workload` is a user's coroutine
     function given the engine (`sluice monitor`). `live=False` starts no timers: the screen
-    then changes only through `refresh_now()` (for frozen screenshots). The three intervals
-    are the sparklines', the header's and the table's refresh periods in seconds.
+    then changes only through `refresh_now()` (for frozen screenshots). The intervals are
+    the sparklines', the header's (None: with the table's, just before it) and the table's
+    refresh periods in seconds.
     `relax_gc` freezes the objects alive once the screen is built and makes full garbage
     collections rarer (tui/gcpolicy.py): for the `sluice` command, not for tests or
     embedding.
@@ -104,7 +105,7 @@ class SluiceApp(App[int]):
         add_count: int = 10,
         max_rows: int = 200,
         fast_interval: float = 0.2,
-        header_interval: float = 0.5,
+        header_interval: float | None = None,
         table_interval: float = 1.0,
         relax_gc: bool = False,
     ) -> None:
@@ -174,7 +175,8 @@ class SluiceApp(App[int]):
         self.query_one("#sessions", SessionTable).focus()
         if self.live:
             self.set_interval(self.fast_interval, self._tick_fast, name="fast-refresh")
-            self.set_interval(self.header_interval, self._tick_header, name="header-refresh")
+            if self.header_interval is not None:
+                self.set_interval(self.header_interval, self._tick_header, name="header-refresh")
             self.set_interval(self.table_interval, self._tick_table, name="table-refresh")
 
     # -- the engine ------------------------------------------------------------------------
@@ -240,11 +242,19 @@ class SluiceApp(App[int]):
             self._draw_fast()
 
     def _tick_table(self) -> None:
+        """Sample every session; the header first, then (after its frame) the table.
+
+        Two frames, not one: a frame repaints the rectangle around everything that changed,
+        and the header and the table together span the whole screen (the knobs and
+        sparklines too), while each alone is a strip or the table's own area.
+        """
         if self.is_running and not self.paused:
             self._sample(sessions=True)
+            if self.header_interval is None:
+                self._draw_fast()
             # An unchanged snapshot (a frozen source, a stalled engine) needs no redraw.
             if self.latest_full.taken_at != self._table_at:
-                self._draw_table()
+                self.call_after_refresh(self._draw_table_now)
 
     def _draw_fast(self) -> None:
         """The header, backends, sparklines with their figures, and the knobs."""
@@ -266,18 +276,18 @@ class SluiceApp(App[int]):
         knob but the buffer's may be moot; the demo app's sessions use them all, except the
         delay when the configured consumer is not the sleep one.
         """
-        delay_applies = self.engine.delay_applies
+        engine = self.engine
         for row in knobs.rows.values():
             if self.workload is None:
                 reason = None
-                if row.knob.key == "delay_ms" and not delay_applies:
+                if row.knob.key == "delay_ms" and not engine.delay_applies:
                     reason = "not used: the configured consumer is not the sleep one"
             else:
                 reason = unused_reason(
                     row.knob,
                     self.latest_full,  # which backends the sessions use
-                    continuous=self.engine.continuous,
-                    delay_applies=delay_applies,
+                    continuous=engine.continuous,
+                    delay_applies=engine.delay_applies and engine.consumer_in_use,
                 )
             row.set_unused(reason)
 
@@ -403,12 +413,14 @@ class SluiceApp(App[int]):
         self._draw_fast()
         if not self.paused:
             # The header's change first; the table (a bigger frame) right after it.
-            self.set_timer(0.02, self._draw_table_now)
+            self.set_timer(0.02, partial(self._draw_table_now, sample=True))
 
-    def _draw_table_now(self) -> None:
-        """A fresh sample of every session, shown in the table (unless paused again)."""
+    def _draw_table_now(self, *, sample: bool = False) -> None:
+        """The table from the newest sample of every session (a fresh one with `sample`),
+        unless paused meanwhile."""
         if self.is_running and not self.paused:
-            self._sample(sessions=True)
+            if sample:
+                self._sample(sessions=True)
             self._draw_table()
 
     def action_pause_display(self) -> None:

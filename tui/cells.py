@@ -26,7 +26,7 @@ padding) clears these too.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, Self
 
 from rich.console import Console
 from rich.segment import Segment
@@ -38,7 +38,7 @@ from textual.geometry import Region
 from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets._data_table import default_cell_formatter
-from textual.widgets.data_table import RowKey
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from sluice.tui.textkey import render_key
 
@@ -80,6 +80,7 @@ class CellCachedTable(DataTable[Any]):
         )
         self._style_this_pass: Style | None = None
         self._row_styles_this_pass: dict[tuple[int, Style], Style] = {}
+        self._updating_cell = False
         super().__init__(*args, **kwargs)
         for cache in (
             self._row_render_cache,
@@ -88,6 +89,41 @@ class CellCachedTable(DataTable[Any]):
             self._line_cache,
         ):
             cache.maxsize = DATATABLE_CACHE_SIZE
+
+    # -- updates ------------------------------------------------------------------------------
+
+    def update_cell(
+        self,
+        row_key: RowKey | str,
+        column_key: ColumnKey | str,
+        value: Any,
+        *,
+        update_width: bool = False,
+    ) -> None:
+        """As DataTable's, but repaints only that row (and nothing if it is scrolled out of
+        view) instead of the whole table: a frame costs what changed on screen."""
+        if update_width:  # the columns may move: the whole table
+            super().update_cell(row_key, column_key, value, update_width=True)
+            return
+        self._updating_cell = True
+        try:
+            super().update_cell(row_key, column_key, value)
+        finally:
+            self._updating_cell = False
+        self.refresh_row(self.get_row_index(row_key))
+
+    def refresh(
+        self,
+        *regions: Region,
+        repaint: bool = True,
+        layout: bool = False,
+        recompose: bool = False,
+    ) -> Self:
+        """Widget.refresh, except the whole-table repaint DataTable asks for on a cell update
+        (`update_cell` repaints the row instead)."""
+        if self._updating_cell and not (regions or layout or recompose):
+            return self
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     # -- per render pass ----------------------------------------------------------------------
 

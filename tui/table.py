@@ -133,6 +133,7 @@ class SessionTable(CellCachedTable):
         self.sort_reverse = False
         self.filter_text = ""
         self._cells: dict[str, tuple[str, ...]] = {}
+        self._shown: dict[str, SessionSnapshot] = {}  # what each row was last made from
         self._order: list[str] = []
 
     def on_mount(self) -> None:
@@ -206,7 +207,11 @@ class SessionTable(CellCachedTable):
         for row_id in [k for k in cells if k not in wanted]:
             self.remove_row(row_id)
             del cells[row_id]
+            self._shown.pop(row_id, None)
         for s in visible:
+            if self._shown.get(s.id) is s:
+                continue  # the same snapshot (a finished session's): nothing to redo
+            self._shown[s.id] = s
             new = tuple(c.text(s) for c in COLUMNS)
             old = cells.get(s.id)
             if old is None:
