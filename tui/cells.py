@@ -81,6 +81,7 @@ class CellCachedTable(DataTable[Any]):
         self._style_this_pass: Style | None = None
         self._row_styles_this_pass: dict[tuple[int, Style], Style] = {}
         self._updating_cell = False
+        self._dirty_rows: set[RowKey] = set()  # updated since the last repaint request
         super().__init__(*args, **kwargs)
         for cache in (
             self._row_render_cache,
@@ -100,8 +101,9 @@ class CellCachedTable(DataTable[Any]):
         *,
         update_width: bool = False,
     ) -> None:
-        """As DataTable's, but repaints only that row (and nothing if it is scrolled out of
-        view) instead of the whole table: a frame costs what changed on screen."""
+        """As DataTable's, but repaints only the rows updated (none scrolled out of view)
+        instead of the whole table, so a frame costs what changed on screen; the repaint is
+        asked for once, after the current batch of updates."""
         if update_width:  # the columns may move: the whole table
             super().update_cell(row_key, column_key, value, update_width=True)
             return
@@ -110,7 +112,19 @@ class CellCachedTable(DataTable[Any]):
             super().update_cell(row_key, column_key, value)
         finally:
             self._updating_cell = False
-        self.refresh_row(self.get_row_index(row_key))
+        if not self._dirty_rows:
+            self.call_next(self._refresh_dirty_rows)
+        self._dirty_rows.add(RowKey(row_key) if isinstance(row_key, str) else row_key)
+
+    def _refresh_dirty_rows(self) -> None:
+        """Repaint the rows updated since the last call (the whole table if that is most)."""
+        rows, self._dirty_rows = self._dirty_rows, set()
+        if len(rows) > self.size.height // 2:
+            self.refresh()
+            return
+        for row_key in rows:
+            if row_key in self._row_locations:
+                self.refresh_row(self.get_row_index(row_key))
 
     def refresh(
         self,
