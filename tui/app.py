@@ -2,9 +2,10 @@
 
 The engine runs inside the app as a Textual worker on the same event loop; the UI never gets
 a message per token. It pulls frozen snapshots on timers instead: totals at 5 Hz for the
-sparklines, every session at 1 Hz for the header, backends, knobs and then the table. Every
-part repaints only when what it shows changed (a repaint is a frame Textual composes, most of
-the app's CPU). Tests inject a snapshot source and a clock to freeze what is shown.
+sparklines and at 1 Hz for the header, backends and knobs, every session at 1 Hz (half a
+second later) for the table. Every part repaints only when what it shows changed (a repaint
+is a frame Textual composes, most of the app's CPU). Tests inject a snapshot source and a
+clock to freeze what is shown.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ class SluiceApp(App[int]):
     `continuous` keeps the config's demo sessions going; `workload` is a user's coroutine
     function given the engine (`sluice monitor`). `live=False` starts no timers: the screen
     then changes only through `refresh_now()` (for frozen screenshots). The intervals are
-    the sparklines', the header's (None: with the table's, just before it) and the table's
-    refresh periods in seconds.
+    the sparklines', the header's (None: the table's) and the table's refresh periods in
+    seconds.
     `relax_gc` freezes the objects alive once the screen is built and makes full garbage
     collections rarer (tui/gcpolicy.py): for the `sluice` command, not for tests or
     embedding.
@@ -175,9 +176,15 @@ class SluiceApp(App[int]):
         self.query_one("#sessions", SessionTable).focus()
         if self.live:
             self.set_interval(self.fast_interval, self._tick_fast, name="fast-refresh")
-            if self.header_interval is not None:
-                self.set_interval(self.header_interval, self._tick_header, name="header-refresh")
-            self.set_interval(self.table_interval, self._tick_table, name="table-refresh")
+            header = self.header_interval or self.table_interval
+            self.set_interval(header, self._tick_header, name="header-refresh")
+            # Half a period later than the others: the table's work (a sample of every
+            # session, its rows, their frame) never lands in the same moment as theirs, so a
+            # key pressed meanwhile waits for one of them at most.
+            self.set_timer(self.table_interval / 2, self._start_table_timer)
+
+    def _start_table_timer(self) -> None:
+        self.set_interval(self.table_interval, self._tick_table, name="table-refresh")
 
     # -- the engine ------------------------------------------------------------------------
 
@@ -242,19 +249,17 @@ class SluiceApp(App[int]):
             self._draw_fast()
 
     def _tick_table(self) -> None:
-        """Sample every session; the header first, then (after its frame) the table.
+        """Sample every session, then (once keys already waiting got their turn) the table.
 
-        Two frames, not one: a frame repaints the rectangle around everything that changed,
-        and the header and the table together span the whole screen (the knobs and
-        sparklines too), while each alone is a strip or the table's own area.
+        The header has its own moment: a frame repaints the rectangle around everything
+        that changed, and the header and the table together span the whole screen (the
+        knobs and sparklines too), while each alone is a strip or the table's own area.
         """
         if self.is_running and not self.paused:
             self._sample(sessions=True)
-            if self.header_interval is None:
-                self._draw_fast()
             # An unchanged snapshot (a frozen source, a stalled engine) needs no redraw.
             if self.latest_full.taken_at != self._table_at:
-                self.call_after_refresh(self._draw_table_now)
+                self.call_later(self._draw_table_now)
 
     def _draw_fast(self) -> None:
         """The header, backends, sparklines with their figures, and the knobs."""

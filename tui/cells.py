@@ -26,6 +26,7 @@ padding) clears these too.
 from __future__ import annotations
 
 from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Any, Self
 
 from rich.console import Console
@@ -55,6 +56,24 @@ DATATABLE_CACHE_SIZE = 64
 
 Lines = list[list[Segment]]
 RowLines = tuple[Lines, Lines]  # (fixed cells, scrollable cells), one line each
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    """The table's settings a render pass reads for every cell and row, read once (each is a
+    reactive attribute, and a pass reads them thousands of times)."""
+
+    padding: int
+    cursor_type: str
+    show_cursor: bool
+    fixed_rows: int
+    fixed_columns: int
+    css_foreground: bool
+    css_background: bool
+    width: int
+    widths: tuple[int, ...]  # the ordered columns' render widths
+
+
 _EMPTY = Text(no_wrap=True, end="")
 _NEWLINE = Text("\n")
 
@@ -79,6 +98,7 @@ class CellCachedTable(DataTable[Any]):
             ROW_CACHE_SIZE
         )
         self._style_this_pass: Style | None = None
+        self._settings_this_pass: _Settings | None = None
         self._row_styles_this_pass: dict[tuple[int, Style], Style] = {}
         self._updating_cell = False
         self._dirty_rows: set[RowKey] = set()  # updated since the last repaint request
@@ -150,18 +170,38 @@ class CellCachedTable(DataTable[Any]):
         return super().rich_style
 
     def render_lines(self, crop: Region) -> list[Strip]:
-        """Render the lines in `crop`, with the styles worked out once for the pass."""
+        """Render the lines in `crop`, with styles and settings worked out once for the pass."""
         self._style_this_pass = super().rich_style
+        self._settings_this_pass = self._read_settings()
         self._row_styles_this_pass.clear()
         try:
             return super().render_lines(crop)
         finally:
             self._style_this_pass = None
+            self._settings_this_pass = None
             self._row_styles_this_pass.clear()
+
+    def _read_settings(self) -> _Settings:
+        return _Settings(
+            padding=self.cell_padding,
+            cursor_type=self.cursor_type,
+            show_cursor=self.show_cursor,
+            fixed_rows=self.fixed_rows,
+            fixed_columns=self.fixed_columns,
+            css_foreground=self.cursor_foreground_priority == "css",
+            css_background=self.cursor_background_priority == "css",
+            width=self.size.width,
+            widths=tuple(column.get_render_width(self) for column in self.ordered_columns),
+        )
+
+    def _settings(self) -> _Settings:
+        """This pass's settings (read now outside a pass)."""
+        return self._settings_this_pass or self._read_settings()
 
     def _get_row_style(self, row_index: int, base_style: Style) -> Style:
         """The row's style (header, fixed or stripe), once per pass for each kind of row."""
-        kind = -1 if row_index == -1 else (-2 if row_index < self.fixed_rows else row_index % 2)
+        fixed = self._settings().fixed_rows
+        kind = -1 if row_index == -1 else (-2 if row_index < fixed else row_index % 2)
         key = (kind, base_style)
         style = self._row_styles_this_pass.get(key)
         if style is None:
@@ -181,7 +221,7 @@ class CellCachedTable(DataTable[Any]):
         row = self._render_line_in_row(
             row_key, line_no, base_style, self.cursor_coordinate, self.hover_coordinate
         )
-        key = (y, x1, x2, self.size.width, base_style)
+        key = (y, x1, x2, self._settings().width, base_style)
         cached = self._lines_by_row.get(key)
         if cached is not None and cached[0] is row:
             return cached[1]
@@ -201,6 +241,7 @@ class CellCachedTable(DataTable[Any]):
     ) -> RowLines:
         """One line of a row, from the content-keyed cache when nothing about it changed."""
         columns = self.ordered_columns
+        settings = self._settings()
         location = self._row_locations.get(row_key)
         if row_key is self._header_row_key:
             row_index = -1
@@ -213,7 +254,7 @@ class CellCachedTable(DataTable[Any]):
             return super()._render_line_in_row(
                 row_key, line_no, base_style, cursor_location, hover_location
             )
-        simple = self._simple_rows()
+        simple = self._simple_rows(settings)
         if simple:
             # Only whether the cursor (or the mouse) is on this row changes how it looks.
             cursor: object = cursor_location.row == row_index
@@ -224,13 +265,13 @@ class CellCachedTable(DataTable[Any]):
             row_index,
             line_no,
             content,
-            tuple(column.get_render_width(self) for column in columns),
-            self.size.width,
+            settings.widths,
+            settings.width,
             base_style,
             cursor,
             hover,
-            self.cursor_type,
-            self.show_cursor,
+            settings.cursor_type,
+            settings.show_cursor,
             self._show_hover_cursor,
             self._pseudo_class_state,
         )
@@ -247,12 +288,12 @@ class CellCachedTable(DataTable[Any]):
             self._rows_by_content[key] = lines
         return lines
 
-    def _simple_rows(self) -> bool:
+    def _simple_rows(self, settings: _Settings) -> bool:
         """True for the layout `_assemble_row` handles: a row cursor, no row labels, no
         fixed columns."""
         return (
-            self.cursor_type == "row"
-            and not self.fixed_columns
+            settings.cursor_type == "row"
+            and not settings.fixed_columns
             and not (self._labelled_row_exists and self.show_row_labels)
         )
 
@@ -266,24 +307,23 @@ class CellCachedTable(DataTable[Any]):
     ) -> RowLines:
         """DataTable's row assembly for the simple layout: its cells, then the space to the
         right edge styled as the row."""
+        settings = self._settings()
         cursor = cursor_location.row == row_index
         hover = hover_location.row == row_index
         row_style = self._get_row_style(row_index, base_style)
         cells: Lines = []
-        table_width = 0
-        for column_index, column in enumerate(self.ordered_columns):
-            width = column.get_render_width(self)
-            table_width += width
+        for column_index, width in enumerate(settings.widths):
             cell = self._render_cell(row_index, column_index, row_style, width, cursor, hover)
             cells.append(cell[line_no])
-        remaining = max(0, self.size.width - table_width - self._row_label_column_width)
+        table_width = sum(settings.widths) + self._row_label_column_width
+        remaining = max(0, settings.width - table_width)
         extend_style, _ = self._get_styles_to_render_cell(
             row_index == -1,
             False,
             False,
             hover,
             cursor,
-            self.show_cursor,
+            settings.show_cursor,
             self._show_hover_cursor,
             False,
             False,
@@ -362,7 +402,8 @@ class CellCachedTable(DataTable[Any]):
             cell = value
         else:
             cell = _EMPTY if value is None else (default_cell_formatter(value, False, 1) or _EMPTY)
-        inner = width - 2 * self.cell_padding
+        settings = self._settings()
+        inner = width - 2 * settings.padding
         if (
             not isinstance(cell, Text)
             or inner < 1
@@ -373,7 +414,7 @@ class CellCachedTable(DataTable[Any]):
         ):
             return None
         is_fixed = row_index != -1 and (
-            row_index < self.fixed_rows or column_index < self.fixed_columns
+            row_index < settings.fixed_rows or column_index < settings.fixed_columns
         )
         component_style, post_style = self._get_styles_to_render_cell(
             row_index == -1,
@@ -381,10 +422,10 @@ class CellCachedTable(DataTable[Any]):
             is_fixed,
             hover,
             cursor,
-            self.show_cursor,
+            settings.show_cursor,
             self._show_hover_cursor,
-            self.cursor_foreground_priority == "css",
-            self.cursor_background_priority == "css",
+            settings.css_foreground,
+            settings.css_background,
         )
         pre_style = (
             base_style + Style.from_meta({"row": row_index, "column": column_index})
@@ -393,7 +434,7 @@ class CellCachedTable(DataTable[Any]):
         # parts (padding, fill) instead of once per segment.
         plain = pre_style + post_style if post_style else pre_style
         line: list[Segment] = []
-        padding = Segment(" " * self.cell_padding, plain) if self.cell_padding else None
+        padding = Segment(" " * settings.padding, plain) if settings.padding else None
         if padding is not None:
             line.append(padding)
         for text, style, control in Segment.adjust_line_length(
