@@ -175,16 +175,19 @@ class SluiceApp(App[int]):
         self._draw_table()
         self.query_one("#sessions", SessionTable).focus()
         if self.live:
-            self.set_interval(self.fast_interval, self._tick_fast, name="fast-refresh")
-            header = self.header_interval or self.table_interval
-            self.set_interval(header, self._tick_header, name="header-refresh")
+            self._every(self.fast_interval, self._tick_fast, "fast-refresh")
+            self._every(self.header_interval or self.table_interval, self._tick_header, "header")
             # Half a period later than the others: the table's work (a sample of every
-            # session, its rows, their frame) never lands in the same moment as theirs, so a
-            # key pressed meanwhile waits for one of them at most.
-            self.set_timer(self.table_interval / 2, self._start_table_timer)
+            # session, its rows, their frame) never lands in the same moment as theirs.
+            self.set_timer(
+                self.table_interval / 2,
+                partial(self._every, self.table_interval, self._tick_table, "table-refresh"),
+            )
 
-    def _start_table_timer(self) -> None:
-        self.set_interval(self.table_interval, self._tick_table, name="table-refresh")
+    def _every(self, interval: float, work: Callable[[], None], name: str) -> None:
+        """Do `work` every `interval` seconds, as a message of the app's own queue: a key
+        pressed before it is handled first (a timer's callback would run ahead of keys)."""
+        self.set_interval(interval, partial(self.call_later, work), name=name)
 
     # -- the engine ------------------------------------------------------------------------
 

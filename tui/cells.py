@@ -86,6 +86,17 @@ def _segments(text: Text, console: Console) -> list[Segment]:
     return list(_NEWLINE.join([text]).render(console, end=""))
 
 
+def _columns_in_view(widths: tuple[int, ...], x1: int, x2: int) -> tuple[int, int]:
+    """The first and last column (by index) with a cell between x1 and x2."""
+    first, last, x = len(widths), -1, 0
+    for index, width in enumerate(widths):
+        if x < x2 and x + width > x1:
+            first = min(first, index)
+            last = index
+        x += width
+    return first, last
+
+
 class CellCachedTable(DataTable[Any]):
     """A DataTable whose cells and rows render again only when their content or look changed."""
 
@@ -102,6 +113,7 @@ class CellCachedTable(DataTable[Any]):
         self._row_styles_this_pass: dict[tuple[int, Style], Style] = {}
         self._updating_cell = False
         self._dirty_rows: set[RowKey] = set()  # updated since the last repaint request
+        self._in_view: tuple[int, int] | None = None  # columns a line being rendered shows
         super().__init__(*args, **kwargs)
         for cache in (
             self._row_render_cache,
@@ -218,14 +230,20 @@ class CellCachedTable(DataTable[Any]):
             row_key, line_no = self._get_offsets(y)
         except LookupError:
             return super()._render_line(y, x1, x2, base_style)  # below the last row
-        row = self._render_line_in_row(
-            row_key, line_no, base_style, self.cursor_coordinate, self.hover_coordinate
-        )
-        key = (y, x1, x2, self._settings().width, base_style)
-        cached = self._lines_by_row.get(key)
-        if cached is not None and cached[0] is row:
-            return cached[1]
-        strip = super()._render_line(y, x1, x2, base_style)
+        settings = self._settings()
+        # Cells wholly outside x1..x2 are cropped away: the row need not render them.
+        self._in_view = _columns_in_view(settings.widths, x1, x2)
+        try:
+            row = self._render_line_in_row(
+                row_key, line_no, base_style, self.cursor_coordinate, self.hover_coordinate
+            )
+            key = (y, x1, x2, settings.width, base_style)
+            cached = self._lines_by_row.get(key)
+            if cached is not None and cached[0] is row:
+                return cached[1]
+            strip = super()._render_line(y, x1, x2, base_style)
+        finally:
+            self._in_view = None
         self._lines_by_row[key] = (row, strip)
         return strip
 
@@ -265,6 +283,7 @@ class CellCachedTable(DataTable[Any]):
             row_index,
             line_no,
             content,
+            self._in_view if simple else None,
             settings.widths,
             settings.width,
             base_style,
@@ -311,10 +330,14 @@ class CellCachedTable(DataTable[Any]):
         cursor = cursor_location.row == row_index
         hover = hover_location.row == row_index
         row_style = self._get_row_style(row_index, base_style)
+        first, last = self._in_view or (0, len(settings.widths) - 1)
         cells: Lines = []
         for column_index, width in enumerate(settings.widths):
-            cell = self._render_cell(row_index, column_index, row_style, width, cursor, hover)
-            cells.append(cell[line_no])
+            if first <= column_index <= last:
+                cell = self._render_cell(row_index, column_index, row_style, width, cursor, hover)
+                cells.append(cell[line_no])
+            else:  # out of view: cropped away, only its width matters
+                cells.append([Segment(" " * width)])
         table_width = sum(settings.widths) + self._row_label_column_width
         remaining = max(0, settings.width - table_width)
         extend_style, _ = self._get_styles_to_render_cell(
@@ -431,23 +454,30 @@ class CellCachedTable(DataTable[Any]):
             base_style + Style.from_meta({"row": row_index, "column": column_index})
         ) + component_style
         # Segment.apply_style(line, pre_style, post_style), worked out once for the unstyled
-        # parts (padding, fill) instead of once per segment.
+        # parts (padding, fill) instead of once per segment; neighbours of the same style
+        # are joined, as the line's final simplify() would, so that has less to do.
         plain = pre_style + post_style if post_style else pre_style
-        line: list[Segment] = []
-        padding = Segment(" " * settings.padding, plain) if settings.padding else None
-        if padding is not None:
-            line.append(padding)
-        for text, style, control in Segment.adjust_line_length(
+        pieces: list[tuple[str, Style]] = []
+        if settings.padding:
+            pieces.append((" " * settings.padding, plain))
+        for text, style, _control in Segment.adjust_line_length(
             _segments(cell, self.app.console), inner, pad=True
         ):
             if not style:
-                line.append(Segment(text, plain, control))
+                style = plain
             else:
                 styled = pre_style + style
-                line.append(Segment(text, styled + post_style if post_style else styled, control))
-        if padding is not None:
-            line.append(padding)
-        return [line]
+                style = styled + post_style if post_style else styled
+            if pieces and pieces[-1][1] is style:
+                pieces[-1] = (pieces[-1][0] + text, style)
+            else:
+                pieces.append((text, style))
+        if settings.padding:
+            if pieces[-1][1] is plain:
+                pieces[-1] = (pieces[-1][0] + " " * settings.padding, plain)
+            else:
+                pieces.append((" " * settings.padding, plain))
+        return [[Segment(text, style) for text, style in pieces]]
 
     # -- invalidation -------------------------------------------------------------------------
 
