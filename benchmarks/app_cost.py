@@ -1,7 +1,7 @@
 """The app's own cost, part `app` of `sluice bench`: CPU, key-to-screen latency, snapshot().
 
-For each session count it runs the real app (`sluice --config ...`) in a 160x48 tmux pane
-with that many demo sessions kept running, measures the process's CPU over a window
+For each session count and demo limit it runs the real app (`sluice --config ...`) in a
+160x48 tmux pane with that many demo sessions kept running, measures the process's CPU over a window
 (psutil), then presses keys and times how long until `tmux capture-pane` shows their effect:
 `p` (pause/resume: redraws the header, and the whole table on resume) and Right/Left on the
 focused `maxsize` slider (the engine resizes every live buffer and the value is redrawn).
@@ -115,11 +115,10 @@ def sluice_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "sluice"]
 
 
-def write_config(folder: Path, sessions: int) -> Path:
-    """The default config with `sessions` demo sessions and the demo limit raised to
-    `min(sessions, 64)`, written to `folder`."""
-    limit = min(sessions, DEMO_LIMIT_CAP)
-    path = folder / f"config-{sessions}.toml"
+def write_config(folder: Path, sessions: int, limit: int) -> Path:
+    """The default config with `sessions` demo sessions and demo limit `limit`, written to
+    `folder`."""
+    path = folder / f"config-{sessions}-{limit}.toml"
     save_config(Config().with_values({"demo.sessions": sessions, "limits.demo": limit}), path)
     loaded = load_config(path)
     if loaded["demo.sessions"] != sessions or loaded["limits.demo"] != limit:
@@ -322,15 +321,23 @@ def measure_headless(config: Path, warmup: float, window: float) -> float:
 
 
 def measure_app_cost(
-    sessions: int, *, warmup: float = 5.0, window: float = 10.0, presses: int = 25
+    sessions: int,
+    limit: int | None = None,
+    *,
+    warmup: float = 5.0,
+    window: float = 10.0,
+    presses: int = 25,
 ) -> AppCostResult:
-    """Every figure for one session count (about 2 x warmup + window + presses x 0.5 s)."""
+    """Every figure for one session count and demo limit (default `min(sessions, 64)`);
+    about 2 x warmup + window + presses x 0.5 s."""
+    if limit is None:
+        limit = min(sessions, DEMO_LIMIT_CAP)
     reason = tmux_missing()
     if reason is not None:
         raise RuntimeError(reason)
     with tempfile.TemporaryDirectory() as folder:
-        config = write_config(Path(folder), sessions)
-        pane = Pane(f"appcost-{sessions}", [*sluice_command(), "--config", str(config)])
+        config = write_config(Path(folder), sessions, limit)
+        pane = Pane(f"appcost-{sessions}-{limit}", [*sluice_command(), "--config", str(config)])
         try:
             pane.wait_for(LAG_LABEL, within=30.0)  # the app is up (keys before are lost)
             time.sleep(warmup)
@@ -345,7 +352,7 @@ def measure_app_cost(
         inner = asyncio.run(in_app_latency(config, min(warmup, 3.0), presses))
     return AppCostResult(
         sessions=sessions,
-        demo_limit=min(sessions, DEMO_LIMIT_CAP),
+        demo_limit=limit,
         app_cpu_percent=round(app_cpu, 2),
         headless_cpu_percent=round(headless, 2),
         others_cpu_percent=round(others, 1),

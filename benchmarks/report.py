@@ -9,6 +9,7 @@ from sluice.bench.app_cost import p99
 from sluice.bench.measure import median
 from sluice.bench.runner import BenchResult
 from sluice.bench.scenario import ScenarioResult
+from sluice.engine.config import Config
 from sluice.engine.report import format_bytes, format_seconds
 
 __all__ = ["Goal", "goals", "markdown"]
@@ -21,6 +22,7 @@ LONG_GOAL = 1.30
 SERVE_GOAL = 0.95
 APP_CPU_GOAL = 5.0  # % of one core for the app showing 12 sessions
 APP_KEY_GOAL = 100.0  # ms, key press to screen, p99 at 1,000 sessions
+SHIPPED = Config()  # the defaults config.toml ships
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,20 +176,26 @@ def goals(result: BenchResult) -> list[Goal]:
 def _app_goals(result: BenchResult) -> list[Goal]:
     """The app-cost goals, as ratios of what was measured to the target."""
     out: list[Goal] = []
-    by_size = {r.sessions: r for r in result.app}
-    if 12 in by_size:
-        cpu = by_size[12].app_cpu_percent
+    # The shipped app's 12 sessions (its demo limit) if measured, else any run of 12.
+    twelve = sorted(
+        (r for r in result.app if r.sessions == 12),
+        key=lambda r: r.demo_limit != SHIPPED["limits.demo"],
+    )
+    if twelve:
+        r = twelve[0]
+        cpu = r.app_cpu_percent
         out.append(
             Goal(
-                "the app showing 12 sessions: CPU < 5% of a core",
+                f"the app showing 12 sessions (demo limit {r.demo_limit}): CPU < 5% of a core",
                 f"< {APP_CPU_GOAL:g}%",
                 f"{cpu:.1f}% = {cpu / APP_CPU_GOAL:.2f}x the goal (engine alone "
-                f"{by_size[12].headless_cpu_percent:.1f}%)",
+                f"{r.headless_cpu_percent:.1f}%)",
                 cpu < APP_CPU_GOAL,
             )
         )
-    if 1000 in by_size:
-        r = by_size[1000]
+    thousand = [r for r in result.app if r.sessions == 1000]
+    if thousand:
+        r = thousand[0]
         out.append(
             Goal(
                 "1,000 sessions: key press to screen p99 < 100 ms",
@@ -499,8 +507,9 @@ def _app_section(result: BenchResult) -> list[str]:
         return []
     p = result.params
     intro = (
-        "### App cost\n\nThe real app (`sluice --config ...`) in a 160x48 tmux pane with that "
-        f"many demo sessions kept running (demo limit up to 64); CPU over {p['app_window']:g} s "
+        "### App cost\n\nThe real app (`sluice --config ...`, the shipped config otherwise) in a "
+        "160x48 tmux pane with that many demo sessions kept running under that demo limit; "
+        f"CPU over {p['app_window']:g} s "
         f"after {p['app_warmup']:g} s of warm-up, in % of one core, against the same config "
         "run headless; `others`: the rest of the machine meanwhile (noise). Key to screen: "
         f"{p['app_presses']} presses of `p` and {p['app_presses']} of Right/Left on the "

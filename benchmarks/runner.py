@@ -69,7 +69,9 @@ class BenchParams:
     serve_scrapes: int = 20
     profile: bool = False
     gc_freeze: bool = False
-    app_sizes: tuple[int, ...] = (12, 1000)
+    # (demo sessions, demo limit): the shipped app (12 sessions, 4 streaming), and 1,000
+    # sessions with 64 streaming (the limit slider's top).
+    app_sizes: tuple[tuple[int, int], ...] = ((12, 4), (1000, 64))
     app_warmup: float = 5.0
     app_window: float = 10.0
     app_presses: int = 25
@@ -189,11 +191,12 @@ def _jobs(params: BenchParams) -> tuple[list[dict[str, Any]], list[dict[str, Any
             {
                 "kind": "app",
                 "sessions": n,
+                "limit": limit,
                 "warmup": params.app_warmup,
                 "window": params.app_window,
                 "presses": params.app_presses,
             }
-            for n in params.app_sizes
+            for n, limit in params.app_sizes
         ]
     return together, alone
 
@@ -229,7 +232,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         return asyncio.run(served).to_dict()
     if kind == "app":
         return measure_app_cost(
-            job["sessions"], warmup=job["warmup"], window=job["window"], presses=job["presses"]
+            job["sessions"],
+            job["limit"],
+            warmup=job["warmup"],
+            window=job["window"],
+            presses=job["presses"],
         ).to_dict()
     raise ValueError(f"unknown job kind {kind!r}")
 
@@ -345,7 +352,7 @@ def _collect(
     params_dict["parts"] = list(params.parts)
     params_dict["scale_sizes"] = list(params.scale_sizes)
     params_dict["long_sizes"] = list(params.long_sizes)
-    params_dict["app_sizes"] = list(params.app_sizes)
+    params_dict["app_sizes"] = [list(size) for size in params.app_sizes]
     return BenchResult(
         machine=info,
         params=params_dict,

@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--app-sizes",
         metavar="N,N",
-        help="demo sessions the app part runs the app with (default 12,1000)",
+        help="demo sessions the app part runs the app with, each N (demo limit min(N, 64)) "
+        "or N:LIMIT (default 12:4,1000:64)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes: a sanity run of a few seconds"
@@ -105,7 +106,7 @@ def build_params(args: argparse.Namespace) -> BenchParams:
             serve_window=0.5,
             serve_rounds=1,
             serve_scrapes=3,
-            app_sizes=(12,),
+            app_sizes=((12, 4),),
             app_warmup=2.0,
             app_window=2.0,
             app_presses=4,
@@ -130,7 +131,7 @@ def build_params(args: argparse.Namespace) -> BenchParams:
         sizes = _sizes("--scale-sizes", args.scale_sizes, 100_000, "1000,5000")
         params = replace(params, scale_sizes=sizes)
     if args.app_sizes is not None:
-        params = replace(params, app_sizes=_sizes("--app-sizes", args.app_sizes, 10_000, "12,1000"))
+        params = replace(params, app_sizes=_app_sizes(args.app_sizes))
     if args.scale_window is not None:
         if not 0.2 <= args.scale_window <= 600:
             raise UsageError(f"--scale-window {args.scale_window:g}: must be seconds in [0.2, 600]")
@@ -155,6 +156,25 @@ def _sizes(option: str, text: str, most: int, example: str) -> tuple[int, ...]:
             f"{option} {text}: must be comma-separated integers from 1 to {most}, like {example}"
         )
     return sizes
+
+
+def _app_sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """`--app-sizes`: N or N:LIMIT, comma-separated; UsageError if any is not allowed."""
+    sizes = []
+    for part in text.split(","):
+        count, _, limit = part.partition(":")
+        try:
+            n = int(count)
+            lim = int(limit) if limit else min(n, 64)
+        except ValueError:
+            n = lim = 0
+        if not (1 <= n <= 10_000 and 1 <= lim <= 10_000):
+            raise UsageError(
+                f"--app-sizes {text}: must be comma-separated N or N:LIMIT, sessions and demo "
+                "limit from 1 to 10000, like 12:4,1000:64"
+            )
+        sizes.append((n, lim))
+    return tuple(sizes)
 
 
 def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:

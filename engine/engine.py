@@ -404,11 +404,13 @@ class Engine:
 
     @property
     def delay_applies(self) -> bool:
-        """True when the delay knob reaches a session: the engine's consumer is the built-in
-        sleep consumer and some session (finished ones count) uses it; a workload that
-        brings its own consumer leaves the knob moot."""
-        if not isinstance(self.consumer, SleepConsumer):
-            return False
+        """True when the delay knob drives the consumer (the built-in sleep consumer)."""
+        return isinstance(self.consumer, SleepConsumer)
+
+    @property
+    def consumer_in_use(self) -> bool:
+        """True when some session (finished ones count) runs on the engine's own consumer,
+        not one of its own; a kept-running demo counts once its first session started."""
         return any(s.consumer is self.consumer for s in self.sessions.values())
 
     def tuned_config(self) -> Config:

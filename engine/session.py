@@ -143,6 +143,7 @@ class Session:
         self._consumer_task: asyncio.Task[None] | None = None
         self._wake: asyncio.Future[None] | None = None
         self._close_error: Exception | None = None
+        self._final: SessionSnapshot | None = None  # a finished session's, once complete
 
     @property
     def finished(self) -> bool:
@@ -444,7 +445,10 @@ class Session:
         return self.first_chunk_at - self.granted_at
 
     def snapshot(self, now: float | None = None) -> SessionSnapshot:
-        """The session's figures now, as a frozen object."""
+        """The session's figures now, as a frozen object (for a finished session, the same
+        object every time: nothing in it changes any more)."""
+        if self._final is not None:
+            return self._final
         if now is None:
             now = self._clock()
         itl, queue_wait, token_age, consumer_call = self._latency_summaries(now)
@@ -454,7 +458,8 @@ class Session:
         end = self.ended_at if self.ended_at is not None else now
         streaming_time = (end - granted) if granted is not None else 0.0
         stall = counts.stall
-        return SessionSnapshot(
+        running = not self.finished
+        snap = SessionSnapshot(
             id=self.id,
             backend=self.backend_name,
             state=counts.state,
@@ -484,6 +489,9 @@ class Session:
             output_tokens=self.info.output_tokens,
             stop_reason=self.info.stop_reason,
         )
+        if not running and self.ended_at is not None and self._summary_at >= self.ended_at:
+            self._final = snap  # its percentiles and memory are final too
+        return snap
 
     def detail(self) -> SessionDetail:
         """The snapshot plus the prompt, the tail of processed text and the full error."""

@@ -2,8 +2,8 @@
 
 The engine runs inside the app as a Textual worker on the same event loop; the UI never gets
 a message per token. It pulls frozen snapshots on timers instead: totals at 5 Hz for the
-sparklines (drawn at 5 Hz) and the header, backends and knobs (drawn at 2 Hz), and every
-session at 1 Hz for the table. Every part repaints only when what it shows changed (a repaint
+sparklines and at 1 Hz for the header, backends and knobs, every session at 1 Hz (half a
+second later) for the table. Every part repaints only when what it shows changed (a repaint
 is a frame Textual composes, most of the app's CPU). Tests inject a snapshot source and a
 clock to freeze what is shown.
 """
@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from textual import work
@@ -28,7 +29,6 @@ from textual.widgets import DataTable, Footer, Input
 
 from sluice.engine.config import Config, ConfigChanged, ConfigError, FileStamp, load_config
 from sluice.engine.config_save import save_config
-from sluice.engine.consumers import SleepConsumer
 from sluice.engine.demo_workload import ContinuousDemo
 from sluice.engine.engine import Engine, KnobError
 from sluice.engine.session import describe_error
@@ -71,8 +71,9 @@ class SluiceApp(App[int]):
 
     `continuous` keeps the config's demo sessions going; `workload` is a user's coroutine
     function given the engine (`sluice monitor`). `live=False` starts no timers: the screen
-    then changes only through `refresh_now()` (for frozen screenshots). The three intervals
-    are the sparklines', the header's and the table's refresh periods in seconds.
+    then changes only through `refresh_now()` (for frozen screenshots). The intervals are
+    the sparklines', the header's (None: the table's) and the table's refresh periods in
+    seconds.
     `relax_gc` freezes the objects alive once the screen is built and makes full garbage
     collections rarer (tui/gcpolicy.py): for the `sluice` command, not for tests or
     embedding.
@@ -115,7 +116,7 @@ class SluiceApp(App[int]):
         add_count: int = 10,
         max_rows: int = 200,
         fast_interval: float = 0.2,
-        header_interval: float = 0.5,
+        header_interval: float | None = None,
         table_interval: float = 1.0,
         relax_gc: bool = False,
     ) -> None:
@@ -204,9 +205,19 @@ class SluiceApp(App[int]):
         self._draw_table()
         self.query_one("#sessions", SessionTable).focus()
         if self.live:
-            self.set_interval(self.fast_interval, self._tick_fast, name="fast-refresh")
-            self.set_interval(self.header_interval, self._tick_header, name="header-refresh")
-            self.set_interval(self.table_interval, self._tick_table, name="table-refresh")
+            self._every(self.fast_interval, self._tick_fast, "fast-refresh")
+            self._every(self.header_interval or self.table_interval, self._tick_header, "header")
+            # Half a period later than the others: the table's work (a sample of every
+            # session, its rows, their frame) never lands in the same moment as theirs.
+            self.set_timer(
+                self.table_interval / 2,
+                partial(self._every, self.table_interval, self._tick_table, "table-refresh"),
+            )
+
+    def _every(self, interval: float, work: Callable[[], None], name: str) -> None:
+        """Do `work` every `interval` seconds, as a message of the app's own queue: a key
+        pressed before it is handled first (a timer's callback would run ahead of keys)."""
+        self.set_interval(interval, partial(self.call_later, work), name=name)
 
     # -- the engine ------------------------------------------------------------------------
 
@@ -271,11 +282,17 @@ class SluiceApp(App[int]):
             self._draw_fast()
 
     def _tick_table(self) -> None:
+        """Sample every session, then (once keys already waiting got their turn) the table.
+
+        The header has its own moment: a frame repaints the rectangle around everything
+        that changed, and the header and the table together span the whole screen (the
+        knobs and sparklines too), while each alone is a strip or the table's own area.
+        """
         if self.is_running and not self.paused:
             self._sample(sessions=True)
             # An unchanged snapshot (a frozen source, a stalled engine) needs no redraw.
             if self.latest_full.taken_at != self._table_at:
-                self._draw_table()
+                self.call_later(self._draw_table_now)
 
     def _draw_fast(self) -> None:
         """The header, backends, sparklines with their figures, and the knobs."""
@@ -297,20 +314,19 @@ class SluiceApp(App[int]):
         knob but the buffer's may be moot; the demo app's sessions use them all, except the
         delay when the configured consumer is not the sleep one.
         """
-        # The kept-running demo uses the engine's consumer, even before its first session.
-        sleeps = isinstance(self.engine.consumer, SleepConsumer)
-        delay_applies = self.engine.delay_applies or (self.demo.running and sleeps)
+        engine = self.engine
         for row in knobs.rows.values():
             if self.workload is None:
                 reason = None
-                if row.knob.key == "delay_ms" and not delay_applies:
+                if row.knob.key == "delay_ms" and not engine.delay_applies:
                     reason = "not used: the configured consumer is not the sleep one"
             else:
                 reason = unused_reason(
                     row.knob,
                     self.latest_full,  # which backends the sessions use
                     continuous=self.demo.running,
-                    delay_applies=delay_applies,
+                    delay_applies=engine.delay_applies
+                    and (engine.consumer_in_use or self.demo.running),
                 )
             row.set_unused(reason)
 
@@ -440,12 +456,14 @@ class SluiceApp(App[int]):
         self._draw_fast()
         if not self.paused:
             # The header's change first; the table (a bigger frame) right after it.
-            self.set_timer(0.02, self._draw_table_now)
+            self.set_timer(0.02, partial(self._draw_table_now, sample=True))
 
-    def _draw_table_now(self) -> None:
-        """A fresh sample of every session, shown in the table (unless paused again)."""
+    def _draw_table_now(self, *, sample: bool = False) -> None:
+        """The table from the newest sample of every session (a fresh one with `sample`),
+        unless paused meanwhile."""
         if self.is_running and not self.paused:
-            self._sample(sessions=True)
+            if sample:
+                self._sample(sessions=True)
             self._draw_table()
 
     def action_pause_display(self) -> None:

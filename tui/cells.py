@@ -26,7 +26,8 @@ padding) clears these too.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Self
 
 from rich.console import Console
 from rich.segment import Segment
@@ -38,7 +39,7 @@ from textual.geometry import Region
 from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets._data_table import default_cell_formatter
-from textual.widgets.data_table import RowKey
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from sluice.tui.textkey import render_key
 
@@ -55,6 +56,24 @@ DATATABLE_CACHE_SIZE = 64
 
 Lines = list[list[Segment]]
 RowLines = tuple[Lines, Lines]  # (fixed cells, scrollable cells), one line each
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    """The table's settings a render pass reads for every cell and row, read once (each is a
+    reactive attribute, and a pass reads them thousands of times)."""
+
+    padding: int
+    cursor_type: str
+    show_cursor: bool
+    fixed_rows: int
+    fixed_columns: int
+    css_foreground: bool
+    css_background: bool
+    width: int
+    widths: tuple[int, ...]  # the ordered columns' render widths
+
+
 _EMPTY = Text(no_wrap=True, end="")
 _NEWLINE = Text("\n")
 
@@ -65,6 +84,17 @@ def _segments(text: Text, console: Console) -> list[Segment]:
         return [Segment(text.plain, console.get_style(text.style) if text.style else None)]
     # As Text's own rendering does: joining lines turns the base style into a first span.
     return list(_NEWLINE.join([text]).render(console, end=""))
+
+
+def _columns_in_view(widths: tuple[int, ...], x1: int, x2: int) -> tuple[int, int]:
+    """The first and last column (by index) with a cell between x1 and x2."""
+    first, last, x = len(widths), -1, 0
+    for index, width in enumerate(widths):
+        if x < x2 and x + width > x1:
+            first = min(first, index)
+            last = index
+        x += width
+    return first, last
 
 
 class CellCachedTable(DataTable[Any]):
@@ -79,7 +109,11 @@ class CellCachedTable(DataTable[Any]):
             ROW_CACHE_SIZE
         )
         self._style_this_pass: Style | None = None
+        self._settings_this_pass: _Settings | None = None
         self._row_styles_this_pass: dict[tuple[int, Style], Style] = {}
+        self._updating_cell = False
+        self._dirty_rows: set[RowKey] = set()  # updated since the last repaint request
+        self._in_view: tuple[int, int] | None = None  # columns a line being rendered shows
         super().__init__(*args, **kwargs)
         for cache in (
             self._row_render_cache,
@@ -88,6 +122,54 @@ class CellCachedTable(DataTable[Any]):
             self._line_cache,
         ):
             cache.maxsize = DATATABLE_CACHE_SIZE
+
+    # -- updates ------------------------------------------------------------------------------
+
+    def update_cell(
+        self,
+        row_key: RowKey | str,
+        column_key: ColumnKey | str,
+        value: Any,
+        *,
+        update_width: bool = False,
+    ) -> None:
+        """As DataTable's, but repaints only the rows updated (none scrolled out of view)
+        instead of the whole table, so a frame costs what changed on screen; the repaint is
+        asked for once, after the current batch of updates."""
+        if update_width:  # the columns may move: the whole table
+            super().update_cell(row_key, column_key, value, update_width=True)
+            return
+        self._updating_cell = True
+        try:
+            super().update_cell(row_key, column_key, value)
+        finally:
+            self._updating_cell = False
+        if not self._dirty_rows:
+            self.call_next(self._refresh_dirty_rows)
+        self._dirty_rows.add(RowKey(row_key) if isinstance(row_key, str) else row_key)
+
+    def _refresh_dirty_rows(self) -> None:
+        """Repaint the rows updated since the last call (the whole table if that is most)."""
+        rows, self._dirty_rows = self._dirty_rows, set()
+        if len(rows) > self.size.height // 2:
+            self.refresh()
+            return
+        for row_key in rows:
+            if row_key in self._row_locations:
+                self.refresh_row(self.get_row_index(row_key))
+
+    def refresh(
+        self,
+        *regions: Region,
+        repaint: bool = True,
+        layout: bool = False,
+        recompose: bool = False,
+    ) -> Self:
+        """Widget.refresh, except the whole-table repaint DataTable asks for on a cell update
+        (`update_cell` repaints the row instead)."""
+        if self._updating_cell and not (regions or layout or recompose):
+            return self
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     # -- per render pass ----------------------------------------------------------------------
 
@@ -100,18 +182,38 @@ class CellCachedTable(DataTable[Any]):
         return super().rich_style
 
     def render_lines(self, crop: Region) -> list[Strip]:
-        """Render the lines in `crop`, with the styles worked out once for the pass."""
+        """Render the lines in `crop`, with styles and settings worked out once for the pass."""
         self._style_this_pass = super().rich_style
+        self._settings_this_pass = self._read_settings()
         self._row_styles_this_pass.clear()
         try:
             return super().render_lines(crop)
         finally:
             self._style_this_pass = None
+            self._settings_this_pass = None
             self._row_styles_this_pass.clear()
+
+    def _read_settings(self) -> _Settings:
+        return _Settings(
+            padding=self.cell_padding,
+            cursor_type=self.cursor_type,
+            show_cursor=self.show_cursor,
+            fixed_rows=self.fixed_rows,
+            fixed_columns=self.fixed_columns,
+            css_foreground=self.cursor_foreground_priority == "css",
+            css_background=self.cursor_background_priority == "css",
+            width=self.size.width,
+            widths=tuple(column.get_render_width(self) for column in self.ordered_columns),
+        )
+
+    def _settings(self) -> _Settings:
+        """This pass's settings (read now outside a pass)."""
+        return self._settings_this_pass or self._read_settings()
 
     def _get_row_style(self, row_index: int, base_style: Style) -> Style:
         """The row's style (header, fixed or stripe), once per pass for each kind of row."""
-        kind = -1 if row_index == -1 else (-2 if row_index < self.fixed_rows else row_index % 2)
+        fixed = self._settings().fixed_rows
+        kind = -1 if row_index == -1 else (-2 if row_index < fixed else row_index % 2)
         key = (kind, base_style)
         style = self._row_styles_this_pass.get(key)
         if style is None:
@@ -128,14 +230,20 @@ class CellCachedTable(DataTable[Any]):
             row_key, line_no = self._get_offsets(y)
         except LookupError:
             return super()._render_line(y, x1, x2, base_style)  # below the last row
-        row = self._render_line_in_row(
-            row_key, line_no, base_style, self.cursor_coordinate, self.hover_coordinate
-        )
-        key = (y, x1, x2, self.size.width, base_style)
-        cached = self._lines_by_row.get(key)
-        if cached is not None and cached[0] is row:
-            return cached[1]
-        strip = super()._render_line(y, x1, x2, base_style)
+        settings = self._settings()
+        # Cells wholly outside x1..x2 are cropped away: the row need not render them.
+        self._in_view = _columns_in_view(settings.widths, x1, x2)
+        try:
+            row = self._render_line_in_row(
+                row_key, line_no, base_style, self.cursor_coordinate, self.hover_coordinate
+            )
+            key = (y, x1, x2, settings.width, base_style)
+            cached = self._lines_by_row.get(key)
+            if cached is not None and cached[0] is row:
+                return cached[1]
+            strip = super()._render_line(y, x1, x2, base_style)
+        finally:
+            self._in_view = None
         self._lines_by_row[key] = (row, strip)
         return strip
 
@@ -151,6 +259,7 @@ class CellCachedTable(DataTable[Any]):
     ) -> RowLines:
         """One line of a row, from the content-keyed cache when nothing about it changed."""
         columns = self.ordered_columns
+        settings = self._settings()
         location = self._row_locations.get(row_key)
         if row_key is self._header_row_key:
             row_index = -1
@@ -163,7 +272,7 @@ class CellCachedTable(DataTable[Any]):
             return super()._render_line_in_row(
                 row_key, line_no, base_style, cursor_location, hover_location
             )
-        simple = self._simple_rows()
+        simple = self._simple_rows(settings)
         if simple:
             # Only whether the cursor (or the mouse) is on this row changes how it looks.
             cursor: object = cursor_location.row == row_index
@@ -174,13 +283,14 @@ class CellCachedTable(DataTable[Any]):
             row_index,
             line_no,
             content,
-            tuple(column.get_render_width(self) for column in columns),
-            self.size.width,
+            self._in_view if simple else None,
+            settings.widths,
+            settings.width,
             base_style,
             cursor,
             hover,
-            self.cursor_type,
-            self.show_cursor,
+            settings.cursor_type,
+            settings.show_cursor,
             self._show_hover_cursor,
             self._pseudo_class_state,
         )
@@ -197,12 +307,12 @@ class CellCachedTable(DataTable[Any]):
             self._rows_by_content[key] = lines
         return lines
 
-    def _simple_rows(self) -> bool:
+    def _simple_rows(self, settings: _Settings) -> bool:
         """True for the layout `_assemble_row` handles: a row cursor, no row labels, no
         fixed columns."""
         return (
-            self.cursor_type == "row"
-            and not self.fixed_columns
+            settings.cursor_type == "row"
+            and not settings.fixed_columns
             and not (self._labelled_row_exists and self.show_row_labels)
         )
 
@@ -216,24 +326,27 @@ class CellCachedTable(DataTable[Any]):
     ) -> RowLines:
         """DataTable's row assembly for the simple layout: its cells, then the space to the
         right edge styled as the row."""
+        settings = self._settings()
         cursor = cursor_location.row == row_index
         hover = hover_location.row == row_index
         row_style = self._get_row_style(row_index, base_style)
+        first, last = self._in_view or (0, len(settings.widths) - 1)
         cells: Lines = []
-        table_width = 0
-        for column_index, column in enumerate(self.ordered_columns):
-            width = column.get_render_width(self)
-            table_width += width
-            cell = self._render_cell(row_index, column_index, row_style, width, cursor, hover)
-            cells.append(cell[line_no])
-        remaining = max(0, self.size.width - table_width - self._row_label_column_width)
+        for column_index, width in enumerate(settings.widths):
+            if first <= column_index <= last:
+                cell = self._render_cell(row_index, column_index, row_style, width, cursor, hover)
+                cells.append(cell[line_no])
+            else:  # out of view: cropped away, only its width matters
+                cells.append([Segment(" " * width)])
+        table_width = sum(settings.widths) + self._row_label_column_width
+        remaining = max(0, settings.width - table_width)
         extend_style, _ = self._get_styles_to_render_cell(
             row_index == -1,
             False,
             False,
             hover,
             cursor,
-            self.show_cursor,
+            settings.show_cursor,
             self._show_hover_cursor,
             False,
             False,
@@ -312,7 +425,8 @@ class CellCachedTable(DataTable[Any]):
             cell = value
         else:
             cell = _EMPTY if value is None else (default_cell_formatter(value, False, 1) or _EMPTY)
-        inner = width - 2 * self.cell_padding
+        settings = self._settings()
+        inner = width - 2 * settings.padding
         if (
             not isinstance(cell, Text)
             or inner < 1
@@ -323,7 +437,7 @@ class CellCachedTable(DataTable[Any]):
         ):
             return None
         is_fixed = row_index != -1 and (
-            row_index < self.fixed_rows or column_index < self.fixed_columns
+            row_index < settings.fixed_rows or column_index < settings.fixed_columns
         )
         component_style, post_style = self._get_styles_to_render_cell(
             row_index == -1,
@@ -331,32 +445,39 @@ class CellCachedTable(DataTable[Any]):
             is_fixed,
             hover,
             cursor,
-            self.show_cursor,
+            settings.show_cursor,
             self._show_hover_cursor,
-            self.cursor_foreground_priority == "css",
-            self.cursor_background_priority == "css",
+            settings.css_foreground,
+            settings.css_background,
         )
         pre_style = (
             base_style + Style.from_meta({"row": row_index, "column": column_index})
         ) + component_style
         # Segment.apply_style(line, pre_style, post_style), worked out once for the unstyled
-        # parts (padding, fill) instead of once per segment.
+        # parts (padding, fill) instead of once per segment; neighbours of the same style
+        # are joined, as the line's final simplify() would, so that has less to do.
         plain = pre_style + post_style if post_style else pre_style
-        line: list[Segment] = []
-        padding = Segment(" " * self.cell_padding, plain) if self.cell_padding else None
-        if padding is not None:
-            line.append(padding)
-        for text, style, control in Segment.adjust_line_length(
+        pieces: list[tuple[str, Style]] = []
+        if settings.padding:
+            pieces.append((" " * settings.padding, plain))
+        for text, style, _control in Segment.adjust_line_length(
             _segments(cell, self.app.console), inner, pad=True
         ):
             if not style:
-                line.append(Segment(text, plain, control))
+                style = plain
             else:
                 styled = pre_style + style
-                line.append(Segment(text, styled + post_style if post_style else styled, control))
-        if padding is not None:
-            line.append(padding)
-        return [line]
+                style = styled + post_style if post_style else styled
+            if pieces and pieces[-1][1] is style:
+                pieces[-1] = (pieces[-1][0] + text, style)
+            else:
+                pieces.append((text, style))
+        if settings.padding:
+            if pieces[-1][1] is plain:
+                pieces[-1] = (pieces[-1][0] + " " * settings.padding, plain)
+            else:
+                pieces.append((" " * settings.padding, plain))
+        return [[Segment(text, style) for text, style in pieces]]
 
     # -- invalidation -------------------------------------------------------------------------
 

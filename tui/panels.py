@@ -145,12 +145,17 @@ class SparkHistory:
         self.values: dict[str, deque[float]] = {
             key: deque(maxlen=maxlen) for key, *_ in self.SERIES
         }
+        self._added = 0  # points ever added
+        # (series, width) -> (index of the oldest column, columns, points folded in): the
+        # columns are kept up to date point by point, not rebuilt on every sample.
+        self._kept: dict[tuple[str, int], tuple[int, list[float | None], int]] = {}
 
     def add(self, snap: EngineSnapshot) -> bool:
         """Record `snap` if it is newer than the last one; True if it was recorded."""
         if self.times and snap.taken_at <= self.times[-1]:
             return False
         self.times.append(snap.taken_at)
+        self._added += 1
         for key, _label, read, _show in self.SERIES:
             self.values[key].append(read(snap))
         while self.times and self.times[0] < snap.taken_at - self.window:
@@ -168,12 +173,22 @@ class SparkHistory:
             return []
         span = self.window / width
         oldest = int(self.times[-1] // span) - width + 1
-        cols: list[float | None] = [None] * width
-        for t, value in zip(self.times, self.values[key], strict=True):
-            i = int(t // span) - oldest
+        kept = self._kept.get((key, width))
+        new = self._added - kept[2] if kept is not None else len(self.times)
+        if kept is None or new > len(self.times):  # first time (or too far behind): all
+            cols: list[float | None] = [None] * width
+            new = len(self.times)
+        else:
+            moved = oldest - kept[0]  # columns that scrolled off on the left
+            cols = kept[1][moved:] + [None] * min(moved, width) if moved else kept[1]
+        times, values = self.times, self.values[key]
+        for n in range(len(times) - new, len(times)):
+            i = int(times[n] // span) - oldest
             if i >= 0:
                 held = cols[i]
+                value = values[n]
                 cols[i] = value if held is None or value > held else held
+        self._kept[(key, width)] = (oldest, cols, self._added)
         first = next(col for col in cols if col is not None)  # the newest column has one
         out: list[float] = []
         for col in cols:

@@ -87,6 +87,7 @@ class SessionTable(CellCachedTable):
         self.chosen: tuple[str, ...] = DEFAULT_COLUMNS
         self.shown: list[tuple[Column, int]] = []
         self._cells: dict[str, tuple[str, ...]] = {}
+        self._made_from: dict[str, SessionSnapshot] = {}  # what each row was last made from
         self._order: list[str] = []
         self._last: Sequence[SessionSnapshot] = ()
         self._fit_width = -1
@@ -116,6 +117,7 @@ class SessionTable(CellCachedTable):
         self.shown = shown
         self.clear(columns=True)
         self._cells = {}
+        self._made_from = {}  # new columns: every row is made again
         self._order = []
         for col, size in shown:
             self.add_column(col.header(), width=size, key=col.key)
@@ -270,8 +272,12 @@ class SessionTable(CellCachedTable):
         for row_id in [k for k in cells if k not in wanted]:
             self.remove_row(row_id)
             del cells[row_id]
+            self._made_from.pop(row_id, None)
         shown = self.shown
         for s in visible:
+            if self._made_from.get(s.id) is s:
+                continue  # the same snapshot (a finished session's): nothing to redo
+            self._made_from[s.id] = s
             new = tuple(c.text(s) for c, _ in shown)
             old = cells.get(s.id)
             if old is None:

@@ -138,10 +138,10 @@ async def test_batch_max_knob_applies_from_the_next_consumer_call() -> None:
 
 async def test_delay_and_rate_knobs_reach_the_consumer_and_the_demo_model() -> None:
     async with Engine(make_config(kind="sleep", delay_ms=5)) as engine:
-        assert isinstance(engine.consumer, SleepConsumer)
-        assert not engine.delay_applies  # no session uses the consumer yet
+        assert isinstance(engine.consumer, SleepConsumer) and engine.delay_applies
+        assert not engine.consumer_in_use  # no session uses the consumer yet
         engine.add_demo_sessions(1)
-        assert engine.delay_applies
+        assert engine.consumer_in_use
         engine.set_knob("consumer.delay_ms", 7.5)
         assert engine.consumer.delay_ms == 7.5
         engine.set_knob("demo.rate", 123.0)

@@ -52,3 +52,16 @@ async def test_a_totals_only_snapshot_has_the_same_totals_and_no_sessions() -> N
                 snap.memory_bytes,
                 snap.depth,
             )
+
+
+async def test_a_finished_session_gives_the_same_snapshot_every_time() -> None:
+    config = Config(demo=DemoConfig(sessions=1, tokens=5, rate=1000.0, ttft_ms=1.0, seed=2))
+    async with Engine(config) as engine:
+        (session,) = engine.add_demo_sessions(1)
+        await engine.wait_idle()
+        first = session.snapshot()
+        assert first.state == "done" and first.tokens_out == first.tokens_in > 0
+        await asyncio.sleep(0.01)
+        again = session.snapshot()
+        assert again is first  # nothing changes any more: not rebuilt on every refresh
+        assert engine.snapshot().sessions[0] is first

@@ -27,7 +27,7 @@ ROWS: list[tuple[Any, ...]] = [
 class Pair(App[None]):
     """The same data in a plain DataTable and in a CellCachedTable, side by side."""
 
-    CSS = "DataTable { height: 9; width: 60; }"
+    CSS = "DataTable { height: 9; width: 60; }  .narrow { width: 30; }"
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -104,3 +104,23 @@ async def test_an_update_renders_only_the_changed_cell_again() -> None:
         finally:
             CellCachedTable._render_one_line_cell = original  # type: ignore[method-assign]
         assert rendered == [(1, 1)]  # row 1, column "n": nothing else
+
+
+async def test_a_narrow_or_scrolled_table_draws_what_datatable_draws() -> None:
+    # Columns out of view are not rendered by the cached table: the visible part must
+    # still be exactly DataTable's, however the table is scrolled.
+    app = Pair()
+    async with app.run_test(size=(70, 24)) as pilot:
+        plain = app.query_one("#plain", DataTable)
+        cached = app.query_one("#cached", CellCachedTable)
+        for table in (plain, cached):
+            table.add_class("narrow")
+        app.set_focus(None)
+        await pilot.pause()
+        assert lines(cached) == lines(plain)
+        for x in (3, 11, 17, 40):
+            for table in (plain, cached):
+                table.scroll_to(x=x, animate=False)
+            await pilot.pause()
+            assert cached.scroll_x == plain.scroll_x > 0
+            assert lines(cached) == lines(plain), x

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 from rich.text import Text
 from textual.renderables.sparkline import Sparkline as SparklineRenderable
@@ -45,6 +47,33 @@ def test_columns_are_fixed_to_the_clock_and_hold_the_largest_value() -> None:
     history.add(at(base, 131.0, 1.0))  # a new column: the others move left by one
     assert history.columns("rate", 6) == [7.0, 7.0, 7.0, 7.0, 5.0, 1.0]
     assert SparkHistory().columns("rate", 6) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.floats(0.01, 7.0), st.floats(0.0, 1e6), st.booleans()),
+        min_size=1,
+        max_size=120,
+    ),
+    width=st.integers(1, 30),
+)
+def test_columns_kept_point_by_point_equal_columns_worked_out_afresh(
+    steps: list[tuple[float, float, bool]], width: int
+) -> None:
+    kept, fresh_points = SparkHistory(window=60.0), []
+    base = frozen.snapshot(0)
+    t = 1000.0
+    for n, (gap, rate, look) in enumerate(steps):
+        t += gap
+        kept.add(at(base, t, rate))
+        fresh_points.append(at(base, t, rate))
+        if not look and n < len(steps) - 1:
+            continue  # several samples between two redraws
+        fresh = SparkHistory(window=60.0)
+        for point in fresh_points:
+            fresh.add(point)
+        assert kept.columns("rate", width) == fresh.columns("rate", width)
 
 
 def sparkline_text(data: Sequence[float], width: int) -> str:
