@@ -225,6 +225,17 @@ class TokenBuffer(Generic[T]):
         self._closed = True
         self._wake_all()
 
+    def discard(self) -> int:
+        """Close the buffer and drop what it still holds; returns how many items. For a
+        stream that ended without its consumer (a failed or cancelled session): those
+        chunks will never be processed, so holding their memory serves nobody."""
+        self.close()
+        dropped = len(self._items)
+        self._items.clear()
+        self._sizes.clear()
+        self._bytes = 0
+        return dropped
+
     def resize(self, maxsize: int) -> None:
         """Change capacity at once; growing wakes waiting producers, shrinking drops nothing."""
         _check_maxsize(maxsize)

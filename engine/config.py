@@ -49,7 +49,13 @@ class ConfigError(Exception):
     any credentials inside URLs hidden."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(redact(message))
+        super().__init__(_printable(redact(message)))
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters escaped (`\\x1b`): a key or table name from a file must
+    not move the cursor or recolour the terminal it is printed on."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ConfigChanged(ConfigError):

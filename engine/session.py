@@ -278,9 +278,10 @@ class Session:
             return
         self.state = state
         self.ended_at = self._clock()
-        # Chunks that were received but will never be processed are lost.
+        # Chunks that were received but will never be processed are lost, and their memory
+        # is given back (the table then shows an empty buffer, not a full one).
         self.tokens_lost = self.tokens_in - self.tokens_out
-        self.buffer.close()
+        self.buffer.discard()
 
     async def _produce(self, stream: AsyncIterator[Chunk]) -> None:
         clock = self._clock

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from sluice.engine.histogram import Histogram, Percentiles
+from sluice.engine.rates import RateMeter
 from sluice.engine.session import Session, SessionFigures
 from sluice.engine.snapshot import SESSION_STATES, SessionSnapshot, Totals
 
@@ -130,6 +131,10 @@ class TotalsAccumulator:
         self._retired = Tally()
         self._retired_latencies = Latencies()
         self._cached: tuple[float, Latencies, tuple[Percentiles, ...]] | None = None
+        # The totals' own chunk counters, metered: a sum of per-session rates reads near zero
+        # when sessions are short (a session's rate is 0 on its first sample and once ended).
+        self._rate_in = RateMeter()
+        self._rate_out = RateMeter()
 
     def retire(self, session: Session, now: float) -> None:
         """Count a session that leaves the engine's table, once and for good."""
@@ -176,8 +181,8 @@ class TotalsAccumulator:
             tokens_in=tally.tokens_in,
             tokens_out=tally.tokens_out,
             tokens_lost=tally.tokens_lost,
-            rate_in=tally.rate_in,
-            rate_out=tally.rate_out,
+            rate_in=self._rate_in.rate(now, tally.tokens_in),
+            rate_out=self._rate_out.rate(now, tally.tokens_out),
             depth=tally.depth,
             buffered_bytes=tally.buffered_bytes,
             memory_bytes=tally.memory_bytes,

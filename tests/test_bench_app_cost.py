@@ -14,7 +14,8 @@ import pytest
 from sluice.bench.app_cost import AppCostResult, measure_app_cost, p99, write_config
 from sluice.bench.report import goals, markdown
 from sluice.bench.runner import BenchParams, BenchResult, result_from_dict
-from sluice.cli.command import CommandIO
+from sluice.cli.bench import build_params
+from sluice.cli.command import CommandIO, UsageError
 from sluice.cli.main import build_parser, run_command
 from sluice.engine.config import Config, load_config
 
@@ -92,11 +93,10 @@ def test_a_run_without_tmux_says_the_part_was_skipped() -> None:
 def test_app_sizes_take_sessions_and_an_optional_limit(
     text: str, sizes: tuple[tuple[int, int], ...]
 ) -> None:
-    parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
-    assert cli.build_params(parser.parse_args(["--app-sizes", text])).app_sizes == sizes
-    with pytest.raises(cli.UsageError, match="--app-sizes 12:x"):
-        cli.build_params(parser.parse_args(["--app-sizes", "12:x"]))
+    parser = build_parser()
+    assert build_params(parser.parse_args(["bench", "--app-sizes", text])).app_sizes == sizes
+    with pytest.raises(UsageError, match="--app-sizes 12:x"):
+        build_params(parser.parse_args(["bench", "--app-sizes", "12:x"]))
 
 
 def test_only_app_without_tmux_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:

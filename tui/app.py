@@ -161,6 +161,10 @@ class SluiceApp(App[int]):
         self._save_source: FileStamp | None = None  # set by each save
         self._save_refused_at = -math.inf  # when `s` last met a file changed on disk
 
+    def action_help_quit(self) -> None:
+        """Ctrl+C (Textual's own toast, which is markup, would show its tags raw here)."""
+        self.notify("Press q (or ctrl+q) to quit the app", title="Do you want to quit?")
+
     def notify(
         self,
         message: str,

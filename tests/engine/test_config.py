@@ -575,3 +575,17 @@ def test_the_real_sluice_command_exits_2_on_a_bad_value(tmp_path: Path) -> None:
     assert result.stdout == ""
     allowed = "must be a number from 0.1 to 10000 (tokens per second)"
     assert result.stderr == f"sluice: {path}: [demo] rate = -4: {allowed}\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['[queue]\n"ev\\u001b[31mil" = 1\n', '["x\\u001b[2Jy"]\nk = 1\n', '"top\\u0007" = 1\n'],
+)
+def test_control_characters_in_names_are_escaped_in_the_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert all(c.isprintable() for c in message), message
+    assert "\\x1b" in message or "\\x07" in message

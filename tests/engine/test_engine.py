@@ -502,3 +502,18 @@ async def test_totals_do_not_depend_on_how_many_finished_sessions_are_kept(
     assert totals.slot_wait.count == 2  # the cancelled one waited too, and says so
     assert totals.ttft.count == 1
     assert totals.queue_wait.count == totals.tokens_out > 0
+
+
+async def test_total_rates_count_short_sessions_that_no_single_rate_shows() -> None:
+    """Sessions that each live shorter than a rate sample still make the total flow."""
+    clock = FakeClock()
+    async with Engine(make_config(demo_limit=8, tokens=5), clock=clock, history=0) as engine:
+        engine.snapshot()  # the first sample of the totals' meters
+        for _ in range(5):
+            engine.add_demo_sessions(4)
+            await engine.wait_idle()
+            clock.now += 1.0
+            snap = engine.snapshot()
+            assert all(s.rate_in == 0.0 for s in snap.sessions)  # each one ended already
+        assert snap.totals.rate_in > 0 and snap.totals.rate_out > 0
+        assert snap.totals.rate_in == pytest.approx(snap.totals.tokens_in / 5.0)

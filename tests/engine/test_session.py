@@ -17,6 +17,7 @@ from tests.fakes import (
     RecordingConsumer,
     ScriptedBackend,
     other_tasks,
+    wait_until,
 )
 
 TEXTS = [f"t{i}" for i in range(10)]
@@ -400,3 +401,26 @@ async def test_a_backend_may_return_any_async_iterator_not_only_a_generator() ->
     await session.run()
     assert session.state == "done", session.error
     assert consumer.texts == TEXTS[:3]
+
+
+async def test_a_cancelled_session_gives_back_what_its_buffer_held() -> None:
+    """Chunks a cancel leaves in the buffer are lost: counted as such, and no longer held."""
+    consumer = RecordingConsumer()
+    consumer.gate = asyncio.Event()  # never set: the consumer never gets a batch done
+    session = Session(
+        "s",
+        "p",
+        ScriptedBackend([f"t{i}" for i in range(10)]),
+        AdjustableLimiter(1),
+        consumer,
+        maxsize=4,
+        batch_max=lambda: 1,
+    )
+    task = asyncio.create_task(session.run())
+    await wait_until(lambda: session.buffer.depth == 4)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    snap = session.snapshot()
+    assert snap.state == "cancelled"
+    assert (snap.depth, snap.buffered_bytes) == (0, 0)
+    assert snap.tokens_lost == snap.tokens_in - snap.tokens_out > 0

@@ -55,7 +55,10 @@ async def test_a_totals_only_snapshot_has_the_same_totals_and_no_sessions() -> N
 
 
 async def test_a_finished_session_gives_the_same_snapshot_every_time() -> None:
-    config = Config(demo=DemoConfig(sessions=1, tokens=5, rate=1000.0, ttft_ms=1.0, seed=2))
+    config = Config().with_values(
+        {"demo.sessions": 1, "demo.tokens": 5, "demo.rate": 1000.0, "demo.ttft_ms": 1.0}
+        | {"demo.seed": 2}
+    )
     async with Engine(config) as engine:
         (session,) = engine.add_demo_sessions(1)
         await engine.wait_idle()
