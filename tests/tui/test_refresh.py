@@ -3,6 +3,7 @@ instead of raw values, readouts that skip equal content, no frame when nothing c
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -130,7 +131,16 @@ async def test_nothing_changed_means_no_frame() -> None:
     Screen._compositor_refresh = counting  # type: ignore[method-assign]
     try:
         async with app.run_test(size=(160, 48)) as pilot:
-            await pilot.pause(0.5)  # settle: first frames, the first refresh of everything
+            # Settle (first frames, the first refresh of everything): wait for a quiet
+            # second, however long a loaded machine takes to get there (bounded).
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30.0
+            while True:
+                seen = len(frames)
+                await pilot.pause(1.0)
+                if len(frames) == seen:
+                    break
+                assert loop.time() < deadline, "the screen never stopped redrawing"
             frames.clear()
             await pilot.pause(0.5)  # ten table refreshes, twenty-five samples
             assert frames == []
