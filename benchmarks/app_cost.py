@@ -164,11 +164,23 @@ class Pane:
             "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
             "-e", f"COLUMNS={width}", "-e", f"LINES={height}", shlex.join(command),
         )  # fmt: skip
+        # If the app exits, its pane stays (with what it printed) for the error message.
+        self._tmux("set-window-option", "-t", self.target, "remain-on-exit", "on")
         self.pid = int(self._tmux("display-message", "-p", "-t", self.target, "#{pane_pid}"))
 
-    @staticmethod
-    def _tmux(*args: str, check: bool = True) -> str:
-        done = subprocess.run(["tmux", *args], capture_output=True, text=True, check=check)
+    def check_alive(self) -> None:
+        """RuntimeError with the pane's last lines if the app has exited."""
+        if self._tmux("display-message", "-p", "-t", self.target, "#{pane_dead}").strip() == "1":
+            tail = " | ".join(line for line in self.text().splitlines() if line.strip())[-400:]
+            raise RuntimeError(f"the app exited: {tail}")
+
+    def _tmux(self, *args: str, check: bool = True) -> str:
+        done = subprocess.run(["tmux", *args], capture_output=True, text=True, check=False)
+        if check and done.returncode != 0:
+            raise RuntimeError(
+                f"tmux {args[0]} failed ({done.stderr.strip() or done.returncode}): the session "
+                f"{getattr(self, 'name', '?')} is gone (something ended it or the tmux server)"
+            )
         return done.stdout
 
     def text(self, first_line_only: bool = False) -> str:
@@ -180,6 +192,7 @@ class Pane:
         """Wait until the pane shows `text` (RuntimeError after `within` seconds)."""
         deadline = time.monotonic() + within
         while text not in self.text():
+            self.check_alive()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the app did not show {text!r} within {within:g} s")
             time.sleep(0.1)
@@ -201,10 +214,11 @@ class Pane:
         self._tmux("kill-session", "-t", f"={self.name}", check=False)
 
 
-def _wait(condition: Callable[[], bool], started: float, what: str) -> float:
+def _wait(pane: Pane, condition: Callable[[], bool], started: float, what: str) -> float:
     deadline = started + 5.0
     while not condition():
         if time.perf_counter() > deadline:
+            pane.check_alive()
             raise RuntimeError(f"the app did not show {what} within 5 s")
         time.sleep(0.001)
     return time.perf_counter() - started
@@ -231,7 +245,9 @@ def key_latency(pane: Pane, presses: int) -> list[float]:
     for i in range(presses):
         started = time.perf_counter()
         pane.send("p")
-        samples.append(_wait(functools.partial(_paused_is, pane, i % 2 == 0), started, "PAUSED"))
+        samples.append(
+            _wait(pane, functools.partial(_paused_is, pane, i % 2 == 0), started, "PAUSED")
+        )
         time.sleep(0.2)
     if presses % 2:
         pane.send("p")  # back to live
@@ -246,7 +262,7 @@ def key_latency(pane: Pane, presses: int) -> list[float]:
         pane.send(key)
         value += step
         samples.append(
-            _wait(functools.partial(_maxsize_is, pane, value), started, f"maxsize {value}")
+            _wait(pane, functools.partial(_maxsize_is, pane, value), started, f"maxsize {value}")
         )
         time.sleep(0.2)
     return samples
