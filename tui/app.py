@@ -23,6 +23,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
+from textual.widgets._footer import FooterKey
 
 from sluice.engine.config import Config, ConfigError, load_config, save_config
 from sluice.engine.engine import Engine, KnobError, knobs_from_config
@@ -41,6 +42,8 @@ from sluice.tui.source import SnapshotSource
 from sluice.tui.table import SessionTable
 
 __all__ = ["FilterBox", "SluiceApp", "Workload"]
+
+PAUSE_WORDS = ("pause ", "resume")  # the footer's `p`: live, paused
 
 Workload = Callable[[Engine], Awaitable[object]]
 
@@ -79,9 +82,10 @@ class SluiceApp(App[int]):
         Binding("s", "save", "save"),
         Binding("n", "add_sessions", "add"),
         Binding("c", "cancel_selected", "cancel"),
-        # Two bindings on `p` so the footer says what the key will do now.
-        Binding("p", "pause_display", "pause"),
-        Binding("p", "resume_display", "resume"),
+        # Two bindings on `p` so the footer says what the key will do now; words of one
+        # width, so the footer's key can change its word in place (no new layout).
+        Binding("p", "pause_display", PAUSE_WORDS[0]),
+        Binding("p", "resume_display", PAUSE_WORDS[1]),
         Binding("slash", "filter", "filter"),
         Binding("o", "sort", "sort", show=False),
         Binding("t", "calibrate", "tune"),
@@ -417,7 +421,7 @@ class SluiceApp(App[int]):
     def action_toggle_pause(self) -> None:
         """Freeze or resume the display; the engine keeps running either way."""
         self.paused = not self.paused
-        self.refresh_bindings()  # the footer's `p` now says the other word
+        self._show_pause_word()
         self._draw_fast()
         if not self.paused:
             # The header's change first; the table (a bigger frame) right after it.
@@ -430,6 +434,17 @@ class SluiceApp(App[int]):
             if sample:
                 self._sample(sessions=True)
             self._draw_table()
+
+    def _show_pause_word(self) -> None:
+        """The footer's `p` says the other word now. In place: rebuilding the footer (what
+        refresh_bindings does) lays out the whole screen, 40 ms before the key shows."""
+        word = PAUSE_WORDS[self.paused]
+        for key in self.query(FooterKey):
+            if key.key == "p":
+                key.description = word
+                key.refresh()
+                return
+        self.refresh_bindings()  # no footer key to change (a narrow footer): rebuild it
 
     def action_pause_display(self) -> None:
         """`p` while live: freeze the display."""
