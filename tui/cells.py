@@ -53,6 +53,7 @@ __all__ = ["CellCachedTable"]
 CELL_CACHE_SIZE = 1024
 ROW_CACHE_SIZE = 160
 DATATABLE_CACHE_SIZE = 64
+ROWS_PER_FRAME = 12  # updated rows repainted per frame (at 1,000 sessions ~10 ms of frame)
 
 Lines = list[list[Segment]]
 RowLines = tuple[Lines, Lines]  # (fixed cells, scrollable cells), one line each
@@ -149,14 +150,24 @@ class CellCachedTable(DataTable[Any]):
         self._dirty_rows.add(RowKey(row_key) if isinstance(row_key, str) else row_key)
 
     def _refresh_dirty_rows(self) -> None:
-        """Repaint the rows updated since the last call (the whole table if that is most)."""
+        """Repaint the rows in view updated since the last call, ROWS_PER_FRAME at a time:
+        the next ones after that frame, so a key pressed meanwhile waits for one short
+        frame, not for every row of a big update (rows out of view need nothing)."""
         rows, self._dirty_rows = self._dirty_rows, set()
-        if len(rows) > self.size.height // 2:
-            self.refresh()
-            return
-        for row_key in rows:
-            if row_key in self._row_locations:
-                self.refresh_row(self.get_row_index(row_key))
+        top = int(self.scroll_y)
+        bottom = top + self.size.height - (self.header_height if self.show_header else 0)
+        in_view = sorted(
+            index
+            for index in (self._row_locations.get(row_key) for row_key in rows)
+            if index is not None and top <= index < bottom
+        )
+        self._repaint_rows(in_view)
+
+    def _repaint_rows(self, indexes: list[int]) -> None:
+        for index in indexes[:ROWS_PER_FRAME]:
+            self.refresh_row(index)
+        if len(indexes) > ROWS_PER_FRAME:
+            self.call_after_refresh(self._repaint_rows, indexes[ROWS_PER_FRAME:])
 
     def refresh(
         self,
