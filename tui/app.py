@@ -306,7 +306,7 @@ class SluiceApp(App[int]):
     def _draw_table(self) -> None:
         table = self.query_one("#sessions", SessionTable)
         self._table_at = self.latest_full.taken_at
-        with self.batch_update():
+        with self.batch_update(), table.deferred_repaint():
             view = table.show(self.latest_full.sessions)
         if table.filter_text:
             note = f"{view.matching} of {view.total} sessions match '{table.filter_text}'"

@@ -169,3 +169,24 @@ async def test_a_big_update_is_repainted_a_batch_of_rows_at_a_time() -> None:
             CellCachedTable.refresh_row = original  # type: ignore[method-assign]
         assert sorted(repainted) == list(range(30))  # each updated row once, in batches
         assert lines(cached) == lines(plain)
+
+
+async def test_sorting_and_removing_rows_in_a_deferred_repaint_draw_the_same() -> None:
+    app = Tall()
+    async with app.run_test(size=(50, 80)) as pilot:
+        plain = app.query_one("#plain", DataTable)
+        cached = app.query_one("#cached", CellCachedTable)
+        app.set_focus(None)
+        await pilot.pause()
+        plain.sort("n", key=lambda n: -int(n))
+        with cached.deferred_repaint():
+            cached.sort("n", key=lambda n: -int(n))
+        await pilot.pause()
+        await pilot.pause()
+        assert lines(cached) == lines(plain)
+        plain.remove_row("r29")
+        with cached.deferred_repaint():
+            cached.remove_row("r29")  # one row fewer: the last line turns blank
+        await pilot.pause()
+        await pilot.pause()
+        assert lines(cached) == lines(plain)
