@@ -183,9 +183,11 @@ class Pane:
             )
         return done.stdout
 
-    def text(self, first_line_only: bool = False) -> str:
-        """What the pane shows now."""
-        extra = ("-S", "0", "-E", "0") if first_line_only else ()
+    def text(self, first_line_only: bool = False, line: int | None = None) -> str:
+        """What the pane shows now (all of it, or one line: a cheaper capture)."""
+        if first_line_only:
+            line = 0
+        extra = ("-S", str(line), "-E", str(line)) if line is not None else ()
         return self._tmux("capture-pane", "-p", "-t", self.target, *extra)
 
     def wait_for(self, text: str, within: float) -> None:
@@ -224,8 +226,16 @@ def _wait(pane: Pane, condition: Callable[[], bool], started: float, what: str) 
     return time.perf_counter() - started
 
 
-def _maxsize_shown(pane: Pane) -> int | None:
-    match = _MAXSIZE_ROW.search(pane.text())
+def _maxsize_line(pane: Pane) -> int | None:
+    """The pane line showing the maxsize slider."""
+    for number, text in enumerate(pane.text().splitlines()):
+        if _MAXSIZE_ROW.search(text):
+            return number
+    return None
+
+
+def _maxsize_shown(pane: Pane, line: int | None = None) -> int | None:
+    match = _MAXSIZE_ROW.search(pane.text(line=line))
     return int(match[1]) if match else None
 
 
@@ -233,8 +243,8 @@ def _paused_is(pane: Pane, paused: bool) -> bool:
     return ("PAUSED" in pane.text(first_line_only=True)) == paused
 
 
-def _maxsize_is(pane: Pane, value: int) -> bool:
-    return _maxsize_shown(pane) == value
+def _maxsize_is(pane: Pane, line: int, value: int) -> bool:
+    return _maxsize_shown(pane, line) == value
 
 
 def key_latency(pane: Pane, presses: int) -> list[float]:
@@ -253,8 +263,9 @@ def key_latency(pane: Pane, presses: int) -> list[float]:
         pane.send("p")  # back to live
     pane.send("Tab")  # the table -> the first slider (maxsize)
     time.sleep(0.5)
-    value = _maxsize_shown(pane)
-    if value is None:
+    line = _maxsize_line(pane)
+    value = _maxsize_shown(pane, line)
+    if line is None or value is None:
         raise RuntimeError("cannot find the maxsize slider on screen")
     for i in range(presses):
         key, step = ("Right", 1) if i % 2 == 0 else ("Left", -1)
@@ -262,7 +273,9 @@ def key_latency(pane: Pane, presses: int) -> list[float]:
         pane.send(key)
         value += step
         samples.append(
-            _wait(pane, functools.partial(_maxsize_is, pane, value), started, f"maxsize {value}")
+            _wait(
+                pane, functools.partial(_maxsize_is, pane, line, value), started, f"maxsize {value}"
+            )
         )
         time.sleep(0.2)
     return samples
