@@ -537,7 +537,7 @@ class SluiceApp(App[int]):
         if unsaved and not self._quit_asked and not self.engine.closed:
             self._quit_asked = True
             self.notify(
-                f"unsaved knobs: {', '.join(unsaved)}. Press q again to quit without "
+                f"unsaved knobs: {', '.join(unsaved)}\nPress q again to quit without "
                 "saving, or s to save them.",
                 title="quit?",
                 severity="warning",
