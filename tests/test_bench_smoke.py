@@ -133,6 +133,8 @@ async def test_idle_and_steady_memory_shape() -> None:
 
 TINY_PARAMS = replace(
     BenchParams(),
+    # The app part drives the real app through tmux: tests/test_bench_app_cost.py has its own.
+    parts=tuple(part for part in BenchParams().parts if part != "app"),
     tokens=TINY.tokens,
     sessions=TINY.sessions,
     limit=TINY.limit,
