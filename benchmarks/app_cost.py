@@ -166,22 +166,37 @@ class Pane:
             "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
             "-e", f"COLUMNS={width}", "-e", f"LINES={height}", shlex.join(command),
         )  # fmt: skip
+        # If the app exits, its pane stays (with what it printed) for the error message.
+        self._tmux("set-window-option", "-t", self.target, "remain-on-exit", "on")
         self.pid = int(self._tmux("display-message", "-p", "-t", self.target, "#{pane_pid}"))
 
-    @staticmethod
-    def _tmux(*args: str, check: bool = True) -> str:
-        done = subprocess.run(["tmux", *args], capture_output=True, text=True, check=check)
+    def check_alive(self) -> None:
+        """RuntimeError with the pane's last lines if the app has exited."""
+        if self._tmux("display-message", "-p", "-t", self.target, "#{pane_dead}").strip() == "1":
+            tail = " | ".join(line for line in self.text().splitlines() if line.strip())[-400:]
+            raise RuntimeError(f"the app exited: {tail}")
+
+    def _tmux(self, *args: str, check: bool = True) -> str:
+        done = subprocess.run(["tmux", *args], capture_output=True, text=True, check=False)
+        if check and done.returncode != 0:
+            raise RuntimeError(
+                f"tmux {args[0]} failed ({done.stderr.strip() or done.returncode}): the session "
+                f"{getattr(self, 'name', '?')} is gone (something ended it or the tmux server)"
+            )
         return done.stdout
 
-    def text(self, first_line_only: bool = False) -> str:
-        """What the pane shows now."""
-        extra = ("-S", "0", "-E", "0") if first_line_only else ()
+    def text(self, first_line_only: bool = False, line: int | None = None) -> str:
+        """What the pane shows now (all of it, or one line: a cheaper capture)."""
+        if first_line_only:
+            line = 0
+        extra = ("-S", str(line), "-E", str(line)) if line is not None else ()
         return self._tmux("capture-pane", "-p", "-t", self.target, *extra)
 
     def wait_for(self, text: str, within: float) -> None:
         """Wait until the pane shows `text` (RuntimeError after `within` seconds)."""
         deadline = time.monotonic() + within
         while text not in self.text():
+            self.check_alive()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the app did not show {text!r} within {within:g} s")
             time.sleep(0.1)
@@ -203,17 +218,26 @@ class Pane:
         self._tmux("kill-session", "-t", f"={self.name}", check=False)
 
 
-def _wait(condition: Callable[[], bool], started: float, what: str) -> float:
+def _wait(pane: Pane, condition: Callable[[], bool], started: float, what: str) -> float:
     deadline = started + 5.0
     while not condition():
         if time.perf_counter() > deadline:
+            pane.check_alive()
             raise RuntimeError(f"the app did not show {what} within 5 s")
         time.sleep(0.001)
     return time.perf_counter() - started
 
 
-def _maxsize_shown(pane: Pane) -> int | None:
-    match = _MAXSIZE_ROW.search(pane.text())
+def _maxsize_line(pane: Pane) -> int | None:
+    """The pane line showing the maxsize slider."""
+    for number, text in enumerate(pane.text().splitlines()):
+        if _MAXSIZE_ROW.search(text):
+            return number
+    return None
+
+
+def _maxsize_shown(pane: Pane, line: int | None = None) -> int | None:
+    match = _MAXSIZE_ROW.search(pane.text(line=line))
     return int(match[1]) if match else None
 
 
@@ -221,8 +245,8 @@ def _paused_is(pane: Pane, paused: bool) -> bool:
     return ("PAUSED" in pane.text(first_line_only=True)) == paused
 
 
-def _maxsize_is(pane: Pane, value: int) -> bool:
-    return _maxsize_shown(pane) == value
+def _maxsize_is(pane: Pane, line: int, value: int) -> bool:
+    return _maxsize_shown(pane, line) == value
 
 
 def key_latency(pane: Pane, presses: int) -> list[float]:
@@ -233,14 +257,17 @@ def key_latency(pane: Pane, presses: int) -> list[float]:
     for i in range(presses):
         started = time.perf_counter()
         pane.send("p")
-        samples.append(_wait(functools.partial(_paused_is, pane, i % 2 == 0), started, "PAUSED"))
+        samples.append(
+            _wait(pane, functools.partial(_paused_is, pane, i % 2 == 0), started, "PAUSED")
+        )
         time.sleep(0.2)
     if presses % 2:
         pane.send("p")  # back to live
     pane.send("Tab")  # the table -> the first slider (maxsize)
     time.sleep(0.5)
-    value = _maxsize_shown(pane)
-    if value is None:
+    line = _maxsize_line(pane)
+    value = _maxsize_shown(pane, line)
+    if line is None or value is None:
         raise RuntimeError("cannot find the maxsize slider on screen")
     for i in range(presses):
         key, step = ("Right", 1) if i % 2 == 0 else ("Left", -1)
@@ -248,7 +275,9 @@ def key_latency(pane: Pane, presses: int) -> list[float]:
         pane.send(key)
         value += step
         samples.append(
-            _wait(functools.partial(_maxsize_is, pane, value), started, f"maxsize {value}")
+            _wait(
+                pane, functools.partial(_maxsize_is, pane, line, value), started, f"maxsize {value}"
+            )
         )
         time.sleep(0.2)
     return samples

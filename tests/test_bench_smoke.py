@@ -160,6 +160,8 @@ def test_long_response_server_streams_what_the_api_sends() -> None:
 
 TINY_PARAMS = replace(
     BenchParams(),
+    # The app part drives the real app through tmux: tests/test_bench_app_cost.py has its own.
+    parts=tuple(part for part in BenchParams().parts if part != "app"),
     tokens=TINY.tokens,
     sessions=TINY.sessions,
     limit=TINY.limit,

@@ -26,6 +26,7 @@ from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
+from textual.widgets._footer import FooterKey
 
 from sluice.engine.config import Config, ConfigChanged, ConfigError, FileStamp, load_config
 from sluice.engine.config_save import save_config
@@ -46,6 +47,8 @@ from sluice.tui.source import SnapshotSource
 from sluice.tui.table import SessionTable
 
 __all__ = ["FilterBox", "SluiceApp", "Workload"]
+
+PAUSE_WORDS = ("pause ", "resume")  # the footer's `p`: live, paused
 
 Workload = Callable[[Engine], Awaitable[object]]
 SAVE_CONFIRM_S = 5.0  # a second `s` this soon after "changed on disk" overwrites the file
@@ -85,9 +88,10 @@ class SluiceApp(App[int]):
         Binding("s", "save", "save"),
         Binding("n", "add_sessions", "add"),
         Binding("c", "cancel_selected", "cancel"),
-        # Two bindings on `p` so the footer says what the key will do now.
-        Binding("p", "pause_display", "pause"),
-        Binding("p", "resume_display", "resume"),
+        # Two bindings on `p` so the footer says what the key will do now; words of one
+        # width, so the footer's key can change its word in place (no new layout).
+        Binding("p", "pause_display", PAUSE_WORDS[0]),
+        Binding("p", "resume_display", PAUSE_WORDS[1]),
         Binding("slash", "filter", "filter"),
         Binding("o", "sort", "sort", show=False),
         Binding("t", "calibrate", "tune"),
@@ -337,7 +341,7 @@ class SluiceApp(App[int]):
     def _draw_table(self) -> None:
         table = self.query_one("#sessions", SessionTable)
         self._table_at = self.latest_full.taken_at
-        with self.batch_update():
+        with self.batch_update(), table.deferred_repaint():
             view = table.show(self.latest_full.sessions)
         self.query_one("#table-note", Readout).update(table.note(view))
 
@@ -456,7 +460,7 @@ class SluiceApp(App[int]):
     def action_toggle_pause(self) -> None:
         """Freeze or resume the display; the engine keeps running either way."""
         self.paused = not self.paused
-        self.refresh_bindings()  # the footer's `p` now says the other word
+        self._show_pause_word()
         self._draw_fast()
         if not self.paused:
             # The header's change first; the table (a bigger frame) right after it.
@@ -469,6 +473,17 @@ class SluiceApp(App[int]):
             if sample:
                 self._sample(sessions=True)
             self._draw_table()
+
+    def _show_pause_word(self) -> None:
+        """The footer's `p` says the other word now. In place: rebuilding the footer (what
+        refresh_bindings does) lays out the whole screen, 40 ms before the key shows."""
+        word = PAUSE_WORDS[self.paused]
+        for key in self.query(FooterKey):
+            if key.key == "p":
+                key.description = word
+                key.refresh()
+                return
+        self.refresh_bindings()  # no footer key to change (a narrow footer): rebuild it
 
     def action_pause_display(self) -> None:
         """`p` while live: freeze the display."""
@@ -573,7 +588,7 @@ class SluiceApp(App[int]):
         if unsaved and not self._quit_asked and not self.engine.closed:
             self._quit_asked = True
             self.notify(
-                f"unsaved knobs: {', '.join(unsaved)}. Press q again to quit without "
+                f"unsaved knobs: {', '.join(unsaved)}\nPress q again to quit without "
                 "saving, or s to save them.",
                 title="quit?",
                 severity="warning",

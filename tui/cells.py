@@ -25,7 +25,8 @@ padding) clears these too.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -53,6 +54,7 @@ __all__ = ["CellCachedTable"]
 CELL_CACHE_SIZE = 1024
 ROW_CACHE_SIZE = 160
 DATATABLE_CACHE_SIZE = 64
+ROWS_PER_FRAME = 12  # updated rows repainted per frame (at 1,000 sessions ~10 ms of frame)
 
 Lines = list[list[Segment]]
 RowLines = tuple[Lines, Lines]  # (fixed cells, scrollable cells), one line each
@@ -112,6 +114,8 @@ class CellCachedTable(DataTable[Any]):
         self._settings_this_pass: _Settings | None = None
         self._row_styles_this_pass: dict[tuple[int, Style], Style] = {}
         self._updating_cell = False
+        self._deferring = False  # inside deferred_repaint()
+        self._whole_asked = False  # a whole-table repaint was asked for meanwhile
         self._dirty_rows: set[RowKey] = set()  # updated since the last repaint request
         self._in_view: tuple[int, int] | None = None  # columns a line being rendered shows
         super().__init__(*args, **kwargs)
@@ -144,19 +148,53 @@ class CellCachedTable(DataTable[Any]):
             super().update_cell(row_key, column_key, value)
         finally:
             self._updating_cell = False
-        if not self._dirty_rows:
-            self.call_next(self._refresh_dirty_rows)
-        self._dirty_rows.add(RowKey(row_key) if isinstance(row_key, str) else row_key)
+        self._mark_dirty([RowKey(row_key) if isinstance(row_key, str) else row_key])
 
-    def _refresh_dirty_rows(self) -> None:
-        """Repaint the rows updated since the last call (the whole table if that is most)."""
-        rows, self._dirty_rows = self._dirty_rows, set()
-        if len(rows) > self.size.height // 2:
+    @contextmanager
+    def deferred_repaint(self) -> Iterator[None]:
+        """Within it, the whole-table repaints DataTable asks for (sorting, adding or
+        removing rows) become repaints of the rows in view, a batch per frame as for
+        updates (all at once if rows went away: lines at the end turn blank)."""
+        rows_before = self.row_count
+        self._deferring, self._whole_asked = True, False
+        try:
+            yield
+        finally:
+            self._deferring = False
+        if not self._whole_asked:
+            return
+        if self.row_count < rows_before:
             self.refresh()
             return
-        for row_key in rows:
-            if row_key in self._row_locations:
-                self.refresh_row(self.get_row_index(row_key))
+        top = int(self.scroll_y)
+        in_view = range(top, min(self.row_count, top + self.size.height))
+        self._mark_dirty([self._row_locations.get_key(index) for index in in_view])
+
+    def _mark_dirty(self, row_keys: Iterable[RowKey | None]) -> None:
+        """Repaint these rows after the current batch of changes."""
+        if not self._dirty_rows:
+            self.call_next(self._refresh_dirty_rows)
+        self._dirty_rows.update(key for key in row_keys if key is not None)
+
+    def _refresh_dirty_rows(self) -> None:
+        """Repaint the rows in view updated since the last call, ROWS_PER_FRAME at a time:
+        the next ones after that frame, so a key pressed meanwhile waits for one short
+        frame, not for every row of a big update (rows out of view need nothing)."""
+        rows, self._dirty_rows = self._dirty_rows, set()
+        top = int(self.scroll_y)
+        bottom = top + self.size.height - (self.header_height if self.show_header else 0)
+        in_view = sorted(
+            index
+            for index in (self._row_locations.get(row_key) for row_key in rows)
+            if index is not None and top <= index < bottom
+        )
+        self._repaint_rows(in_view)
+
+    def _repaint_rows(self, indexes: list[int]) -> None:
+        for index in indexes[:ROWS_PER_FRAME]:
+            self.refresh_row(index)
+        if len(indexes) > ROWS_PER_FRAME:
+            self.call_after_refresh(self._repaint_rows, indexes[ROWS_PER_FRAME:])
 
     def refresh(
         self,
@@ -166,8 +204,13 @@ class CellCachedTable(DataTable[Any]):
         recompose: bool = False,
     ) -> Self:
         """Widget.refresh, except the whole-table repaint DataTable asks for on a cell update
-        (`update_cell` repaints the row instead)."""
-        if self._updating_cell and not (regions or layout or recompose):
+        (`update_cell` repaints the row instead) or within `deferred_repaint`. There, a
+        removed row's layout request goes too: the table's size does not depend on its rows,
+        and if its scrollable size changes, setting that asks for a layout anyway (DataTable
+        works it out when idle); a screen layout costs tens of milliseconds."""
+        whole = not (regions or recompose)
+        if (self._deferring and whole) or (self._updating_cell and whole and not layout):
+            self._whole_asked = self._whole_asked or self._deferring
             return self
         return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 

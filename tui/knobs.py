@@ -175,6 +175,7 @@ class KnobRow(Horizontal):
     def on_mount(self) -> None:
         """Show the starting value; the editor stays hidden until asked for."""
         self.editor.display = False
+        self.slider.on_move = lambda _value: self.show_value()
         self.show_value()
 
     @property

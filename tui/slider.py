@@ -8,6 +8,7 @@ so syncing it from the engine or mounting it fires nothing.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from rich.text import Text
 from textual import events
@@ -103,6 +104,9 @@ class Slider(Widget, can_focus=True):
         self._dragging = False
         self._inactive = False
         self.pending = False  # a user change not yet handled by the owner
+        # Called at once with the new value when the user moves the slider (Changed follows
+        # as a message): an owner showing the value repaints it in the slider's own frame.
+        self.on_move: Callable[[float], None] | None = None
 
     # -- value -----------------------------------------------------------------------------
 
@@ -141,6 +145,8 @@ class Slider(Widget, can_focus=True):
         self.refresh()
         if user:
             self.pending = True
+            if self.on_move is not None:
+                self.on_move(value)
             self.post_message(self.Changed(self, value))
 
     def action_move(self, moves: int) -> None:

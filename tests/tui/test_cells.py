@@ -124,3 +124,69 @@ async def test_a_narrow_or_scrolled_table_draws_what_datatable_draws() -> None:
             await pilot.pause()
             assert cached.scroll_x == plain.scroll_x > 0
             assert lines(cached) == lines(plain), x
+
+
+class Tall(App[None]):
+    """Thirty rows in view, in both tables."""
+
+    CSS = "DataTable { height: 34; width: 40; }"
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield DataTable(id="plain", cursor_type="row", zebra_stripes=True)
+            yield CellCachedTable(id="cached", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        for table in self.query(DataTable):
+            table.add_column("id", width=6, key="id")
+            table.add_column("n", width=6, key="n")
+            for i in range(30):
+                table.add_row(f"r{i}", str(i), key=f"r{i}")
+
+
+async def test_a_big_update_is_repainted_a_batch_of_rows_at_a_time() -> None:
+    app = Tall()
+    async with app.run_test(size=(50, 80)) as pilot:
+        plain = app.query_one("#plain", DataTable)
+        cached = app.query_one("#cached", CellCachedTable)
+        app.set_focus(None)
+        await pilot.pause()
+        repainted: list[int] = []
+        original = CellCachedTable.refresh_row
+
+        def counting(self: CellCachedTable, row_index: int) -> Any:
+            repainted.append(row_index)
+            return original(self, row_index)
+
+        CellCachedTable.refresh_row = counting  # type: ignore[method-assign]
+        try:
+            for table in (plain, cached):
+                for i in range(30):
+                    table.update_cell(f"r{i}", "n", str(100 + i))
+            await pilot.pause()
+            await pilot.pause()
+        finally:
+            CellCachedTable.refresh_row = original  # type: ignore[method-assign]
+        assert sorted(repainted) == list(range(30))  # each updated row once, in batches
+        assert lines(cached) == lines(plain)
+
+
+async def test_sorting_and_removing_rows_in_a_deferred_repaint_draw_the_same() -> None:
+    app = Tall()
+    async with app.run_test(size=(50, 80)) as pilot:
+        plain = app.query_one("#plain", DataTable)
+        cached = app.query_one("#cached", CellCachedTable)
+        app.set_focus(None)
+        await pilot.pause()
+        plain.sort("n", key=lambda n: -int(n))
+        with cached.deferred_repaint():
+            cached.sort("n", key=lambda n: -int(n))
+        await pilot.pause()
+        await pilot.pause()
+        assert lines(cached) == lines(plain)
+        plain.remove_row("r29")
+        with cached.deferred_repaint():
+            cached.remove_row("r29")  # one row fewer: the last line turns blank
+        await pilot.pause()
+        await pilot.pause()
+        assert lines(cached) == lines(plain)
