@@ -147,6 +147,8 @@ def _shown(value: object, setting: Setting[Any] | None = None) -> str:
     """A value as the error line quotes it: TOML syntax when it has one, URLs redacted."""
     if setting is not None and setting.url and isinstance(value, str):
         value = redact_url(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(item) for item in value) + "]"
     try:
         if isinstance(value, (str, int, float)):
             return tomli_w.dumps({"v": value})[4:].strip()

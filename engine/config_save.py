@@ -174,6 +174,9 @@ def _edit_in_place(text: str, owned: Mapping[str, Mapping[str, Any]]) -> str | N
 
 
 def _toml_value(value: Any) -> str:
+    """One value as TOML on one line (a list inline, so a line edit can replace it)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     return tomli_w.dumps({"v": value})[4:].strip()
 
 

@@ -52,10 +52,12 @@ def _plain(number: float) -> str:
 
 @dataclass(frozen=True, eq=False, slots=True)
 class Setting(Generic[T]):
-    """One key of config.toml. `kind` is int, float or str; numbers have a range, strings
-    may have choices, must be non-empty or must be a URL. `live` knobs can be changed on a
-    running engine: `apply(engine, value)` makes the change (None: the engine stores the
-    value and the code that uses it reads it from `engine.knob(name)` each time)."""
+    """One key of config.toml. `kind` is int, float, str, bool, or tuple (a TOML list of
+    strings, held as a tuple); numbers have a range, strings may have choices, must be
+    non-empty or must be a URL; a list's items may be limited to `choices`. `live` knobs
+    can be changed on a running engine: `apply(engine, value)` makes the change (None: the
+    engine stores the value and the code that uses it reads it from `engine.knob(name)`
+    each time)."""
 
     name: str
     kind: type
@@ -102,9 +104,22 @@ class Setting(Generic[T]):
             high = min(high, self.maximum)
         return low, high
 
+    @property
+    def is_list(self) -> bool:
+        """True for list-of-strings settings (held as tuples)."""
+        return self.kind is tuple
+
     def describe(self) -> str:
         """What is allowed, in words (the end of every error about this setting)."""
-        if self.numeric:
+        if self.kind is bool:
+            text = "must be true or false"
+        elif self.is_list:
+            if self.choices:
+                names = ", ".join(map(repr, self.choices))
+                text = f"must be a list of distinct names from {names} (may be empty)"
+            else:
+                text = "must be a list of distinct non-empty strings (may be empty)"
+        elif self.numeric:
             kind = "an integer" if self.integer else "a number"
             if self.minimum is None or self.maximum is None:
                 text = f"must be {kind}"
@@ -124,8 +139,14 @@ class Setting(Generic[T]):
         """`value` as this setting's type, or SettingError saying what is allowed.
 
         Booleans are never numbers; an int is accepted for a float setting; NaN and
-        infinities are refused.
+        infinities are refused. A list comes back as a tuple of distinct strings.
         """
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise SettingError(self.describe())
+            return cast(T, value)
+        if self.is_list:
+            return cast(T, self._coerce_list(value))
         if self.numeric:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             if ok and self.integer and not isinstance(value, int):
@@ -152,8 +173,24 @@ class Setting(Generic[T]):
             raise SettingError(problem)
         return cast(T, value)
 
+    def _coerce_list(self, value: object) -> tuple[str, ...]:
+        """A list of distinct strings (each one of `choices` when there are choices)."""
+        if not isinstance(value, (list, tuple)):
+            raise SettingError(self.describe())
+        items: list[str] = []
+        for item in value:
+            if not isinstance(item, str) or not item.strip() or item in items:
+                raise SettingError(self.describe())
+            if self.choices and item not in self.choices:
+                raise SettingError(self.describe())
+            items.append(item)
+        return tuple(items)
+
     def to_toml(self, value: T) -> Any:
-        """The value as written to config.toml (50.0 as 50, so saved files read naturally)."""
+        """The value as written to config.toml (50.0 as 50, so saved files read naturally;
+        a tuple as a list)."""
+        if self.is_list:
+            return list(cast(tuple[str, ...], value))
         if self.kind is float and float(cast(float, value)).is_integer():
             return int(cast(float, value))
         return value

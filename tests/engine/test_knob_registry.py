@@ -12,6 +12,7 @@ from sluice.engine.config_save import save_config
 from sluice.engine.engine import Engine, KnobError
 from sluice.engine.report import to_json_dict
 from sluice.engine.settings import (
+    BACKENDS,
     SETTINGS,
     Setting,
     SettingError,
@@ -124,3 +125,49 @@ async def test_a_knob_added_to_the_registry_alone_is_validated_saved_set_and_sho
         save_config(engine.tuned_config())
     assert load_config(path)[extra_knob] == 7
     assert "test_extra = 7  # mine" in path.read_text()
+
+
+@pytest.fixture
+def flag_and_list() -> Iterator[tuple[Setting[bool], Setting[tuple[str, ...]]]]:
+    """A true/false setting and a list-of-names setting, declared by this test only."""
+    flag = register(Setting("queue.test_flag", bool, False, "a switch"))
+    names = register(
+        Setting("queue.test_names", tuple, ("claude",), "some backends", choices=BACKENDS)
+    )
+    yield flag, names
+    unregister(flag.name)
+    unregister(names.name)
+
+
+def test_booleans_and_lists_are_checked_and_saved_as_toml(
+    flag_and_list: tuple[Setting[bool], Setting[tuple[str, ...]]], tmp_path: Path
+) -> None:
+    flag, names = flag_and_list
+    with pytest.raises(ConfigError, match=r"test_flag = 1: must be true or false"):
+        parse_config({"queue": {"test_flag": 1}})
+    with pytest.raises(ConfigError, match=r"test_flag = \"yes\": must be true or false"):
+        parse_config({"queue": {"test_flag": "yes"}})
+    for bad in (["claude", "claude"], ["nope"], "claude", [1], [""]):
+        with pytest.raises(ConfigError, match=r"test_names = .*: must be a list of distinct names"):
+            parse_config({"queue": {"test_names": bad}})
+    config = parse_config({"queue": {"test_flag": True, "test_names": ["ollama", "demo"]}})
+    assert config[flag] is True
+    assert config[names] == ("ollama", "demo")
+    assert parse_config({"queue": {"test_names": []}})[names] == ()
+    path = tmp_path / "config.toml"
+    path.write_text("[queue]\ntest_flag = false\n")
+    save_config(config.with_values({}), path)
+    again = load_config(path)
+    assert again[flag] is True and again[names] == ("ollama", "demo")
+    assert "test_names = [" in path.read_text()
+
+
+def test_a_saved_list_replaces_its_line_and_keeps_the_comments(
+    flag_and_list: tuple[Setting[bool], Setting[tuple[str, ...]]], tmp_path: Path
+) -> None:
+    _, names = flag_and_list
+    path = tmp_path / "config.toml"
+    path.write_text('# top\n[queue]\ntest_names = ["claude"]  # shared ones\n')
+    save_config(load_config(path).with_values({names.name: ["ollama"]}), path, overwrite=True)
+    text = path.read_text()
+    assert '# top\n' in text and 'test_names = ["ollama"]  # shared ones\n' in text
