@@ -489,6 +489,10 @@ class Session:
             input_tokens=self.info.input_tokens,
             output_tokens=self.info.output_tokens,
             stop_reason=self.info.stop_reason,
+            cost_usd=self.info.cost_usd,
+            turns=self.info.turns,
+            tool_deltas=self.info.tool_deltas,
+            thinking_deltas=self.info.thinking_deltas,
         )
         if not running and self.ended_at is not None and self._summary_at >= self.ended_at:
             self._final = snap  # its percentiles and memory are final too

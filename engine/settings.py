@@ -325,7 +325,7 @@ QUEUE_BATCH_MAX = register(
 )
 BACKEND_LIMITS: dict[str, Setting[int]] = {
     name: register(limit_setting(name, default))
-    for name, default in (("claude", 4), ("ollama", 6), ("demo", 4))
+    for name, default in (("claude", 4), ("ollama", 6), ("demo", 4), ("agent", 2))
 }
 BACKENDS = tuple(BACKEND_LIMITS)  # the built-in backends, each with its own limit
 
@@ -466,6 +466,60 @@ OLLAMA_TIMEOUT_S = register(
 )
 OLLAMA_RETRIES = register(
     Setting("ollama.retries", int, 2, "retries of a busy server (HTTP 503)", minimum=0, maximum=20)
+)
+
+
+# -- [agent]: the Claude Agent SDK backend (the optional extra sluice[agent]) ---------------
+# Each session runs the Claude Code CLI as a subprocess (engine/backends/agent.py), so its
+# limit, `limits.agent` above, is its own and small by default.
+AGENT_PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto")
+AGENT_MODEL = register(
+    Setting("agent.model", str, "", "the model the CLI uses (empty: the CLI's default)")
+)
+AGENT_MAX_TURNS = register(
+    Setting(
+        "agent.max_turns",
+        int,
+        8,
+        "most agent turns (model calls) per session",
+        minimum=0,
+        maximum=1000,
+        note="0 = the CLI's own limit",
+    )
+)
+AGENT_ALLOWED_TOOLS: Setting[tuple[str, ...]] = register(
+    Setting("agent.allowed_tools", tuple, (), "tools the agent may use without asking")
+)
+AGENT_PERMISSION_MODE = register(
+    Setting(
+        "agent.permission_mode",
+        str,
+        "default",
+        "how the CLI treats tools not allowed above",
+        choices=AGENT_PERMISSION_MODES,
+    )
+)
+AGENT_CWD = register(
+    Setting("agent.cwd", str, "", "the agent's working folder (empty: the current one)")
+)
+AGENT_SYSTEM = register(Setting("agent.system", str, "", "the system prompt (empty: none)"))
+AGENT_CLI_PATH = register(
+    Setting(
+        "agent.cli_path",
+        str,
+        "",
+        "the Claude Code CLI to run (empty: the one the SDK bundles, else `claude` on PATH)",
+    )
+)
+AGENT_TIMEOUT_S = register(
+    Setting(
+        "agent.timeout_s",
+        float,
+        120.0,
+        "seconds without any message from the CLI before a session fails",
+        minimum=0.1,
+        maximum=3_600,
+    )
 )
 
 

@@ -136,6 +136,12 @@ class SessionSnapshot:
     input_tokens: int | None
     output_tokens: int | None
     stop_reason: str | None = None  # why the model stopped, as the backend said (None: unknown)
+    # The agent backend's result and the deltas it counted but did not deliver as text (None
+    # for backends that do not report them).
+    cost_usd: float | None = None
+    turns: int | None = None
+    tool_deltas: int | None = None
+    thinking_deltas: int | None = None
 
     @property
     def finished(self) -> bool:

@@ -52,10 +52,22 @@ class StreamInfo:
     """What a backend reports about one stream besides its chunks; the session shows it.
 
     Backends fill in what they know: `attempts` (requests made, retries included), token usage
-    from the wire, the model that answered and why it stopped.
+    from the wire, the model that answered and why it stopped. The agent backend adds what its
+    final result says (`cost_usd`, `turns`) and counts the deltas it does not deliver as text
+    (`tool_deltas`, `thinking_deltas`); None where a backend does not know or count them.
     """
 
-    __slots__ = ("attempts", "input_tokens", "model", "output_tokens", "stop_reason")
+    __slots__ = (
+        "attempts",
+        "cost_usd",
+        "input_tokens",
+        "model",
+        "output_tokens",
+        "stop_reason",
+        "thinking_deltas",
+        "tool_deltas",
+        "turns",
+    )
 
     def __init__(self) -> None:
         self.attempts = 0
@@ -63,6 +75,10 @@ class StreamInfo:
         self.output_tokens: int | None = None
         self.model: str | None = None
         self.stop_reason: str | None = None
+        self.cost_usd: float | None = None
+        self.turns: int | None = None
+        self.tool_deltas: int | None = None
+        self.thinking_deltas: int | None = None
 
 
 @runtime_checkable

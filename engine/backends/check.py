@@ -4,7 +4,8 @@ key, at most that one is set, nor credentials inside a URL (a base URL's or a pr
 `user:key@`).
 
 Claude is asked for its model (`GET /v1/models/{model}`: authenticated, costs no tokens);
-Ollama for its local models (`GET /api/tags`); the demo model is always ready.
+Ollama for its local models (`GET /api/tags`); the agent backend's CLI for its version, then
+started until it answers `initialize` (no prompt, no tokens); the demo model is always ready.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from dataclasses import dataclass
 from typing import cast
 
 from sluice.engine import settings as S
-from sluice.engine.backends.base import describe_cause
+from sluice.engine.backends.base import BackendError, describe_cause
 from sluice.engine.backends.registry import (
+    AGENT_KEY_VARIABLES,
     API_KEY_VARIABLE,
     BadEnvironment,
+    agent_credentials,
+    agent_problem,
     build_backend,
+    check_environment,
     claude_base_url,
 )
 from sluice.engine.config import Config
@@ -147,7 +152,39 @@ async def check_demo(config: Config, environ: Mapping[str, str]) -> CheckResult:
     return CheckResult("demo", True, "built in, simulated model sluice-demo")
 
 
-CHECKS = {"claude": check_claude, "ollama": check_ollama, "demo": check_demo}
+async def check_agent(config: Config, environ: Mapping[str, str]) -> CheckResult:
+    """The agent backend: the extra and the CLI there, the CLI's version, and whether it
+    starts (answers the SDK's `initialize`); the key is only said to be set or not."""
+    problem = agent_problem(config, environ)
+    if problem is not None:
+        return CheckResult("agent", False, problem)
+    check_environment(["agent"], config, environ)  # a proxy variable the CLI would choke on
+    from sluice.engine.backends.agent import AgentBackend
+
+    credentials = agent_credentials(environ)
+    backend = AgentBackend(
+        credentials=credentials,
+        model=config[S.AGENT_MODEL],
+        cwd=config[S.AGENT_CWD].strip(),
+        cli_path=config[S.AGENT_CLI_PATH].strip(),
+    )
+    timeout_s = min(config[S.AGENT_TIMEOUT_S], CHECK_TIMEOUT_S)
+    try:
+        started = await backend.probe(timeout_s)
+    except BackendError as exc:
+        return CheckResult("agent", False, backend.scrub(str(exc)))
+    if not credentials:
+        names = " or ".join(AGENT_KEY_VARIABLES)
+        return CheckResult("agent", False, f"{started}, but {names} is not set")
+    return CheckResult("agent", True, f"{started}, key set")
+
+
+CHECKS = {
+    "claude": check_claude,
+    "ollama": check_ollama,
+    "demo": check_demo,
+    "agent": check_agent,
+}
 
 
 async def check_backends(

@@ -1,9 +1,11 @@
 """Build the configured backends from a Config, and close them when a run ends.
 
-One place knows how a backend name becomes an object: `claude` and `ollama` here, `demo`
-inside the Engine. A third backend slots in by adding a builder to `BUILDERS`. The SDKs are
-imported only when their backend is built, so `sluice --help` stays quick. URLs read from the
-environment (ANTHROPIC_BASE_URL, OLLAMA_HOST) are checked here, like the config's at load.
+One place knows how a backend name becomes an object: `claude`, `ollama` and `agent` here,
+`demo` inside the Engine. Another backend slots in by adding a builder to `BUILDERS`. The SDKs
+are imported only when their backend is built, so `sluice --help` stays quick and the base
+install never needs the agent extra (`agent_problem` says what is missing, with the fix).
+URLs read from the environment (ANTHROPIC_BASE_URL, OLLAMA_HOST) are checked here, like the
+config's at load.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from pathlib import Path
 
 from sluice.engine import settings as S
 from sluice.engine.backends.base import Backend, BackendError, describe_error
@@ -20,10 +24,13 @@ from sluice.engine.redact import redact_url
 from sluice.engine.settings import BACKENDS, URL_RULE, url_problem
 
 __all__ = [
+    "AGENT_EXTRA",
     "BUILDERS",
     "BadEnvironment",
     "MissingCredentials",
     "UnknownBackend",
+    "agent_credentials",
+    "agent_problem",
     "build_backend",
     "check_environment",
     "claude_base_url",
@@ -34,6 +41,9 @@ __all__ = [
 ]
 
 API_KEY_VARIABLE = "ANTHROPIC_API_KEY"
+# What the agent backend's CLI accepts as credentials (an API key, or a Claude Code token).
+AGENT_KEY_VARIABLES = (API_KEY_VARIABLE, "CLAUDE_CODE_OAUTH_TOKEN")
+AGENT_EXTRA = "pip install 'sluice[agent]'"
 # Proxy variables both SDKs' HTTP client (httpx) honours, and the schemes it can use.
 PROXY_VARIABLES = (
     "HTTPS_PROXY",
@@ -58,10 +68,53 @@ class BadEnvironment(BackendError):
 def require_credentials(names: Iterable[str], environ: Mapping[str, str] | None = None) -> None:
     """Refuse early (before any session starts) when a chosen backend lacks its key."""
     environ = os.environ if environ is None else environ
+    names = set(names)
     if "claude" in names and not environ.get(API_KEY_VARIABLE, "").strip():
         raise MissingCredentials(
             f"the claude backend needs {API_KEY_VARIABLE} set in the environment"
         )
+    if "agent" in names and not agent_credentials(environ):
+        raise MissingCredentials(
+            f"the agent backend needs {' or '.join(AGENT_KEY_VARIABLES)} set in the environment"
+        )
+
+
+def agent_credentials(environ: Mapping[str, str]) -> dict[str, str]:
+    """The credentials the agent's CLI gets from `environ` (empty when none is set)."""
+    found = {name: environ.get(name, "").strip() for name in AGENT_KEY_VARIABLES}
+    return {name: value for name, value in found.items() if value}
+
+
+def agent_problem(config: Config, environ: Mapping[str, str]) -> str | None:
+    """Why the agent backend cannot start here (the extra, the CLI or its working folder
+    missing), in one line naming the fix; None when it can."""
+    if importlib.util.find_spec("claude_agent_sdk") is None:
+        return f"the agent backend needs the Claude Agent SDK: {AGENT_EXTRA}"
+    cli = config[S.AGENT_CLI_PATH].strip()
+    if cli:
+        path = Path(cli).expanduser()
+        if not path.is_file():
+            return f"[agent] cli_path = {cli!r}: no such file; give the Claude Code CLI's path"
+        if not os.access(path, os.X_OK):
+            return f"[agent] cli_path = {cli!r}: not executable"
+    elif _bundled_cli() is None and shutil.which("claude", path=environ.get("PATH")) is None:
+        return (
+            "the agent backend found no Claude Code CLI (none bundled with the SDK, no "
+            "`claude` on PATH): reinstall with " + AGENT_EXTRA + " or set [agent] cli_path"
+        )
+    cwd = config[S.AGENT_CWD].strip()
+    if cwd and not Path(cwd).expanduser().is_dir():
+        return f"[agent] cwd = {cwd!r}: no such folder"
+    return None
+
+
+def _bundled_cli() -> Path | None:
+    """The CLI the SDK's wheel bundles, if there is one."""
+    spec = importlib.util.find_spec("claude_agent_sdk")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "_bundled" / "claude"
+    return path if path.is_file() else None
 
 
 def _environ_url(variable: str, environ: Mapping[str, str]) -> str | None:
@@ -112,6 +165,8 @@ def check_environment(
         claude_base_url(config, environ)
     if "ollama" in names and not config[S.OLLAMA_HOST].strip():
         _environ_url("OLLAMA_HOST", environ)
+    if "agent" in names and (problem := agent_problem(config, environ)) is not None:
+        raise BadEnvironment(problem)
 
 
 def _build_claude(config: Config, environ: Mapping[str, str]) -> Backend:
@@ -140,10 +195,30 @@ def _build_ollama(config: Config, environ: Mapping[str, str]) -> Backend:
     )
 
 
+def _build_agent(config: Config, environ: Mapping[str, str]) -> Backend:
+    from sluice.engine.backends.agent import AgentBackend
+
+    require_credentials(["agent"], environ)
+    cli = config[S.AGENT_CLI_PATH].strip()
+    cwd = config[S.AGENT_CWD].strip()
+    return AgentBackend(
+        credentials=agent_credentials(environ),
+        model=config[S.AGENT_MODEL],
+        max_turns=config[S.AGENT_MAX_TURNS],
+        allowed_tools=config[S.AGENT_ALLOWED_TOOLS],
+        permission_mode=config[S.AGENT_PERMISSION_MODE],
+        cwd=str(Path(cwd).expanduser()) if cwd else "",
+        system=config[S.AGENT_SYSTEM],
+        cli_path=str(Path(cli).expanduser()) if cli else "",
+        timeout_s=config[S.AGENT_TIMEOUT_S],
+    )
+
+
 # Backend name -> builder. `demo` is absent: the Engine builds its own demo model.
 BUILDERS: dict[str, Callable[[Config, Mapping[str, str]], Backend]] = {
     "claude": _build_claude,
     "ollama": _build_ollama,
+    "agent": _build_agent,
 }
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.backends.agent_helpers import write_launcher
 from tests.backends.helpers import TEST_KEY
 from tests.backends.servers import AnthropicServer, OllamaServer
 
@@ -31,3 +33,9 @@ def key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
     monkeypatch.delenv("OLLAMA_HOST", raising=False)
     return TEST_KEY
+
+
+@pytest.fixture
+def fake_cli(tmp_path: Path) -> Path:
+    """An executable fake Claude Code CLI (see benchmarks/fake_claude_cli.py)."""
+    return write_launcher(tmp_path)

@@ -103,7 +103,8 @@ def test_unreachable_claude(anthropic_server: AnthropicServer):
 def test_bad_backend_name_exits_2():
     code, lines, err = run_check(["--backend", "gpt"], "", "", {})
     assert code == 2 and lines == []
-    assert err == "sluice check: --backend 'gpt': unknown backend; allowed: claude, ollama, demo\n"
+    allowed = "claude, ollama, demo, agent"
+    assert err == f"sluice check: --backend 'gpt': unknown backend; allowed: {allowed}\n"
 
 
 def check_with_env(argv: list[str], env: dict[str, str]) -> tuple[int, list[str], str]:

@@ -112,7 +112,10 @@ def test_table_output_names_the_failure_in_one_line(anthropic_server: AnthropicS
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--backend", "nope"], "--backend 'nope': unknown backend; allowed: claude, ollama, demo"),
+        (
+            ["--backend", "nope"],
+            "--backend 'nope': unknown backend; allowed: claude, ollama, demo, agent",
+        ),
         (["--backend", "claude,claude", "--prompt", "x"], "a backend is named twice"),
         (["--backend", "ollama"], "give the prompts with --prompt TEXT or --prompts FILE"),
         (["--backend", "ollama", "--prompt", "  "], "--prompt: must be non-empty text"),

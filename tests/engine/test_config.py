@@ -75,6 +75,16 @@ BAD_VALUES = [
     ("ollama", "model", "7", "must be a string"),
     ("ollama", "timeout_s", "-1", "must be a number from 0.1 to 3600"),
     ("ollama", "retries", "-1", "must be an integer from 0 to 20"),
+    ("limits", "agent", "0", "must be an integer from 1 to 10000"),
+    ("agent", "model", "3", "must be a string"),
+    ("agent", "max_turns", "-1", "must be an integer from 0 to 1000 (0 = the CLI's own limit)"),
+    ("agent", "allowed_tools", '"Read"', "must be a list of distinct non-empty strings"),
+    ("agent", "allowed_tools", '["Read", "Read"]', "must be a list of distinct"),
+    ("agent", "permission_mode", '"yolo"', "must be one of 'default', 'acceptEdits', 'plan'"),
+    ("agent", "cwd", "[1]", "must be a string"),
+    ("agent", "system", "1", "must be a string"),
+    ("agent", "cli_path", "false", "must be a string"),
+    ("agent", "timeout_s", "0", "must be a number from 0.1 to 3600"),
 ]
 
 
@@ -134,7 +144,7 @@ def test_the_config_option_also_works_after_the_subcommand(
         ("queue = 5\n", "[queue] must be a table, got int"),
         (
             "[limits]\nopenai = 3\n",
-            "[limits] openai: unknown key; allowed keys: claude, ollama, demo",
+            "[limits] openai: unknown key; allowed keys: claude, ollama, demo, agent",
         ),
     ],
 )

@@ -67,6 +67,10 @@ SESSION_KEYS: dict[str, Any] = {
     "input_tokens": (int, type(None)),
     "output_tokens": (int, type(None)),
     "stop_reason": (str, type(None)),
+    "cost_usd": (*NUMBER, type(None)),
+    "turns": (int, type(None)),
+    "tool_deltas": (int, type(None)),
+    "thinking_deltas": (int, type(None)),
 }
 LATENCIES = ("itl", "queue_wait", "token_age", "consumer_call")
 TOTAL_KEYS = (

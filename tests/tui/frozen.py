@@ -76,6 +76,7 @@ def snapshot(t: int, sessions: int = 12) -> EngineSnapshot:
             "limits.claude": 4,
             "limits.ollama": 6,
             "limits.demo": 4,
+            "limits.agent": 2,
             "consumer.delay_ms": 50.0,
             "demo.rate": 40.0,
             "demo.sessions": sessions,
