@@ -23,17 +23,19 @@ The prompt picks the scenario: it may start with `[fake:NAME]`:
 - `hang`: some text, then it sleeps and ignores SIGTERM.
 - FAKE_CLAUDE_SCENARIO=silent in the environment: it never answers `initialize` (a CLI stuck
   at start-up).
-- `slow`: 40 deltas 25 ms apart (a session that is still streaming when cancelled).
+- `slow`: 20 deltas 25 ms apart (a session that is still streaming when cancelled).
 - `flood`: FAKE_CLAUDE_DELTAS deltas (default 20000) written as fast as the pipe takes them.
 
 `--version` prints `2.1.332-fake (Claude Code)`. With FAKE_CLAUDE_RECORD set, the arguments,
 the working folder and whether a key was in the environment (never the key) are written to
 that file as JSON; with FAKE_CLAUDE_PROGRESS set, the number of deltas written so far is kept
-there (updated every 50, and at the end).
+there (updated every 50, and at the end); with FAKE_CLAUDE_SPANS set to a folder, its start
+and end times go there (see `span`).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -208,10 +210,26 @@ def record() -> None:
             json.dump({"argv": sys.argv[1:], "cwd": os.getcwd(), "key_set": key_set}, out)
 
 
+def span() -> None:
+    """With FAKE_CLAUDE_SPANS set (a folder), write this process's start and end times
+    (CLOCK_MONOTONIC, shared by every process) there when it ends normally: a test can then
+    count how many CLIs ran at once."""
+    folder = os.environ.get("FAKE_CLAUDE_SPANS")
+    if folder:
+        start = time.monotonic()
+
+        def write() -> None:
+            with open(os.path.join(folder, f"{os.getpid()}.span"), "w") as out:
+                out.write(f"{start} {time.monotonic()}")
+
+        atexit.register(write)
+
+
 def main() -> None:
     if "--version" in sys.argv[1:]:
         print(f"{VERSION} (Claude Code)")
         return
+    span()
     record()
     if "--input-format" not in sys.argv:
         sys.stderr.write("fake claude: only --input-format stream-json is spoken here\n")
@@ -345,7 +363,7 @@ def run(scenario: str, prompt: str) -> None:
         time.sleep(3600)
     elif scenario == "slow":
         event({"type": "content_block_start", "index": 0, "content_block": {"type": "text"}})
-        for n in range(40):
+        for n in range(20):
             event(
                 {
                     "type": "content_block_delta",
@@ -355,7 +373,7 @@ def run(scenario: str, prompt: str) -> None:
             )
             time.sleep(0.025)
         event({"type": "content_block_stop", "index": 0})
-        message_end("end_turn", 40)
+        message_end("end_turn", 20)
         result("slow", 1)
     elif scenario == "flood":
         total = int(os.environ.get("FAKE_CLAUDE_DELTAS", "20000"))
