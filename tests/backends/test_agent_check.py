@@ -30,8 +30,7 @@ def test_reports_the_version_and_that_the_cli_starts(fake_cli: Path) -> None:
     code, lines, err = check_agent(str(fake_cli), {"ANTHROPIC_API_KEY": TEST_KEY})
     assert (code, err) == (0, "")
     assert lines == [
-        f"agent: ok: Claude Code 2.1.332-fake at {fake_cli}, starts (answered initialize), "
-        "key set"
+        f"agent: ok: Claude Code 2.1.332-fake at {fake_cli}, starts (answered initialize), key set"
     ]
     assert not live_clis()
 
@@ -82,6 +81,5 @@ def test_without_the_extra_the_line_names_the_pip_command(
     code, lines, _ = check_agent(str(fake_cli), {"ANTHROPIC_API_KEY": TEST_KEY})
     assert code == 1
     assert lines == [
-        "agent: FAILED: the agent backend needs the Claude Agent SDK: "
-        "pip install 'sluice[agent]'"
+        "agent: FAILED: the agent backend needs the Claude Agent SDK: pip install 'sluice[agent]'"
     ]
