@@ -27,12 +27,22 @@ from typing import Any
 import psutil
 
 from sluice.bench.fake_cli import cli_processes, write_launcher
-from sluice.engine.backends.agent import AgentBackend
 from sluice.engine.chunk import Chunk
 from sluice.engine.config import Config
 from sluice.engine.engine import Engine
 
-__all__ = ["FloodResult", "measure_flood"]
+__all__ = ["FloodResult", "agent_missing", "measure_flood"]
+
+
+def agent_missing() -> str | None:
+    """Why the agent part cannot run here (the extra is not installed), or None."""
+    import importlib.util
+
+    if importlib.util.find_spec("claude_agent_sdk") is None:
+        return "needs the Claude Agent SDK: pip install 'sluice[agent]'"
+    return None
+
+
 HOLD_S = 0.5  # how long the blocked state is watched for growth
 POLL_S = 0.02
 
@@ -117,6 +127,8 @@ async def measure_flood(
     deltas: int = 20_000, maxsize: int = 16, within: float = 60.0
 ) -> FloodResult:
     """Run the flood once with a paused consumer and a session buffer of `maxsize` chunks."""
+    from sluice.engine.backends.agent import AgentBackend  # the extra, only when run
+
     me = psutil.Process()
     with tempfile.TemporaryDirectory(prefix="sluice-agent-") as folder:
         work = Path(folder)

@@ -22,6 +22,9 @@ LONG_GOAL = 1.30
 SERVE_GOAL = 0.95
 APP_CPU_GOAL = 5.0  # % of one core for the app showing 12 sessions
 APP_KEY_GOAL = 100.0  # ms, key press to screen, p99 at 1,000 sessions
+# Deltas the CLI may write before a paused consumer blocks it (about 1,200 are in flight:
+# the session's buffer, the SDK's 100-message queue, asyncio's pipe reader, the pipe).
+AGENT_GOAL = 2_000
 SHIPPED = Config()  # the defaults config.toml ships
 
 
@@ -170,7 +173,27 @@ def goals(result: BenchResult) -> list[Goal]:
             )
         )
     out.extend(_app_goals(result))
+    out.extend(_agent_goals(result))
     return out
+
+
+def _agent_goals(result: BenchResult) -> list[Goal]:
+    """The agent part's goal: a paused consumer stops the CLI after a bounded part."""
+    bounded = [r for r in result.agent if r.maxsize]
+    if not bounded:
+        return []
+    r = bounded[0]
+    share = r.written / r.deltas
+    met = r.cli_blocked and r.written <= AGENT_GOAL and r.whole and not r.cli_left
+    return [
+        Goal(
+            f"agent: a paused consumer blocks the CLI (maxsize {r.maxsize}, {r.deltas:,} deltas)",
+            f"blocked within {AGENT_GOAL:,} deltas",
+            f"{'blocked' if r.cli_blocked else 'NOT blocked'} after {r.written:,} deltas "
+            f"({share:.1%}), {format_bytes(r.buffered_bytes)} in the session's buffer",
+            met,
+        )
+    ]
 
 
 def _app_goals(result: BenchResult) -> list[Goal]:
@@ -494,9 +517,53 @@ def markdown(result: BenchResult) -> str:
                 right=set(),
             )
         )
+    parts.extend(_agent_section(result))
     if result.errors:
         parts.append("### Errors\n\n" + "\n".join(f"- {e}" for e in result.errors))
     return "\n\n".join(parts)
+
+
+def _agent_section(result: BenchResult) -> list[str]:
+    """The agent back-pressure table (or why it was skipped)."""
+    if result.agent_skipped is not None and not result.agent:
+        return [f"### Agent back-pressure\n\nSkipped: {result.agent_skipped}."]
+    if not result.agent:
+        return []
+    intro = (
+        "### Agent back-pressure\n\nOne agent session (the real Claude Agent SDK) against the "
+        "fake CLI (`benchmarks/fake_claude_cli.py`) writing N text deltas as fast as its "
+        "stdout pipe takes them, the consumer paused until the reading side stopped (the CLI "
+        "blocked in `write`, or its whole answer read), then held 0.5 s and released. "
+        "`written`: deltas the CLI had written then (counted every 50); RSS: this process."
+    )
+    rows = [
+        [
+            str(r.maxsize) if r.maxsize else "0 (unbounded)",
+            f"{r.written:,} of {r.deltas:,}",
+            "yes" if r.cli_blocked else "no",
+            "none" if r.written_later == r.written else f"+{r.written_later - r.written:,}",
+            str(r.depth),
+            format_bytes(r.buffered_bytes),
+            f"+{_mib(r.rss_paused - r.rss_start)}",
+            format_seconds(r.drain_s),
+            "yes" if r.whole else "NO",
+            str(r.cli_left),
+        ]
+        for r in result.agent
+    ]
+    header = [
+        "session maxsize",
+        "CLI wrote",
+        "CLI blocked",
+        "growth in 0.5 s",
+        "depth",
+        "buffered",
+        "RSS paused",
+        "drain",
+        "whole answer",
+        "CLIs left",
+    ]
+    return [intro, _table(header, rows)]
 
 
 def _app_section(result: BenchResult) -> list[str]:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from sluice.bench.agent_flood import FloodResult, agent_missing, measure_flood
 from sluice.bench.app_cost import AppCostResult, measure_app_cost, tmux_missing
 from sluice.bench.long_response import LongResult, run_long
 from sluice.bench.measure import child_env, machine
@@ -36,7 +37,7 @@ from sluice.bench.serve import ServeResult, run_serve
 
 __all__ = ["BenchParams", "BenchResult", "result_from_dict", "run_bench", "run_job"]
 
-PARTS = ("scenario", "memory", "overhead", "scale", "long", "serve", "app")
+PARTS = ("scenario", "memory", "overhead", "scale", "long", "serve", "app", "agent")
 _SCENARIO = ScenarioSpec()
 
 
@@ -75,6 +76,10 @@ class BenchParams:
     app_warmup: float = 5.0
     app_window: float = 10.0
     app_presses: int = 25
+    # The agent part: deltas the fake CLI writes against a paused consumer, and the session
+    # buffer sizes tried (16: bounded; 0: unbounded, the contrast).
+    agent_deltas: int = 20_000
+    agent_maxsizes: tuple[int, ...] = (16, 0)
 
     def spec(self) -> ScenarioSpec:
         """The scenario part's sizes."""
@@ -106,6 +111,8 @@ class BenchResult:
     errors: tuple[str, ...] = field(default=())
     app: tuple[AppCostResult, ...] = ()
     app_skipped: str | None = None  # why the app part did not run (no tmux)
+    agent: tuple[FloodResult, ...] = ()
+    agent_skipped: str | None = None  # why the agent part did not run (no extra)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -123,6 +130,8 @@ class BenchResult:
             "errors": list(self.errors),
             "app": [r.to_dict() for r in self.app],
             "app_skipped": self.app_skipped,
+            "agent": [r.to_dict() for r in self.agent],
+            "agent_skipped": self.agent_skipped,
         }
 
 
@@ -142,6 +151,8 @@ def result_from_dict(data: dict[str, Any]) -> BenchResult:
         errors=tuple(data["errors"]),
         app=tuple(AppCostResult.from_dict(r) for r in data.get("app", [])),
         app_skipped=data.get("app_skipped"),
+        agent=tuple(FloodResult.from_dict(r) for r in data.get("agent", [])),
+        agent_skipped=data.get("agent_skipped"),
     )
 
 
@@ -198,6 +209,11 @@ def _jobs(params: BenchParams) -> tuple[list[dict[str, Any]], list[dict[str, Any
             }
             for n, limit in params.app_sizes
         ]
+    if "agent" in params.parts and agent_missing() is None:
+        alone += [
+            {"kind": "agent", "deltas": params.agent_deltas, "maxsize": maxsize}
+            for maxsize in params.agent_maxsizes
+        ]
     return together, alone
 
 
@@ -238,6 +254,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             window=job["window"],
             presses=job["presses"],
         ).to_dict()
+    if kind == "agent":
+        return asyncio.run(measure_flood(job["deltas"], job["maxsize"])).to_dict()
     raise ValueError(f"unknown job kind {kind!r}")
 
 
@@ -304,6 +322,8 @@ def _label(job: dict[str, Any]) -> str:
         return f"scenario:{job['mode']}"
     if kind in ("scale", "idle", "steady", "serve", "app"):
         return f"{kind}:{job['sessions']}"
+    if kind == "agent":
+        return f"agent:maxsize={job['maxsize']}"
     return str(kind)
 
 
@@ -323,6 +343,7 @@ def _collect(
     scenario: list[ScenarioResult] = []
     scale: list[ScaleResult] = []
     app: list[AppCostResult] = []
+    agent: list[FloodResult] = []
     overhead = idle = steady = None
     long = None
     serve = None
@@ -348,11 +369,14 @@ def _collect(
             serve = ServeResult.from_dict(out)
         elif kind == "app":
             app.append(AppCostResult.from_dict(out))
+        elif kind == "agent":
+            agent.append(FloodResult.from_dict(out))
     params_dict = asdict(params)
     params_dict["parts"] = list(params.parts)
     params_dict["scale_sizes"] = list(params.scale_sizes)
     params_dict["long_sizes"] = list(params.long_sizes)
     params_dict["app_sizes"] = [list(size) for size in params.app_sizes]
+    params_dict["agent_maxsizes"] = list(params.agent_maxsizes)
     return BenchResult(
         machine=info,
         params=params_dict,
@@ -367,4 +391,6 @@ def _collect(
         errors=tuple(errors),
         app=tuple(app),
         app_skipped=tmux_missing() if "app" in params.parts else None,
+        agent=tuple(agent),
+        agent_skipped=agent_missing() if "agent" in params.parts else None,
     )

@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--only",
         metavar="PARTS",
-        help="comma-separated parts to run: scenario, memory, overhead, scale, long, serve, app "
-        "(default: all; app needs tmux)",
+        help="comma-separated parts to run: scenario, memory, overhead, scale, long, serve, app, "
+        "agent (default: all; app needs tmux, agent the sluice[agent] extra)",
     )
     parser.add_argument(
         "--tokens",
@@ -110,6 +110,7 @@ def build_params(args: argparse.Namespace) -> BenchParams:
             app_warmup=2.0,
             app_window=2.0,
             app_presses=4,
+            agent_deltas=5_000,
         )
     if args.only:
         parts = tuple(p.strip() for p in args.only.split(",") if p.strip())
@@ -123,6 +124,12 @@ def build_params(args: argparse.Namespace) -> BenchParams:
         reason = tmux_missing()
         if reason is not None:
             raise UsageError(f"--only {args.only}: the app part {reason}")
+    if "agent" in params.parts and args.only:
+        from sluice.bench.agent_flood import agent_missing
+
+        missing = agent_missing()
+        if missing is not None:
+            raise UsageError(f"--only {args.only}: the agent part {missing}")
     if args.tokens is not None:
         if not 1 <= args.tokens <= 100_000:
             raise UsageError(f"--tokens {args.tokens}: must be an integer from 1 to 100000")

@@ -181,6 +181,7 @@ TINY_PARAMS = replace(
     serve_window=0.3,
     serve_rounds=1,
     serve_scrapes=2,
+    agent_deltas=2_000,
 )
 
 
@@ -199,6 +200,7 @@ def test_run_bench_in_process_report_and_plot() -> None:
         "Memory per session",
         "Long responses",
         "Serving (`sluice serve`)",
+        "Agent back-pressure",
     ):
         assert f"### {heading}" in text
     assert "| unbounded |" in text and "| batched |" in text
