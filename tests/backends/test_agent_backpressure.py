@@ -37,5 +37,5 @@ async def test_an_unbounded_session_buffer_lets_the_whole_answer_in() -> None:
     result = await measure_flood(5_000, maxsize=0)
     assert not result.cli_blocked
     assert result.written == 5_000
-    assert result.depth >= 4_999
+    assert result.depth > BOUND  # far past any bounded case (the SDK may still be reading)
     assert result.whole and result.cli_left == 0
