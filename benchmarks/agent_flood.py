@@ -50,9 +50,10 @@ POLL_S = 0.02
 @dataclass(frozen=True, slots=True)
 class FloodResult:
     """One flood run. `written` is the deltas the CLI had written when the reading side
-    stopped (the CLI blocked on the pipe, or its answer all read), `written_later` the same
-    count `HOLD_S` later (equal when nothing moved); `depth` and `buffered_bytes` are the
-    session buffer's then; RSS is this process's at the start, then, and at the end;
+    stopped: the CLI blocked on the pipe and stayed so, nothing moving, for `HOLD_S`
+    (`cli_blocked`), or it wrote its whole answer and left. `written_later` is the same count
+    `HOLD_S` later (equal when nothing moved); `depth` and `buffered_bytes` are the session
+    buffer's at `written`; RSS is this process's at the start, then, and at the end;
     `drain_s` the time from releasing the consumer to the session's end."""
 
     deltas: int
@@ -150,23 +151,27 @@ async def measure_flood(
                 session = engine.add_session("[fake:flood] go", "agent")
                 deadline = loop.time() + within
                 blocked = False
-                while session.stream_ended_at is None and not session.finished:
+                while not blocked:
                     if loop.time() > deadline:
                         raise TimeoutError("the flood neither blocked nor ended")
                     clis = cli_processes()
                     if not clis and _written(progress) >= deltas:
                         break  # the CLI wrote it all and left: nothing held it back
                     if clis and _blocked_on_pipe(clis[0].pid):
-                        before = _written(progress)
-                        await asyncio.sleep(POLL_S * 5)
-                        if _blocked_on_pipe(clis[0].pid) and _written(progress) == before:
-                            blocked = True
-                            break
+                        # Blocked now; it counts only if it stays so, nothing moving, for
+                        # HOLD_S (a busy machine can leave a pipe full for a moment).
+                        written = _written(progress)
+                        depth, buffered = session.buffer.depth, session.buffer.buffered_bytes
+                        rss_paused = me.memory_info().rss
+                        await asyncio.sleep(HOLD_S)
+                        blocked = _blocked_on_pipe(clis[0].pid) and _written(progress) == written
+                        continue
                     await asyncio.sleep(POLL_S)
-                written = _written(progress)
-                depth, buffered = session.buffer.depth, session.buffer.buffered_bytes
-                rss_paused = me.memory_info().rss
-                await asyncio.sleep(HOLD_S)
+                if not blocked:
+                    written = _written(progress)
+                    depth, buffered = session.buffer.depth, session.buffer.buffered_bytes
+                    rss_paused = me.memory_info().rss
+                    await asyncio.sleep(HOLD_S)
                 written_later = _written(progress)
                 released = time.perf_counter()
                 gate.open.set()
