@@ -21,7 +21,14 @@ from sluice.tui import fmt
 from sluice.tui.columns import stop_style
 from sluice.tui.source import SnapshotSource
 
-__all__ = ["DetailScreen", "Timeline", "render_latencies", "render_summary", "render_timeline"]
+__all__ = [
+    "DetailScreen",
+    "Timeline",
+    "agent_line",
+    "render_latencies",
+    "render_summary",
+    "render_timeline",
+]
 
 LONG = 4000  # characters of outside text (prompt, error, tail) shown at most
 NAME = 300  # ... of an id, a backend's or a model's name
@@ -101,6 +108,9 @@ def render_summary(detail: SessionDetail) -> Text:
             text.append(f": answer {warning}", style=style)
     if s.attempts > 1:
         text.append(f"  {s.attempts} attempts", style="yellow")
+    agent = agent_line(s)
+    if agent:
+        text.append("\n" + agent)
     text.append(
         f"\nbuffer {s.depth}/{s.maxsize if s.maxsize else '∞'}  high water {s.high_water}  "
         f"buffered {fmt.nbytes(s.buffered_bytes)}  held by session {fmt.nbytes(s.memory_bytes)}"
@@ -118,6 +128,22 @@ def render_summary(detail: SessionDetail) -> Text:
     text.append("\nprompt: ", style="dim")
     text.append_text(fmt.plain(detail.prompt, one_line=False, limit=LONG))
     return text
+
+
+def agent_line(s: SessionSnapshot) -> str:
+    """What an agent session's result said (turns, cost, usage) and the deltas it counted
+    but did not deliver as text; empty for other backends."""
+    if s.turns is None and s.cost_usd is None and s.tool_deltas is None:
+        return ""
+    parts = []
+    if s.turns is not None:
+        parts.append(f"turns {s.turns}")
+    if s.cost_usd is not None:
+        parts.append(f"cost ${s.cost_usd:.4f}")
+    if s.input_tokens is not None or s.output_tokens is not None:
+        parts.append(f"usage in {s.input_tokens or 0} / out {s.output_tokens or 0} tokens")
+    parts.append(f"tool deltas {s.tool_deltas or 0}  thinking deltas {s.thinking_deltas or 0}")
+    return "agent: " + "  ".join(parts)
 
 
 class Timeline(Static):

@@ -5,6 +5,7 @@ CLI process outliving its session."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from sluice.engine.config import Config
 from sluice.engine.engine import Engine
 from sluice.engine.report import session_dict
+from sluice.tui.detail import agent_line, render_summary
 from tests.backends.agent_helpers import fake_backend, live_clis
 from tests.backends.helpers import TEST_KEY, run_prompts
 from tests.fakes import wait_until
@@ -150,3 +152,14 @@ async def test_faults_stay_in_their_sessions_and_a_cancel_stops_the_cli(fake_cli
         "two": "done",
     }
     assert sessions["two"].tail == "You said: two"
+
+
+async def test_the_detail_view_shows_the_agents_result(fake_cli: Path) -> None:
+    details, _ = await run_prompts(fake_backend(fake_cli), ["[fake:tools] notes?"])
+    summary = render_summary(details["[fake:tools] notes?"]).plain
+    assert (
+        "agent: turns 2  cost $0.0123  usage in 22 / out 14 tokens  tool deltas 3  "
+        "thinking deltas 3" in summary
+    )
+    other = dataclasses.replace(details["[fake:tools] notes?"].snapshot, turns=None, cost_usd=None)
+    assert agent_line(dataclasses.replace(other, tool_deltas=None)) == ""
