@@ -163,3 +163,17 @@ async def test_the_detail_view_shows_the_agents_result(fake_cli: Path) -> None:
     )
     other = dataclasses.replace(details["[fake:tools] notes?"].snapshot, turns=None, cost_usd=None)
     assert agent_line(dataclasses.replace(other, tool_deltas=None)) == ""
+
+
+async def test_closing_the_engine_mid_answer_stops_every_cli(fake_cli: Path) -> None:
+    # What the app's `q` and the signal handlers do: Engine.aclose cancels every session.
+    # One CLI hangs ignoring SIGTERM, one is mid-answer, one is still queued for a slot.
+    config = Config().with_values({"limits.agent": 2})
+    async with Engine(config, backends={"agent": fake_backend(fake_cli)}) as engine:
+        sessions = [
+            engine.add_session(p, "agent") for p in ("[fake:hang] a", "[fake:slow] b", "c")
+        ]
+        await wait_until(lambda: sessions[0].tokens_in >= 3 and sessions[1].tokens_in >= 1)
+        assert len(live_clis()) == 2
+    assert [s.state for s in sessions] == ["cancelled", "cancelled", "cancelled"]
+    assert not live_clis()
