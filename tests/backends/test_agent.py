@@ -170,9 +170,7 @@ async def test_closing_the_engine_mid_answer_stops_every_cli(fake_cli: Path) -> 
     # One CLI hangs ignoring SIGTERM, one is mid-answer, one is still queued for a slot.
     config = Config().with_values({"limits.agent": 2})
     async with Engine(config, backends={"agent": fake_backend(fake_cli)}) as engine:
-        sessions = [
-            engine.add_session(p, "agent") for p in ("[fake:hang] a", "[fake:slow] b", "c")
-        ]
+        sessions = [engine.add_session(p, "agent") for p in ("[fake:hang] a", "[fake:slow] b", "c")]
         await wait_until(lambda: sessions[0].tokens_in >= 3 and sessions[1].tokens_in >= 1)
         assert len(live_clis()) == 2
     assert [s.state for s in sessions] == ["cancelled", "cancelled", "cancelled"]

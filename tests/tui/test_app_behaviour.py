@@ -194,9 +194,11 @@ async def test_monitor_dims_the_knobs_its_workload_does_not_use(fast_config: Con
         def dim() -> set[str]:
             return {key for key, row in rows.items() if row.has_class("inactive")}
 
-        # its own consumer, no kept-running demo, no claude or ollama sessions
+        # its own consumer, no kept-running demo, no claude, ollama or agent sessions
         await wait_until(
-            lambda: dim() == {"delay_ms", "sessions", "limit-claude", "limit-ollama"},
+            lambda: (
+                dim() == {"delay_ms", "sessions", "limit-claude", "limit-ollama", "limit-agent"}
+            ),
             pause=pilot.pause,
         )
         assert "not used by this workload" in str(rows["delay_ms"].tooltip)
