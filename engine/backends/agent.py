@@ -116,6 +116,10 @@ class CliTransport(SubprocessCLITransport):
     async def close(self) -> None:
         process = self._process
         if process is not None and process.returncode is None:
+            if self.answered:  # end of input (if not yet): a CLI with nothing left exits
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(STOP_WAIT_S):
+                        await self.end_input()
             await stop_process(process, EXIT_WAIT_S if self.answered else 0.0)
         await super().close()
 
@@ -185,11 +189,11 @@ class AgentBackend:
         stderr = _StderrTail()
         options = self.options(stderr)
         transport = CliTransport(prompt="", options=options)
-        transport.answered = True  # no prompt: a CLI that started exits on its own
         client = ClaudeSDKClient(options=options, transport=transport)
         try:
             async with asyncio.timeout(timeout_s):
                 await client.connect()
+            transport.answered = True  # it started: at the end of its input it exits
         except TimeoutError:
             raise BackendError(
                 f"{version} at {path} did not answer initialize within {timeout_s:g}s"
