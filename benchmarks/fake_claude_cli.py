@@ -15,6 +15,7 @@ model turn, a `user` message carrying tool results, and a final `result`.
 The prompt picks the scenario: it may start with `[fake:NAME]`:
 
 - `text` (the default): the answer is `You said: <prompt>` in deltas of 4 characters.
+- `retry`: two `api_retry` notices (as the real CLI sends while it retries), then `text`.
 - `tools`: a turn with text and a tool call (input_json_delta), its result, then a turn that
   thinks (thinking_delta, signature_delta) and answers; two turns.
 - `error`: some text, then an error result (`error_max_turns`), exit code 1.
@@ -268,6 +269,25 @@ def run(scenario: str, prompt: str) -> None:
         answer = f"You said: {prompt}"
         text_block(0, answer)
         assistant([{"type": "text", "text": answer}], "end_turn")
+        message_end("end_turn", 7)
+        result(answer, 1)
+    elif scenario == "retry":
+        for attempt in (1, 2):  # as the real CLI reports its API retries
+            emit(
+                {
+                    "type": "system",
+                    "subtype": "api_retry",
+                    "attempt": attempt,
+                    "max_retries": 10,
+                    "retry_delay_ms": 5,
+                    "error_status": 529,
+                    "error": "overloaded",
+                    "session_id": SESSION,
+                    "uuid": str(uuid.uuid4()),
+                }
+            )
+        answer = f"You said: {prompt}"
+        text_block(0, answer)
         message_end("end_turn", 7)
         result(answer, 1)
     elif scenario == "tools":

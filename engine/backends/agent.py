@@ -10,7 +10,8 @@ SDK starts the Claude Code CLI as a subprocess, answers its
 task of its own into a queue of 100 messages. Text deltas of the main thread's `StreamEvent`s
 become chunks; tool-input and thinking deltas are counted on the session, never delivered
 (and never parsed); a subagent's events are skipped. The `ResultMessage` ends the stream: its
-usage, cost, turns and stop reason land on the session, and an error result fails it.
+usage, cost, turns and stop reason land on the session, and an error result fails it. The
+CLI's `api_retry` notices count in the session's `attempts`.
 
 Back-pressure: while the session's buffer is full this generator is not resumed, so the SDK's
 queue fills, its reader waits, the pipe fills and the CLI blocks on write (measured in
@@ -44,6 +45,7 @@ from claude_agent_sdk import (
     ProcessError,
     ResultMessage,
     StreamEvent,
+    SystemMessage,
 )
 from claude_agent_sdk._errors import MessageParseError
 from claude_agent_sdk._internal.client import InternalClient
@@ -274,6 +276,12 @@ class AgentBackend:
                 if isinstance(message, ResultMessage):
                     result = message
                     break
+                if isinstance(message, SystemMessage) and message.subtype == "api_retry":
+                    # The CLI retrying its API request (up to its own limit): count it as
+                    # Claude's backend counts the SDK's retries.
+                    attempt = message.data.get("attempt")
+                    if isinstance(attempt, int):
+                        info.attempts = max(info.attempts, attempt + 1)
         except Exception as exc:
             raise self._failure(exc, count, stderr) from exc
         finally:

@@ -34,6 +34,9 @@ from sluice.engine.redact import redact
 __all__ = ["CHECKS", "CheckResult", "check_backends"]
 
 CHECK_TIMEOUT_S = 10.0
+# Starting the Claude Code CLI is heavier than an HTTP probe: the bundled CLI took 20 s to
+# answer `initialize` in a sandbox without network.
+AGENT_CHECK_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +171,7 @@ async def check_agent(config: Config, environ: Mapping[str, str]) -> CheckResult
         cwd=config[S.AGENT_CWD].strip(),
         cli_path=config[S.AGENT_CLI_PATH].strip(),
     )
-    timeout_s = min(config[S.AGENT_TIMEOUT_S], CHECK_TIMEOUT_S)
+    timeout_s = min(config[S.AGENT_TIMEOUT_S], AGENT_CHECK_TIMEOUT_S)
     try:
         started = await backend.probe(timeout_s)
     except BackendError as exc:

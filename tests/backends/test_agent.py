@@ -46,6 +46,13 @@ async def test_tool_use_and_thinking_deltas_are_counted_not_delivered(fake_cli: 
     assert not live_clis()
 
 
+async def test_the_clis_api_retries_count_as_attempts(fake_cli: Path) -> None:
+    details, consumer = await run_prompts(fake_backend(fake_cli), ["[fake:retry] hi"])
+    s = details["[fake:retry] hi"].snapshot
+    assert (s.state, s.attempts) == ("done", 3)
+    assert "".join(consumer.texts) == "You said: hi"
+
+
 async def test_options_reach_the_cli_and_the_key_only_through_its_environment(
     fake_cli: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
