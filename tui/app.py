@@ -157,6 +157,7 @@ class SluiceApp(App[int]):
         self._gc_thresholds: tuple[int, int, int] | None = None
         self._shown_target: tuple[str | None, str] | None = None  # under the knobs now
         self._node_column = False  # the table's node column was put in
+        self._knobs_baselined = False  # attached: the knobs first seen were marked saved
         self.paused = False
         self.history = SparkHistory()
         # The newest sample (perhaps of totals only), and the newest with every session.
@@ -337,6 +338,12 @@ class SluiceApp(App[int]):
         if len(nodes) > 1 and not self._node_column:
             self._node_column = True  # once: the user may take it away with `C`
             table.set_columns((*table.chosen, "node"))
+        if not self._knobs_baselined and any(n.status.state == "connected" for n in nodes):
+            # What the nodes run with when first seen counts as saved: only changes made
+            # from here are marked until `s`.
+            self._knobs_baselined = True
+            knobs.sync(self.latest.knobs)
+            knobs.mark_saved(self.latest.knobs)
         mixed = link.mixed()
         for row in knobs.rows.values():
             row.set_mixed(row.knob.spec.name in mixed)
