@@ -415,6 +415,9 @@ class SluiceApp(App[int]):
         """Each engine's answer to `s`: one toast (a line per node when attached)."""
         if not self.is_running:
             return
+        if not outcomes:
+            self.notify("no node attached: nothing saved", severity="warning")
+            return
         if any(o.changed_on_disk for o in outcomes):
             self._save_refused_at = asked_at
         if all(o.ok for o in outcomes):

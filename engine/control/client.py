@@ -47,6 +47,7 @@ REQUEST_TIMEOUT = 5.0  # seconds a PATCH, save or cancel may take before it is g
 STALE_AFTER = 10.0  # seconds without a byte on the event stream before it counts as lost
 BACKOFF = (0.25, 4.0)  # first retry delay and the cap, in seconds (doubling, jittered)
 MAX_FRAME = 64 * 2**20  # bytes one event may have: a server cannot make us hold more
+THREAD_PARSE = 64 * 1024  # bytes from which a frame is parsed in a worker thread
 _FROM_ENV: Any = object()
 
 
@@ -148,6 +149,22 @@ def check_snapshot(snap: EngineSnapshot) -> None:
     for name, value in snap.knobs.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise TypeError(f"knobs.{name}")
+
+
+def _parse(data: bytes) -> tuple[EngineSnapshot, dict[str, Any], Any, bool]:
+    """A frame's snapshot (type-checked), knob entries, node name and whether it carried
+    the session list; ClientError when it does not parse."""
+    try:
+        doc = json.loads(data)
+        with_sessions = "sessions" in doc
+        snap = EngineSnapshot.from_dict(doc if with_sessions else {**doc, "sessions": ()})
+        check_snapshot(snap)
+        knobs = doc["knobs"]
+        if not isinstance(knobs, dict) or not all(isinstance(v, dict) for v in knobs.values()):
+            raise TypeError("knobs")
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ClientError(f"a frame that does not parse: {type(exc).__name__}") from None
+    return snap, knobs, doc.get("node"), with_sessions
 
 
 def _status_text(status: int, body: bytes) -> str:
@@ -352,25 +369,20 @@ class ControlClient:
                             event = value
                         continue
                     if event == b"snapshot" and data:
-                        self._take(b"\n".join(data))
+                        await self._take(b"\n".join(data))
                     elif event == b"closing":
                         raise ClientError("the node is stopping")
                     data, event = [], b"message"
 
-    def _take(self, data: bytes) -> None:
+    async def _take(self, data: bytes) -> None:
         """One snapshot frame: keep it (a frame without the session list keeps the last
-        list); a frame that does not parse ends the connection (it is retried)."""
-        try:
-            doc = json.loads(data)
-            with_sessions = "sessions" in doc
-            snap = EngineSnapshot.from_dict(doc if with_sessions else {**doc, "sessions": ()})
-            check_snapshot(snap)
-            knobs = doc["knobs"]
-            name = doc.get("node")
-            if not isinstance(knobs, dict) or not all(isinstance(v, dict) for v in knobs.values()):
-                raise TypeError("knobs")
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise ClientError(f"a frame that does not parse: {type(exc).__name__}") from None
+        list); a frame that does not parse ends the connection (it is retried). A big frame
+        (the session list) is parsed in a worker thread: the parse is mostly Python, so the
+        loop (the app's keys) gets its turns meanwhile instead of waiting it out."""
+        if len(data) > THREAD_PARSE:
+            snap, knobs, name, with_sessions = await asyncio.to_thread(_parse, data)
+        else:
+            snap, knobs, name, with_sessions = _parse(data)
         if with_sessions:
             self._sessions = snap.sessions
             snap = replace(snap, sessions=())
