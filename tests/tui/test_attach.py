@@ -6,12 +6,17 @@ strings shown as plain text, and the command's bad URLs."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import io
 import os
+import pty
 import select
+import signal
+import struct
 import subprocess
 import sys
+import termios
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +37,7 @@ from sluice.tui.link import RemoteLink
 from sluice.tui.table import SessionTable
 from tests.control.helpers import TOKEN
 from tests.fakes import ScriptedBackend, wait_until
+from tests.test_app_signals import LEAVE_ALT, MOUSE_OFF, read_until
 
 from .helpers import record_notes, screen_text
 
@@ -236,3 +242,42 @@ def test_a_bad_url_is_one_line_and_exit_2(urls: list[str], shown: str) -> None:
     line = err.getvalue()
     assert line.count("\n") == 1 and line.startswith("sluice attach: URL ")
     assert shown in line and "secret" not in line
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_signal_ends_attach_restores_the_terminal_and_leaves_the_node_running(
+    tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    node = Served(tmp_path / "node")
+    node.start()
+    env = {**_env(), "TERM": "xterm-256color"}
+    env.pop("TEXTUAL", None)
+    argv = [sys.executable, "-m", "sluice", "attach", node.url]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a 100x30 terminal, then the app
+        try:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+            os.chdir(tmp_path)
+            os.execve(sys.executable, argv, env)
+        finally:
+            os._exit(127)
+    output = bytearray()
+    try:
+        drawn = read_until(fd, output, lambda out: b"demo-0001" in out, seconds=60)
+        assert drawn, bytes(output[-2000:])
+        signalled_at = len(output)
+        os.kill(pid, sig)
+        assert read_until(fd, output, None, seconds=60), "the app did not exit"
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == code
+        after = bytes(output[signalled_at:])
+        assert LEAVE_ALT in after and MOUSE_OFF in after and b"Traceback" not in output
+        assert node.knob("queue.maxsize") == 16  # the served engine goes on
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+        node.kill()
