@@ -390,6 +390,7 @@ class RemoteLink:
         self.clock = clock
         self._nodes: dict[str, _Node] = {}
         self._inputs: dict[str, str] = {}  # node keys by the URL as given
+        self._retired: list[ControlClient] = []  # removed by set_urls
         self._keys = (str(n) for n in itertools.count(1))
         self._target: str | None = None
         self._running = False
@@ -414,6 +415,7 @@ class RemoteLink:
                 node = self._nodes.pop(key)
                 if self._target == key:
                     self._target = None
+                self._retired.append(node.client)  # closed now, waited for by aclose
                 self._spawn(node.client.aclose())
         known = {n.client.url for n in self._nodes.values()}
         for url, client in zip([u for u in wanted if u not in self._inputs], made, strict=True):
@@ -471,9 +473,8 @@ class RemoteLink:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(
-            *(n.client.aclose() for n in self._nodes.values()), return_exceptions=True
-        )
+        clients = [*self._retired, *(n.client for n in self._nodes.values())]
+        await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -301,14 +301,20 @@ class ControlClient:
                 self._follow(), name=f"sluice-attach {self.shown_url}"
             )
 
+    @property
+    def closed(self) -> bool:
+        """True once `aclose()` finished: nothing of the client runs or is open."""
+        return self._closed and self._task is None and (self._http is None or self._http.closed)
+
     async def aclose(self) -> None:
         """Stop following and close the connections (bounded: nothing here waits on the
         node)."""
         self._closed = True
-        task, self._task = self._task, None
+        task = self._task
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+            self._task = None  # only once it ended: a second call waits for it too
         if self._http is not None:
             await self._http.close()
 

@@ -87,3 +87,20 @@ async def test_nodes_can_be_added_and_removed_while_the_link_runs() -> None:
         await asyncio.gather(running, return_exceptions=True)
     await asyncio.sleep(0)
     assert not (other_tasks() - before)
+
+
+async def test_closing_right_after_removing_a_node_leaves_nothing_running() -> None:
+    made: list[ControlClient] = []
+
+    def client(url: str) -> ControlClient:
+        made.append(ControlClient(url, token=None, backoff=(0.05, 0.2)))
+        return made[-1]
+
+    async with Engine(Config()) as engine, serve_control(engine, token=None) as server:
+        link = RemoteLink([server.url], client=client)
+        running = asyncio.get_running_loop().create_task(link.run(lambda *_: None))
+        await wait_until(lambda: link.nodes()[0].status.state == CONNECTED, 30)
+        link.set_urls([])  # its client's closing is under way...
+        running.cancel()  # ... when the app closes the link
+        await asyncio.gather(running, return_exceptions=True)
+        assert made and all(c.closed for c in made)
