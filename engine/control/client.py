@@ -16,7 +16,7 @@ import base64
 import json
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import Any
@@ -167,6 +167,27 @@ def _parse(data: bytes) -> tuple[EngineSnapshot, dict[str, Any], Any, bool]:
     return snap, knobs, doc.get("node"), with_sessions
 
 
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The lines of a byte stream (without `\n` or `\r\n`), each chunk searched once: a
+    1 MB event arriving in 64 KiB pieces is not rescanned piece by piece. A line (one
+    event's data) longer than MAX_FRAME is refused."""
+    partial: list[bytes] = []
+    held = 0
+    async for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            partial.append(chunk[start:end])
+            line = b"".join(partial)
+            partial, held = [], 0
+            yield line[:-1] if line.endswith(b"\r") else line
+            start = end + 1
+        if start < len(chunk):
+            partial.append(chunk[start:])
+            held += len(chunk) - start
+            if held > MAX_FRAME:
+                raise ClientError(f"an event larger than {MAX_FRAME} bytes")
+
+
 def _status_text(status: int, body: bytes) -> str:
     """`401: missing or wrong bearer token`: the node's one-line error, if it sent one."""
     try:
@@ -238,6 +259,7 @@ class ControlClient:
         self.on_change = on_change
         self._status = NodeStatus(self.shown_url, CONNECTING, clock())
         self._light: EngineSnapshot | None = None
+        self._event, self._data = b"message", list[bytes]()  # the event being read
         self._sessions: tuple[SessionSnapshot, ...] = ()
         self._knobs: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
         self._http: aiohttp.ClientSession | None = None
@@ -356,29 +378,27 @@ class ControlClient:
             if resp.status != 200:
                 body = await resp.content.read(4096)
                 raise ClientError(_status_text(resp.status, body), resp.status)
-            buffer = b""
-            data: list[bytes] = []
-            event = b"message"
-            async for chunk in resp.content.iter_any():
-                buffer += chunk
-                if len(buffer) > MAX_FRAME:
-                    raise ClientError(f"an event larger than {MAX_FRAME} bytes")
-                *lines, buffer = buffer.split(b"\n")
-                for raw in lines:
-                    line = raw.rstrip(b"\r")
-                    if line:
-                        field, _, value = line.partition(b":")
-                        value = value[1:] if value.startswith(b" ") else value
-                        if field == b"data":
-                            data.append(value)
-                        elif field == b"event":
-                            event = value
-                        continue
-                    if event == b"snapshot" and data:
-                        await self._take(b"\n".join(data))
-                    elif event == b"closing":
-                        raise ClientError("the node is stopping")
-                    data, event = [], b"message"
+            self._event, self._data = b"message", []
+            async for line in _lines(resp.content.iter_any()):
+                await self._line(line)
+
+    async def _line(self, line: bytes) -> None:
+        """One line of the event stream: a field of the event being read, or (empty) the
+        end of it."""
+        if line:
+            field, _, value = line.partition(b":")
+            value = value[1:] if value.startswith(b" ") else value
+            if field == b"data":
+                self._data.append(value)
+            elif field == b"event":
+                self._event = value
+            return
+        event, data = self._event, self._data
+        self._event, self._data = b"message", []
+        if event == b"snapshot" and data:
+            await self._take(b"\n".join(data))
+        elif event == b"closing":
+            raise ClientError("the node is stopping")
 
     async def _take(self, data: bytes) -> None:
         """One snapshot frame: keep it (a frame without the session list keeps the last

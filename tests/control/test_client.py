@@ -204,3 +204,26 @@ def test_a_url_is_normalised_and_its_credentials_hidden_when_shown() -> None:
     assert "secret" not in client.url and "secret" not in repr(client.status)
     with pytest.raises(ValueError, match="cannot both"):
         ControlClient("http://ops:secret@h:1", token="x")
+
+
+async def _split(data: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 10_000])
+async def test_event_stream_lines_survive_any_chunking(size: int) -> None:
+    from sluice.engine.control.client import _lines
+
+    data = b'retry: 1000\n\nevent: snapshot\r\ndata: {"a": 1}\n\n: comment\ndata: x'
+    lines = [line async for line in _lines(_split(data, size))]
+    assert lines == [b"retry: 1000", b"", b"event: snapshot", b'data: {"a": 1}', b"", b": comment"]
+
+
+async def test_an_endless_line_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sluice.engine.control import client as module
+
+    monkeypatch.setattr(module, "MAX_FRAME", 100)
+    with pytest.raises(ClientError, match="larger than 100 bytes"):
+        async for _ in module._lines(_split(b"data: " + b"x" * 1000, 16)):
+            pass
