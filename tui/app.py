@@ -347,10 +347,10 @@ class SluiceApp(App[int]):
         mixed = link.mixed()
         for row in knobs.rows.values():
             row.set_mixed(row.knob.spec.name in mixed)
-        shown = (link.target, link.target_label())
+        shown = (link.target, link.target_label() if len(nodes) > 1 else "")
         if shown != self._shown_target:
             self._shown_target = shown
-            knobs.border_subtitle = f"to {shown[1]} (a: switch)"
+            knobs.border_subtitle = f"to {shown[1]} (a: switch)" if shown[1] else ""
 
     def _mark_unused_knobs(self, knobs: KnobsPanel, snap: EngineSnapshot) -> None:
         """Dim the knobs that reach none of the sessions (the link knows which)."""
