@@ -181,8 +181,6 @@ TINY_PARAMS = replace(
     serve_window=0.3,
     serve_rounds=1,
     serve_scrapes=2,
-    # The app's cost drives the real app in tmux for seconds: tests/test_bench_app_cost.py.
-    parts=tuple(part for part in BenchParams().parts if part != "app"),
 )
 
 
