@@ -360,7 +360,7 @@ class ControlClient:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                error = _why(exc)
+                error = one_line(_why(exc), 200)
             if self._status.state == CONNECTED:
                 failures = 0  # it worked for a while: start the backoff again
             self._set_state(DISCONNECTED, error)
