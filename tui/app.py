@@ -456,10 +456,10 @@ class SluiceApp(App[int]):
             row = self.query_one("#knobs", KnobsPanel).row(KNOB_BY_KEY["sessions"].key)
             row.sync(KNOB_BY_KEY["sessions"].read(snap.knobs))
 
-    def cancel_session(self, session_id: str) -> bool:
-        """Cancel one session (by its row key), with a toast saying what happened."""
+    def cancel_session(self, session_id: str) -> None:
+        """Cancel one session (by its row key); a toast says what happened, once its engine
+        answered."""
         self.link.cancel(session_id, self._cancelled)
-        return True
 
     def _cancelled(self, outcomes: Sequence[Outcome]) -> None:
         if not self.is_running:

@@ -19,6 +19,7 @@ import sys
 import termios
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,12 +29,14 @@ from textual.pilot import Pilot
 
 from sluice.cli.command import CommandIO
 from sluice.cli.main import build_parser, run_command
-from sluice.engine.config import Config
+from sluice.engine.config import Config, load_config
 from sluice.engine.control import serve_control
 from sluice.engine.control.client import CONNECTED, DISCONNECTED, ControlClient
+from sluice.engine.demo_workload import ContinuousDemo
 from sluice.engine.engine import Engine
 from sluice.tui.app import SluiceApp
 from sluice.tui.link import RemoteLink
+from sluice.tui.merge import split_key
 from sluice.tui.table import SessionTable
 from tests.control.helpers import TOKEN
 from tests.fakes import ScriptedBackend, wait_until
@@ -282,3 +285,43 @@ def test_a_stop_signal_ends_attach_restores_the_terminal_and_leaves_the_node_run
             pass
         os.close(fd)
         node.kill()
+
+
+async def test_s_saves_on_each_node_c_cancels_on_its_node_n_adds_on_each(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(SERVED_TOML)
+    config = load_config(path)
+    async with (
+        Engine(config) as saving,
+        Engine(replace(config, path=None, source=None)) as fileless,
+        serve_control(saving, token=None, node="saving") as first,
+        serve_control(fileless, token=None, node="fileless") as second,
+    ):
+        for engine in (saving, fileless):
+            ContinuousDemo(engine).start()
+        app = SluiceApp(link=_link([first.url, second.url]))
+        notes = record_notes(app)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.query_one("#sessions", SessionTable)
+            await _until(pilot, lambda: table.row_count == 6)
+
+            await pilot.press("s")  # each node saves on its own side, or says why not
+            await _until(pilot, lambda: any(kw.get("title") == "not saved" for _, kw in notes))
+            message = next(m for m, kw in notes if kw.get("title") == "not saved")
+            assert f"saving: saved {path}" in message
+            assert "fileless: HTTP 409: this engine has no config file" in message
+            assert path.with_name("config.toml.bak").exists()
+
+            key = table.selected_id
+            assert key is not None
+            node, session_id = split_key(key)
+            engine = saving if node == "1" else fileless
+            await pilot.press("c")  # on the session's own node
+            await _until(pilot, lambda: engine.sessions[session_id].state == "cancelled")
+            other = fileless if engine is saving else saving
+            assert other.sessions[session_id].state != "cancelled"  # the same id elsewhere
+
+            await pilot.press("n")  # demo sess. up by 10 on every node
+            await _until(pilot, lambda: saving.knob("demo.sessions") == 13)
+            await _until(pilot, lambda: fileless.knob("demo.sessions") == 13)
+            await pilot.press("q")
