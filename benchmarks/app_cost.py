@@ -8,6 +8,9 @@ focused `maxsize` slider (the engine resizes every live buffer and the value is 
 The same config then runs headless (`sluice run --headless --duration`) for the engine's CPU
 without the screen, and in-process it times `engine.snapshot()` and, through Textual's test
 driver, key press to the next composed frame (the app's own share of the latency, no tmux).
+Attach mode: the same config served by `sluice serve --demo` and watched by `sluice attach
+URL` in the pane: both processes' CPU over one window, and Right/Left on the maxsize slider
+until the pane shows the value and until the served engine's `GET /v1/knobs` reports it.
 Needs tmux on PATH.
 """
 
@@ -29,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 
 from sluice.bench.measure import machine_busy_seconds, median
@@ -39,6 +43,7 @@ from sluice.engine.engine import Engine
 
 __all__ = [
     "AppCostResult",
+    "AttachCost",
     "measure_app_cost",
     "p99",
     "sluice_command",
@@ -50,6 +55,38 @@ DEMO_LIMIT_CAP = 64  # the demo limit slider's top: with more sessions the rest 
 PANE = (160, 48)
 LAG_LABEL = "lag p99 10s"
 _MAXSIZE_ROW = re.compile(r"maxsize\s+[━─○●]+\s+(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class AttachCost:
+    """`sluice attach` on a served engine (CPU in % of one core, times in ms): the viewer's
+    and the served engine's CPU over the same window; per slider press, key to the pane
+    showing the value and key to the engine reporting it through the API."""
+
+    attach_cpu_percent: float
+    served_cpu_percent: float
+    others_cpu_percent: float
+    screen_ms: tuple[float, ...]
+    engine_ms: tuple[float, ...]
+    attach_rss_mb: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        data = asdict(self)
+        data["screen_ms"] = list(self.screen_ms)
+        data["engine_ms"] = list(self.engine_ms)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttachCost:
+        """Rebuild from `to_dict()` output."""
+        return cls(
+            **{
+                **data,
+                "screen_ms": tuple(data["screen_ms"]),
+                "engine_ms": tuple(data["engine_ms"]),
+            }
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +103,7 @@ class AppCostResult:
     snapshot_ms: float
     app_rss_mb: float
     lag_label_shown: bool  # the header showed the 10 s loop-lag p99
+    attach: AttachCost | None = None  # the same sessions served, the app attached
 
     @property
     def key_ms_p50(self) -> float:
@@ -82,16 +120,19 @@ class AppCostResult:
         data = asdict(self)
         data["key_ms"] = list(self.key_ms)
         data["in_app_key_ms"] = list(self.in_app_key_ms)
+        data["attach"] = self.attach.to_dict() if self.attach is not None else None
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AppCostResult:
         """Rebuild from `to_dict()` output."""
+        attach = data.get("attach")
         return cls(
             **{
                 **data,
                 "key_ms": tuple(data["key_ms"]),
                 "in_app_key_ms": tuple(data["in_app_key_ms"]),
+                "attach": AttachCost.from_dict(attach) if attach else None,
             }
         )
 
@@ -139,13 +180,22 @@ def _cpu_seconds(procs: Sequence[psutil.Process]) -> float:
 def cpu_percent(pid: int, window: float) -> tuple[float, float]:
     """(CPU of process `pid` and its children, CPU of everything else) over `window`
     seconds, in % of one core."""
-    proc = psutil.Process(pid)
-    procs = [proc, *proc.children(recursive=True)]
-    mine, busy = _cpu_seconds(procs), machine_busy_seconds()
+    (used,), others = cpu_percents([pid], window)
+    return used, others
+
+
+def cpu_percents(pids: Sequence[int], window: float) -> tuple[list[float], float]:
+    """(CPU of each process in `pids` with its children, CPU of everything else) over the
+    same `window` seconds, in % of one core."""
+    trees = []
+    for pid in pids:
+        proc = psutil.Process(pid)
+        trees.append([proc, *proc.children(recursive=True)])
+    before, busy = [_cpu_seconds(t) for t in trees], machine_busy_seconds()
     time.sleep(window)
-    used = _cpu_seconds(procs) - mine
-    others = machine_busy_seconds() - busy - used
-    return 100.0 * used / window, max(0.0, 100.0 * others / window)
+    used = [_cpu_seconds(t) - b for t, b in zip(trees, before, strict=True)]
+    others = machine_busy_seconds() - busy - sum(used)
+    return [100.0 * u / window for u in used], max(0.0, 100.0 * others / window)
 
 
 class Pane:
@@ -263,24 +313,55 @@ def key_latency(pane: Pane, presses: int) -> list[float]:
         time.sleep(0.2)
     if presses % 2:
         pane.send("p")  # back to live
+    return samples + slider_latency(pane, presses)[0]
+
+
+def slider_latency(
+    pane: Pane, presses: int, engine_has: Callable[[int], bool] | None = None
+) -> tuple[list[float], list[float]]:
+    """Tab to the maxsize slider, then `presses` times Right/Left: seconds from `tmux
+    send-keys` to the pane showing the new value, and (with `engine_has`, asked whether
+    the engine reports a value) to the engine having it."""
     pane.send("Tab")  # the table -> the first slider (maxsize)
     time.sleep(0.5)
     line = _maxsize_line(pane)
     value = _maxsize_shown(pane, line)
     if line is None or value is None:
         raise RuntimeError("cannot find the maxsize slider on screen")
+    screen: list[float] = []
+    engine: list[float] = []
     for i in range(presses):
         key, step = ("Right", 1) if i % 2 == 0 else ("Left", -1)
         started = time.perf_counter()
         pane.send(key)
         value += step
-        samples.append(
-            _wait(
-                pane, functools.partial(_maxsize_is, pane, line, value), started, f"maxsize {value}"
-            )
-        )
+        shown = functools.partial(_maxsize_is, pane, line, value)
+        if engine_has is None:
+            screen.append(_wait(pane, shown, started, f"maxsize {value}"))
+        else:
+            seen, had = _wait_both(pane, shown, functools.partial(engine_has, value), started)
+            screen.append(seen)
+            engine.append(had)
         time.sleep(0.2)
-    return samples
+    return screen, engine
+
+
+def _wait_both(
+    pane: Pane, shown: Callable[[], bool], had: Callable[[], bool], started: float
+) -> tuple[float, float]:
+    """Seconds until `shown()` and until `had()` first held, polling both in turn."""
+    seen_at = had_at = None
+    deadline = started + 5.0
+    while seen_at is None or had_at is None:
+        if time.perf_counter() > deadline:
+            pane.check_alive()
+            raise RuntimeError("the attached app or the served engine did not follow within 5 s")
+        if seen_at is None and shown():
+            seen_at = time.perf_counter() - started
+        if had_at is None and had():
+            had_at = time.perf_counter() - started
+        time.sleep(0.001)
+    return seen_at, had_at
 
 
 async def in_app_latency(config: Path, warmup: float, presses: int) -> list[float]:
@@ -349,6 +430,68 @@ def measure_headless(config: Path, warmup: float, window: float) -> float:
         proc.wait(timeout=10)
 
 
+class Served:
+    """`sluice serve --demo` on a free port with `config`, for the attached app."""
+
+    def __init__(self, config: Path) -> None:
+        command = [*sluice_command(), "--config", str(config), "serve", "--demo"]
+        self.proc = subprocess.Popen(
+            [*command, "--bind", "127.0.0.1:0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={k: v for k, v in os.environ.items() if k != "SLUICE_TOKEN"},
+        )
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url.startswith("http://"):
+            self.close()
+            raise RuntimeError(f"sluice serve printed no URL (got {self.url!r})")
+        self.http = httpx.Client(base_url=self.url, timeout=10, trust_env=False)
+
+    def maxsize_is(self, value: int) -> bool:
+        """True when the served engine reports `queue.maxsize` = `value`."""
+        return bool(self.http.get("/v1/knobs").json()["knobs"]["queue.maxsize"]["value"] == value)
+
+    def close(self) -> None:
+        """SIGTERM, as an operator stops it."""
+        if getattr(self, "http", None) is not None:
+            self.http.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def measure_attach(config: Path, warmup: float, window: float, presses: int) -> AttachCost:
+    """`sluice attach URL` in the pane on `sluice serve --demo` with the same config."""
+    served = Served(config)
+    try:
+        label = f"attach-{os.getpid()}-{config.stem}"
+        pane = Pane(label, [*sluice_command(), "attach", served.url])
+        try:
+            pane.wait_for(LAG_LABEL, within=30.0)  # connected: the node's figures are shown
+            time.sleep(warmup)
+            (attach_cpu, served_cpu), others = cpu_percents([pane.pid, served.proc.pid], window)
+            rss = psutil.Process(pane.pid).memory_info().rss / 2**20
+            screen, engine = slider_latency(pane, presses, served.maxsize_is)
+        finally:
+            pane.close()
+    finally:
+        served.close()
+    return AttachCost(
+        attach_cpu_percent=round(attach_cpu, 2),
+        served_cpu_percent=round(served_cpu, 2),
+        others_cpu_percent=round(others, 1),
+        screen_ms=tuple(round(x * 1e3, 2) for x in screen),
+        engine_ms=tuple(round(x * 1e3, 2) for x in engine),
+        attach_rss_mb=round(rss, 1),
+    )
+
+
 def measure_app_cost(
     sessions: int,
     limit: int | None = None,
@@ -356,9 +499,11 @@ def measure_app_cost(
     warmup: float = 5.0,
     window: float = 10.0,
     presses: int = 25,
+    attach: bool = True,
 ) -> AppCostResult:
     """Every figure for one session count and demo limit (default `min(sessions, 64)`);
-    about 2 x warmup + window + presses x 0.5 s."""
+    about 2 x warmup + window + presses x 0.5 s, and with `attach` (the same sessions
+    served, the app attached) warmup + window + presses x 0.3 s more."""
     if limit is None:
         limit = min(sessions, DEMO_LIMIT_CAP)
     reason = tmux_missing()
@@ -379,6 +524,7 @@ def measure_app_cost(
         headless = measure_headless(config, warmup, window)
         snap_ms = asyncio.run(snapshot_cost(config, min(warmup, 3.0)))
         inner = asyncio.run(in_app_latency(config, min(warmup, 3.0), presses))
+        attached = measure_attach(config, warmup, window, presses) if attach else None
     return AppCostResult(
         sessions=sessions,
         demo_limit=limit,
@@ -390,4 +536,5 @@ def measure_app_cost(
         snapshot_ms=round(snap_ms, 3),
         app_rss_mb=round(app_rss, 1),
         lag_label_shown=lag_shown,
+        attach=attached,
     )

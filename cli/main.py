@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sluice import __version__
-from sluice.cli import app, bench, calibrate, check, monitor, run, serve
+from sluice.cli import app, attach, bench, calibrate, check, monitor, run, serve
 from sluice.cli.command import Command, CommandIO, ExitCode, UsageError, one_line
 from sluice.engine.config import Config, ConfigError, load_config
 
@@ -29,6 +29,7 @@ COMMANDS: tuple[Command, ...] = (
     check.COMMAND,
     monitor.COMMAND,
     serve.COMMAND,
+    attach.COMMAND,
 )
 APP = app.COMMAND  # `sluice` with no command
 

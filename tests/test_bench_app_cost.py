@@ -6,12 +6,18 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
-from sluice.bench.app_cost import AppCostResult, measure_app_cost, p99, write_config
+from sluice.bench.app_cost import (
+    AppCostResult,
+    AttachCost,
+    measure_app_cost,
+    p99,
+    write_config,
+)
 from sluice.bench.report import goals, markdown
 from sluice.bench.runner import BenchParams, BenchResult, result_from_dict
 from sluice.cli.bench import build_params
@@ -82,6 +88,20 @@ def test_goals_are_ratios_of_the_measured_to_the_target() -> None:
     assert again.app == run.app and markdown(again) == text
 
 
+def test_the_attached_apps_figures_are_reported_with_their_goal() -> None:
+    attach = AttachCost(4.0, 9.0, 30.0, (20.0, 140.0), (15.0, 160.0), 60.0)
+    run = bench_with(replace(result(1000, 30.0, [50.0]), attach=attach))
+    checked = {g.name: g for g in goals(run)}
+    goal = checked[
+        "1,000 sessions, sluice attach: key press to screen through the API p99 < 150 ms"
+    ]
+    assert not goal.met and "160 ms = 1.07x the goal (screen 140 ms, engine 160 ms" in goal.measured
+    text = markdown(run)
+    assert "| 1,000 | 64 | 4.0% | 9.0% | 30% | 80 / 140 ms | 88 / 160 ms | 60 MiB |" in text
+    again = result_from_dict(json.loads(json.dumps(run.to_dict())))
+    assert again.app == run.app
+
+
 def test_a_run_without_tmux_says_the_part_was_skipped() -> None:
     text = markdown(bench_with(skipped="needs tmux on PATH"))
     assert "### App cost\n\nSkipped: needs tmux on PATH." in text
@@ -126,3 +146,6 @@ def test_a_tiny_real_run_measures_every_figure() -> None:
     assert r.in_app_key_ms and r.app_cpu_percent > 0 and r.headless_cpu_percent > 0
     assert r.snapshot_ms > 0 and r.app_rss_mb > 0
     assert r.lag_label_shown
+    a = r.attach
+    assert a is not None and len(a.screen_ms) == len(a.engine_ms) == 2
+    assert a.attach_cpu_percent > 0 and a.served_cpu_percent > 0 and a.attach_rss_mb > 0

@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -28,9 +27,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 from textual.widgets._footer import FooterKey
 
-from sluice.engine.config import Config, ConfigChanged, ConfigError, FileStamp, load_config
-from sluice.engine.config_save import save_config
-from sluice.engine.demo_workload import ContinuousDemo
+from sluice.engine.config import Config, load_config
 from sluice.engine.engine import Engine, KnobError
 from sluice.engine.session import describe_error
 from sluice.engine.snapshot import EngineSnapshot
@@ -39,7 +36,9 @@ from sluice.tui import fmt, gcpolicy
 from sluice.tui.calibrate import recommend_for
 from sluice.tui.detail import DetailScreen
 from sluice.tui.help import HelpScreen
-from sluice.tui.knobs import KNOB_BY_KEY, KnobDef, KnobRow, KnobsPanel, unused_reason
+from sluice.tui.knobs import KNOB_BY_KEY, KnobDef, KnobRow, KnobsPanel
+from sluice.tui.link import Link, LocalLink, Outcome, Workload
+from sluice.tui.nodes import NodesBar
 from sluice.tui.panels import BackendsBar, ProcessBar, SparkHistory, SparkPanel
 from sluice.tui.readout import Readout
 from sluice.tui.slider import Slider
@@ -50,7 +49,6 @@ __all__ = ["FilterBox", "SluiceApp", "Workload"]
 
 PAUSE_WORDS = ("pause ", "resume")  # the footer's `p`: live, paused
 
-Workload = Callable[[Engine], Awaitable[object]]
 SAVE_CONFIRM_S = 5.0  # a second `s` this soon after "changed on disk" overwrites the file
 
 
@@ -70,7 +68,9 @@ class FilterBox(Input):
 
 
 class SluiceApp(App[int]):
-    """The Sluice app. `app.engine` is the running engine; `app.source` feeds the screen.
+    """The Sluice app. It reads and acts only through `app.link` (tui/link.py): its own
+    engine (`app.engine`; `source` may replace what the screen reads), or with
+    `link=RemoteLink(urls)` engines served elsewhere (`sluice attach`).
 
     `continuous` keeps the config's demo sessions going; `workload` is a user's coroutine
     function given the engine (`sluice monitor`). `live=False` starts no timers: the screen
@@ -88,6 +88,7 @@ class SluiceApp(App[int]):
         Binding("s", "save", "save"),
         Binding("n", "add_sessions", "add"),
         Binding("c", "cancel_selected", "cancel"),
+        Binding("a", "knob_target", "knobs to"),
         # Two bindings on `p` so the footer says what the key will do now; words of one
         # width, so the footer's key can change its word in place (no new layout).
         Binding("p", "pause_display", PAUSE_WORDS[0]),
@@ -123,20 +124,29 @@ class SluiceApp(App[int]):
         header_interval: float | None = None,
         table_interval: float = 1.0,
         relax_gc: bool = False,
+        link: Link | None = None,
     ) -> None:
         super().__init__()
         if config is None:
-            config = engine.config if engine is not None else load_config(config_path)
+            if link is not None:
+                config = Config()
+            else:
+                config = engine.config if engine is not None else load_config(config_path)
         self.config = config
         default_path = config.path or Path("config.toml")
         self.config_path = Path(config_path) if config_path else default_path
-        self.engine = engine if engine is not None else Engine(config)
-        self.source: SnapshotSource = source if source is not None else self.engine
+        if link is None:
+            link = LocalLink(
+                engine if engine is not None else Engine(config),
+                self.config_path,
+                continuous=continuous,
+                workload=workload,
+                source=source,
+            )
+        self.link: Link = link
+        self.source: SnapshotSource = link
         self.clock = clock
         self.started_at = clock()
-        self.continuous = continuous
-        self.demo = ContinuousDemo(self.engine)
-        self.workload = workload
         self.live = live
         self.add_count = add_count
         self.max_rows = max_rows
@@ -145,6 +155,9 @@ class SluiceApp(App[int]):
         self.table_interval = table_interval
         self.relax_gc = relax_gc
         self._gc_thresholds: tuple[int, int, int] | None = None
+        self._shown_target: tuple[str | None, str] | None = None  # under the knobs now
+        self._node_column = False  # the table's node column was put in
+        self._knobs_baselined = False  # attached: the knobs first seen were marked saved
         self.paused = False
         self.history = SparkHistory()
         # The newest sample (perhaps of totals only), and the newest with every session.
@@ -162,8 +175,14 @@ class SluiceApp(App[int]):
         self._shut = False
         self._stopping: asyncio.Task[None] | None = None
         self._last_slider: Slider | None = None
-        self._save_source: FileStamp | None = None  # set by each save
         self._save_refused_at = -math.inf  # when `s` last met a file changed on disk
+
+    @property
+    def engine(self) -> Engine:
+        """The app's own engine (RuntimeError when attached to served engines)."""
+        if isinstance(self.link, LocalLink):
+            return self.link.engine
+        raise RuntimeError("attached to served engines: there is no engine in this process")
 
     def action_help_quit(self) -> None:
         """Ctrl+C (Textual's own toast, which is markup, would show its tags raw here)."""
@@ -190,6 +209,8 @@ class SluiceApp(App[int]):
     def compose(self) -> ComposeResult:
         """Header lines, then the table beside sparklines and knobs, then the footer."""
         yield ProcessBar(id="process")
+        if self.link.remote:
+            yield NodesBar(id="nodes")
         yield BackendsBar(id="backends")
         with Horizontal(id="main"):
             with Vertical(id="left"):
@@ -231,33 +252,23 @@ class SluiceApp(App[int]):
 
     @work(exclusive=True, group="engine", exit_on_error=True)
     async def run_engine(self) -> None:
-        """The engine's lifetime: start it, keep the demo going or run the workload, and
-        close it when the app ends."""
-        engine = self.engine
+        """The link's lifetime: the app's own engine started, its demo kept going or the
+        workload run, and closed when the app ends (served engines: followed)."""
         try:
-            if not engine.closed:
-                engine.start()
-                if self.continuous:
-                    self.demo.start()
-            if self.workload is not None:
-                try:
-                    await self.workload(engine)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self.notify(
-                        describe_error(exc), title="workload failed", severity="error", timeout=30
-                    )
-            await asyncio.Event().wait()  # lives until the app cancels it
+            await self.link.run(self._report)
         finally:
             await self.shutdown_engine()
 
+    def _report(self, title: str, message: str) -> None:
+        self.notify(message, title=title, severity="error", timeout=30)
+
     async def shutdown_engine(self) -> None:
-        """Cancel every session and close every stream (idempotent)."""
+        """Cancel every session and close every stream (idempotent); attached, close the
+        links only (the served engines keep running)."""
         if self._shut:
             return
         self._shut = True
-        await self.engine.aclose()
+        await self.link.aclose()
 
     async def on_unmount(self) -> None:
         """Whatever ended the app, leave no session running (and the collector as it was)."""
@@ -314,29 +325,37 @@ class SluiceApp(App[int]):
         if self._knobs_stale_at is None or snap.taken_at > self._knobs_stale_at:
             knobs.sync(snap.knobs)
         self._mark_unused_knobs(knobs, snap)
+        if self.link.remote:
+            self._draw_nodes(knobs)
+
+    def _draw_nodes(self, knobs: KnobsPanel) -> None:
+        """Attached: each node's line, which knobs differ between the target's nodes, and
+        where a knob change goes (under the knobs)."""
+        link = self.link
+        nodes = link.nodes()
+        self.query_one("#nodes", NodesBar).show(nodes, self.clock(), link.target)
+        table = self.query_one("#sessions", SessionTable)
+        if len(nodes) > 1 and not self._node_column:
+            self._node_column = True  # once: the user may take it away with `C`
+            table.set_columns((*table.chosen, "node"))
+        if not self._knobs_baselined and any(n.status.state == "connected" for n in nodes):
+            # What the nodes run with when first seen counts as saved: only changes made
+            # from here are marked until `s`.
+            self._knobs_baselined = True
+            knobs.sync(self.latest.knobs)
+            knobs.mark_saved(self.latest.knobs)
+        mixed = link.mixed()
+        for row in knobs.rows.values():
+            row.set_mixed(row.knob.spec.name in mixed)
+        shown = (link.target, link.target_label() if len(nodes) > 1 else "")
+        if shown != self._shown_target:
+            self._shown_target = shown
+            knobs.border_subtitle = f"to {shown[1]} (a: switch)" if shown[1] else ""
 
     def _mark_unused_knobs(self, knobs: KnobsPanel, snap: EngineSnapshot) -> None:
-        """Dim the knobs that reach none of the sessions.
-
-        Under `sluice monitor` the workload brings its own backends and consumers, so any
-        knob but the buffer's may be moot; the demo app's sessions use them all, except the
-        delay when the configured consumer is not the sleep one.
-        """
-        engine = self.engine
+        """Dim the knobs that reach none of the sessions (the link knows which)."""
         for row in knobs.rows.values():
-            if self.workload is None:
-                reason = None
-                if row.knob.key == "delay_ms" and not engine.delay_applies:
-                    reason = "not used: the configured consumer is not the sleep one"
-            else:
-                reason = unused_reason(
-                    row.knob,
-                    self.latest_full,  # which backends the sessions use
-                    continuous=self.demo.running,
-                    delay_applies=engine.delay_applies
-                    and (engine.consumer_in_use or self.demo.running),
-                )
-            row.set_unused(reason)
+            row.set_unused(self.link.unused_reason(row.knob, self.latest_full))
 
     def _draw_table(self) -> None:
         table = self.query_one("#sessions", SessionTable)
@@ -354,73 +373,109 @@ class SluiceApp(App[int]):
     # -- knobs -----------------------------------------------------------------------------
 
     def apply_knob(self, knob: KnobDef, value: float) -> bool:
-        """A slider moved or a value was typed: hand it to the engine at once."""
+        """A slider moved or a value was typed: hand it to the engine(s) at once."""
+        typed = int(value) if knob.spec.integer else value
         try:
-            knob.apply(self.engine, value)
+            self.link.set_knobs({knob.spec.name: typed}, partial(self._knob_sent, knob))
         except (KnobError, KeyError) as exc:
-            self.notify(str(exc), title="value refused", severity="error")
-            row = self.query_one(f"#row-{knob.key}", KnobRow)
-            row.slider.pending = False
-            row.sync(knob.read(self.engine.knobs))
+            self._knob_refused(knob, str(exc))
             return False
         self.knob_changes += 1
         self._knobs_stale_at = self.latest.taken_at
         self._quit_asked = False  # a new change: `q` warns again
         return True
 
+    def _knob_refused(self, knob: KnobDef, message: str) -> None:
+        self.notify(message, title="value refused", severity="error")
+        row = self.query_one(f"#row-{knob.key}", KnobRow)
+        row.slider.pending = False
+        row.sync(knob.read(self.link.snapshot(sessions=False).knobs))
+
+    def _knob_sent(self, knob: KnobDef, outcomes: Sequence[Outcome]) -> None:
+        """A served node refused a change (or could not be reached): say which and why."""
+        for outcome in outcomes:
+            if not outcome.ok and self.is_running:
+                self._knob_refused(knob, f"{outcome.node}: {outcome.message}")
+
     # -- actions ---------------------------------------------------------------------------
 
     def action_save(self) -> None:
-        """Write the knobs to the config file, keeping every key they do not cover. A file
-        changed on disk since it was loaded is kept; `s` again within SAVE_CONFIRM_S
-        overwrites it."""
+        """Write the knobs to the config file (attached: each node to its own), keeping
+        every key they do not cover. A file changed on disk since it was loaded is kept;
+        `s` again within SAVE_CONFIRM_S overwrites it."""
         now = self.clock()
         overwrite = now - self._save_refused_at <= SAVE_CONFIRM_S
         self._save_refused_at = -math.inf
-        config = self.engine.tuned_config()
-        if self._save_source is not None:  # the file as this app last wrote it
-            config = replace(config, source=self._save_source)
-        try:
-            result = save_config(config, self.config_path, overwrite=overwrite)
-        except ConfigChanged as exc:
-            self._save_refused_at = now
-            message = f"{exc}. Press s again within {SAVE_CONFIRM_S:g} s to overwrite it."
-            self.notify(message, title="not saved", severity="warning", timeout=10, markup=False)
+        values = dict(self.link.snapshot(sessions=False).knobs)
+        self.link.save(overwrite, partial(self._saved, now, values))
+
+    def _saved(
+        self, asked_at: float, values: dict[str, object], outcomes: Sequence[Outcome]
+    ) -> None:
+        """Each engine's answer to `s`: one toast (a line per node when attached)."""
+        if not self.is_running:
             return
-        except (ConfigError, OSError) as exc:
-            self.notify(str(exc), title="not saved", severity="error", timeout=10, markup=False)
+        if not outcomes:
+            self.notify("no node attached: nothing saved", severity="warning")
             return
-        self._save_source = result.source
-        self.query_one("#knobs", KnobsPanel).mark_saved(config.values)
-        message = f"saved {result.path} ({result.backup_note})"
-        self.notify(message, title="knobs saved", markup=False)
+        if any(o.changed_on_disk for o in outcomes):
+            self._save_refused_at = asked_at
+        if all(o.ok for o in outcomes):
+            saved = outcomes[0].saved if len(outcomes) == 1 else None
+            self.query_one("#knobs", KnobsPanel).mark_saved(saved or values)
+        lines = []
+        for o in outcomes:
+            message = o.message
+            if o.changed_on_disk:
+                message = f"{message}. Press s again within {SAVE_CONFIRM_S:g} s to overwrite it."
+            lines.append(f"{o.node}: {message}" if o.node else message)
+        text = "\n".join(lines)
+        if all(o.ok for o in outcomes):
+            self.notify(text, title="knobs saved")
+        elif any(o.changed_on_disk for o in outcomes):
+            self.notify(text, title="not saved", severity="warning", timeout=10)
+        else:
+            self.notify(text, title="not saved", severity="error", timeout=10)
 
     def action_add_sessions(self) -> None:
         """`add_count` more demo sessions: while the demo is kept running, its count (the
         `demo sess.` knob) goes up, so the top-up keeps them; otherwise they run once."""
-        if self.engine.closed:
+        if self.link.closed:
             return
-        if not self.demo.running:
-            self.engine.add_demo_sessions(self.add_count)
-            self.notify(f"added {self.add_count} demo sessions (each runs once)")
-            return
-        knob = KNOB_BY_KEY["sessions"]
-        before = int(self.engine.knob("demo.sessions"))
-        target = int(min(before + self.add_count, knob.spec.maximum or before + self.add_count))
-        if target == before:
-            self.notify(f"demo sessions already at the most allowed ({before})", severity="warning")
-            return
-        if self.apply_knob(knob, target):
-            self.query_one("#knobs", KnobsPanel).row(knob.key).sync(target)
-            self.notify(f"demo sessions kept running: {before} -> {target}")
+        self.link.add_sessions(self.add_count, self._added)
 
-    def cancel_session(self, session_id: str) -> bool:
-        """Cancel one session, with a toast saying what happened."""
-        if self.engine.cancel(session_id):
-            self.notify(f"cancelled {session_id}")
-            return True
-        self.notify(f"{session_id} is not running", severity="warning")
-        return False
+    def _added(self, outcomes: Sequence[Outcome]) -> None:
+        if not self.is_running:
+            return
+        for o in outcomes:
+            message = f"{o.node}: {o.message}" if o.node else o.message
+            self.notify(message, severity="information" if o.ok else "warning")
+        if any(o.ok for o in outcomes):
+            self._knobs_stale_at = None  # show the new count from the next snapshot
+            snap = self.link.snapshot(sessions=False)
+            row = self.query_one("#knobs", KnobsPanel).row(KNOB_BY_KEY["sessions"].key)
+            row.sync(KNOB_BY_KEY["sessions"].read(snap.knobs))
+
+    def cancel_session(self, session_id: str) -> None:
+        """Cancel one session (by its row key); a toast says what happened, once its engine
+        answered."""
+        self.link.cancel(session_id, self._cancelled)
+
+    def _cancelled(self, outcomes: Sequence[Outcome]) -> None:
+        if not self.is_running:
+            return
+        for o in outcomes:
+            message = f"{o.node}: {o.message}" if o.node else o.message
+            self.notify(message, severity="information" if o.ok else "warning")
+
+    def action_knob_target(self) -> None:
+        """`a`: knob changes go to every attached node, or to one node (each in turn)."""
+        if not self.link.remote:
+            self.notify("the app runs one engine: knob changes go to it")
+            return
+        self.link.next_target()
+        self._draw_fast()
+        self.notify(f"knob changes now go to {self.link.target_label()}")
 
     def action_cancel_selected(self) -> None:
         """Cancel the session under the table's cursor."""
@@ -432,6 +487,10 @@ class SluiceApp(App[int]):
 
     def action_calibrate(self) -> None:
         """Time the consumer and move maxsize and batch_max to the recommendation."""
+        reason = self.link.unsupported("calibrate")
+        if reason is not None:
+            self.notify(reason, title="not available", severity="warning", timeout=10)
+            return
         self.notify("timing the consumer...", title="calibrating")
         self.calibrate_knobs()
 
@@ -499,6 +558,8 @@ class SluiceApp(App[int]):
             return not self.paused
         if action == "resume_display":
             return self.paused
+        if action == "knob_target":
+            return self.link.remote
         return True
 
     def action_filter(self) -> None:
@@ -583,9 +644,10 @@ class SluiceApp(App[int]):
 
     async def action_quit(self) -> None:
         """Cancel every session, close every stream, then leave; with unsaved knobs, warn
-        once first (a second `q` quits, `s` saves)."""
+        once first (a second `q` quits, `s` saves). Attached: close the links and leave."""
         unsaved = self.query_one("#knobs", KnobsPanel).unsaved
-        if unsaved and not self._quit_asked and not self.engine.closed:
+        # Attached, the knobs stay live on the served engines: quitting loses nothing.
+        if unsaved and not self._quit_asked and not self.link.closed and not self.link.remote:
             self._quit_asked = True
             self.notify(
                 f"unsaved knobs: {', '.join(unsaved)}\nPress q again to quit without "

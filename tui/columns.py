@@ -119,6 +119,17 @@ class Column:
 COLUMNS: tuple[Column, ...] = (
     Column("id", "id", 13, 0, lambda s: s.id, lambda s: s.id, "session id", numeric=False),
     Column(
+        "node",
+        "node",
+        14,
+        1,
+        lambda s: getattr(s, "node", ""),
+        lambda s: getattr(s, "node", ""),
+        "the served engine the session runs on (sluice attach with several URLs)",
+        numeric=False,
+        default=False,
+    ),
+    Column(
         "backend",
         "backend",
         8,

@@ -155,6 +155,7 @@ class KnobRow(Horizontal):
         self.on_shown = on_shown
         self.saved = value  # the value in the config file; a different one is unsaved
         self.unused: str | None = None  # why the knob reaches no session, if it does not
+        self.mixed = False  # the attached nodes it goes to disagree on its value
         self._unused_told = False
         low, high = knob.slider_range
         self.slider = Slider(
@@ -191,7 +192,10 @@ class KnobRow(Horizontal):
     def show_value(self) -> None:
         """Write the slider's value beside it (maxsize 0 gets a warning, an unsaved one a *)."""
         value = self.slider.value
-        if self.knob.key == "maxsize" and value == 0:
+        if self.mixed:
+            shown = Text("mixed", style="bold yellow")
+            self.value_label.tooltip = "the nodes it goes to have different values"
+        elif self.knob.key == "maxsize" and value == 0:
             shown = Text("0 ∞ !", style="bold red")
             self.value_label.tooltip = "0 = unbounded: the naive push mode, memory can grow"
         else:
@@ -207,6 +211,12 @@ class KnobRow(Horizontal):
         """`value` is now what the config file holds."""
         self.saved = value
         self.show_value()
+
+    def set_mixed(self, mixed: bool) -> None:
+        """Show `mixed` instead of the value while the target's nodes disagree on it."""
+        if mixed != self.mixed:
+            self.mixed = mixed
+            self.show_value()
 
     def set_unused(self, reason: str | None) -> None:
         """Dim the row (with `reason` as its tooltip) or light it up again (None)."""

@@ -23,6 +23,7 @@ from sluice.engine.snapshot import SessionSnapshot
 from sluice.tui import fmt
 from sluice.tui.cells import CellCachedTable
 from sluice.tui.columns import COLUMNS, DEFAULT_COLUMNS, Column, column, fit, ordered
+from sluice.tui.merge import row_key
 from sluice.tui.readout import Fitted
 
 __all__ = ["SessionTable", "TableView", "busyness"]
@@ -51,11 +52,12 @@ class TableView:
 
 
 class _IdCell(Text):
-    """The id cell: shows the id as plain text and remembers which session it is."""
+    """The id cell: shows the id as plain text and remembers which row it is (its key: the
+    id, or node and id when attached to several nodes)."""
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(self, session_id: str, key: str) -> None:
         super().__init__(" " + fmt.clean(session_id), no_wrap=True, overflow="ellipsis")
-        self.session_id = session_id
+        self.session_id = key
 
 
 class SessionTable(CellCachedTable):
@@ -146,7 +148,8 @@ class SessionTable(CellCachedTable):
 
     @property
     def selected_id(self) -> str | None:
-        """The session under the cursor, if any."""
+        """The row key of the session under the cursor (its id in the app's own engine;
+        node and id when attached: tui/merge.py), if any."""
         if not self.row_count:
             return None
         try:
@@ -192,7 +195,8 @@ class SessionTable(CellCachedTable):
         needle = self.filter_text
         if not needle:
             return True
-        return any(needle in field.lower() for field in (s.id, s.backend, s.state, s.error or ""))
+        fields = (s.id, s.backend, s.state, s.error or "", getattr(s, "node", ""))
+        return any(needle in field.lower() for field in fields)
 
     def set_sort(self, key: str, reverse: bool | None = None) -> None:
         """Sort by column `key`: numbers biggest first, text A to Z; the current column
@@ -267,30 +271,31 @@ class SessionTable(CellCachedTable):
             return view  # not laid out yet: the first resize draws the rows
         visible = ordered(visible, column(self.sort_column), self.sort_reverse, self.live_first)
         cursor_row = self.cursor_row
-        wanted = {s.id for s in visible}
+        keys = [row_key(s) for s in visible]
+        wanted = set(keys)
         cells = self._cells
         for row_id in [k for k in cells if k not in wanted]:
             self.remove_row(row_id)
             del cells[row_id]
             self._made_from.pop(row_id, None)
         shown = self.shown
-        for s in visible:
-            if self._made_from.get(s.id) is s:
+        for s, key in zip(visible, keys, strict=True):
+            if self._made_from.get(key) is s:
                 continue  # the same snapshot (a finished session's): nothing to redo
-            self._made_from[s.id] = s
+            self._made_from[key] = s
             new = tuple(c.text(s) for c, _ in shown)
-            old = cells.get(s.id)
+            old = cells.get(key)
             if old is None:
                 row = [c.cell(t) for (c, _), t in zip(shown, new, strict=True)]
-                row[0] = _IdCell(s.id)
-                self.add_row(*row, key=s.id)
+                row[0] = _IdCell(s.id, key)
+                self.add_row(*row, key=key)
             elif old != new:
                 for i, (was, now) in enumerate(zip(old, new, strict=True)):
                     if was != now and i:
                         col = shown[i][0]
-                        self.update_cell(s.id, col.key, col.cell(now))
-            cells[s.id] = new
-        order = [s.id for s in visible]
+                        self.update_cell(key, col.key, col.cell(now))
+            cells[key] = new
+        order = keys
         if order != self._order:
             rank = {row_id: i for i, row_id in enumerate(order)}
             self.sort("id", key=lambda cell: rank[cell.session_id])

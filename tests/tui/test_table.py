@@ -120,13 +120,16 @@ async def test_narrow_terminals_leave_figures_out_whole_and_keep_the_footer(
 
 
 def test_fit_leaves_out_the_lowest_ranked_columns_and_gives_the_rest_to_the_error() -> None:
-    everything = [c.key for c in COLUMNS]
+    everything = [c.key for c in COLUMNS if c.key != "node"]  # node: only when attached
     wide = fit(everything, 400)
     assert [c.key for c, _ in wide] == everything
-    assert dict((c.key, w) for c, w in wide)["error"] == 400 - sum(c.width for c in COLUMNS[:-1])
+    widths = sum(column(k).width for k in everything[:-1])
+    assert dict((c.key, w) for c, w in wide)["error"] == 400 - widths
     narrow = fit(everything, 79)
     kept = [c.key for c, _ in narrow]
     assert kept[:4] == ["id", "state", "depth", "memory"]
+    attached = [c.key for c, _ in fit([*everything, "node"], 79)]
+    assert attached[:5] == ["id", "node", "state", "depth", "memory"]
     assert {"ttft", "qw_p50", "qw_p99", "age_p99"} <= set(kept)
     assert sum(w for _, w in narrow) <= 79
     dropped = set(everything) - set(kept)

@@ -1,0 +1,83 @@
+"""The nodes panel of `sluice attach`: one line per served engine under the header.
+
+Each line: connected or not and for how long, the node's name (as its server gives it,
+shown as plain text) and its own figures (sessions streaming and queued, chunks/s in and
+out, CPU, loop lag), or why the link is down. The node that knob changes go to, when it is
+one node, is marked. At most MAX_LINES lines; more nodes are counted on the last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Group
+from rich.text import Text
+
+from sluice.engine.control.client import CONNECTED, CONNECTING
+from sluice.tui import fmt
+from sluice.tui.link import NodeView
+from sluice.tui.readout import Fitted, Readout
+
+__all__ = ["MAX_LINES", "NodesBar", "node_line"]
+
+MAX_LINES = 4
+
+
+def _part(text: str, style: str = "") -> Text:
+    return Text(text, style=style, end="")
+
+
+def node_line(node: NodeView, now: float, *, target: bool) -> Fitted:
+    """One node's line (parts left out whole on a narrow screen)."""
+    status = node.status
+    since = fmt.seconds(max(0.0, now - status.since))
+    if status.state == CONNECTED:
+        mark = _part("● ", "bold green")
+        state = _part(f"connected {since} ", "green")
+    elif status.state == CONNECTING:
+        mark = _part("◌ ", "yellow")
+        state = _part("connecting ", "yellow")
+    else:
+        mark = _part("○ ", "bold red")
+        state = _part(f"disconnected {since} ", "bold red")
+    name = fmt.plain(node.label, "bold", limit=40)
+    name.end = ""
+    parts: list[tuple[int, Text]] = [(0, mark), (0, name), (1, _part(" ")), (1, state)]
+    if target:
+        parts.append((0, _part("◆ knobs ", "reverse")))
+    snap = node.snapshot
+    if status.state != CONNECTED:
+        why = fmt.plain(status.error or "", "red", limit=120)
+        why.end = ""
+        parts.append((2, why))
+        if status.url != node.label:
+            parts.append((5, _part(f"  {fmt.clean(status.url, limit=60)}", "dim")))
+    elif snap is not None:
+        totals, proc = snap.totals, snap.process
+        states = totals.states
+        parts += [
+            (2, _part(f"{fmt.count(totals.sessions)} sess ")),
+            (3, _part(f"{states.get('streaming', 0)} streaming ")),
+            (4, _part(f"{states.get('queued', 0)} queued ")),
+            (2, _part(f" in {fmt.rate(totals.rate_in)}/s out {fmt.rate(totals.rate_out)}/s")),
+            (3, _part(f"  CPU {proc.cpu_percent:.0f}%")),
+            (4, _part(f"  lag {fmt.seconds(proc.loop_lag)}")),
+            (5, _part(f"  {fmt.clean(status.url, limit=60)}", "dim")),
+        ]
+    return Fitted(parts)
+
+
+class NodesBar(Readout):
+    """The attached nodes, one line each (its height follows the number of lines)."""
+
+    def show(self, nodes: Sequence[NodeView], now: float, target: str | None) -> None:
+        """Redraw from `nodes`."""
+        lines = [node_line(n, now, target=n.key == target) for n in nodes[:MAX_LINES]]
+        if len(nodes) > MAX_LINES:
+            rest = nodes[MAX_LINES - 1 :]
+            up = sum(1 for n in rest if n.status.state == CONNECTED)
+            lines[-1] = Fitted([(0, _part(f"+ {len(rest)} more nodes: {up} up", "dim"))])
+        height = max(1, len(lines))
+        if self.styles.height is None or self.styles.height.value != height:
+            self.styles.height = height
+        self.update(Group(*lines) if lines else Text("no nodes attached", style="dim"))
