@@ -504,7 +504,7 @@ CLUSTER_NAME = register(
 CLUSTER_NODE = register(
     Setting("cluster.node", str, "", "this node's name (empty: host name and process id)")
 )
-CLUSTER_SHARED = register(
+CLUSTER_SHARED: Setting[tuple[str, ...]] = register(
     Setting(
         "cluster.shared",
         tuple,
