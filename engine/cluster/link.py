@@ -95,6 +95,7 @@ class ClusterLink:
         self._scripts: dict[str, Any] = {}
         self._up: asyncio.Event | None = None
         self._broken: asyncio.Event | None = None
+        self._beat_now: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -117,6 +118,8 @@ class ClusterLink:
         """The control API's URL this node serves (`sluice serve`), shown in the registry
         from the next heartbeat on."""
         self.control_url = url
+        if self._beat_now is not None:
+            self._beat_now.set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -126,6 +129,7 @@ class ClusterLink:
             return
         self._up = asyncio.Event()
         self._broken = asyncio.Event()
+        self._beat_now = asyncio.Event()
         for limiter in self.limiters.values():
             limiter.start()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="sluice-cluster")
@@ -266,8 +270,13 @@ class ClusterLink:
         raise RedisConnectionError(self.last_error or "connection lost")
 
     async def _beat_forever(self) -> None:
+        assert self._beat_now is not None
         while True:
-            await asyncio.sleep(self.heartbeat_s)
+            try:
+                await asyncio.wait_for(self._beat_now.wait(), self.heartbeat_s)
+            except TimeoutError:
+                pass
+            self._beat_now.clear()
             await self._heartbeat()
 
     async def _listen(self, pubsub: Any) -> None:
