@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sluice.bench.app_cost import AppCostResult, measure_app_cost, tmux_missing
+from sluice.bench.cluster import ClusterResult, redis_missing, run_cluster
 from sluice.bench.long_response import LongResult, run_long
 from sluice.bench.measure import child_env, machine
 from sluice.bench.overhead import OverheadResult, run_overhead
@@ -36,7 +37,7 @@ from sluice.bench.serve import ServeResult, run_serve
 
 __all__ = ["BenchParams", "BenchResult", "result_from_dict", "run_bench", "run_job"]
 
-PARTS = ("scenario", "memory", "overhead", "scale", "long", "serve", "app")
+PARTS = ("scenario", "memory", "overhead", "scale", "long", "serve", "app", "cluster")
 _SCENARIO = ScenarioSpec()
 
 
@@ -75,6 +76,11 @@ class BenchParams:
     app_warmup: float = 5.0
     app_window: float = 10.0
     app_presses: int = 25
+    # Cluster: serve nodes sharing one Claude limit through Redis (benchmarks/cluster.py).
+    cluster_sizes: tuple[int, ...] = (2, 4, 8)
+    cluster_window: float = 8.0
+    cluster_knob_changes: int = 20
+    cluster_lease_s: float = 5.0
 
     def spec(self) -> ScenarioSpec:
         """The scenario part's sizes."""
@@ -106,6 +112,8 @@ class BenchResult:
     errors: tuple[str, ...] = field(default=())
     app: tuple[AppCostResult, ...] = ()
     app_skipped: str | None = None  # why the app part did not run (no tmux)
+    cluster: ClusterResult | None = None
+    cluster_skipped: str | None = None  # why the cluster part did not run (no redis-server)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -123,6 +131,8 @@ class BenchResult:
             "errors": list(self.errors),
             "app": [r.to_dict() for r in self.app],
             "app_skipped": self.app_skipped,
+            "cluster": self.cluster.to_dict() if self.cluster else None,
+            "cluster_skipped": self.cluster_skipped,
         }
 
 
@@ -142,6 +152,8 @@ def result_from_dict(data: dict[str, Any]) -> BenchResult:
         errors=tuple(data["errors"]),
         app=tuple(AppCostResult.from_dict(r) for r in data.get("app", [])),
         app_skipped=data.get("app_skipped"),
+        cluster=ClusterResult.from_dict(data["cluster"]) if data.get("cluster") else None,
+        cluster_skipped=data.get("cluster_skipped"),
     )
 
 
@@ -198,6 +210,16 @@ def _jobs(params: BenchParams) -> tuple[list[dict[str, Any]], list[dict[str, Any
             }
             for n, limit in params.app_sizes
         ]
+    if "cluster" in params.parts and redis_missing() is None:
+        alone.append(
+            {
+                "kind": "cluster",
+                "sizes": list(params.cluster_sizes),
+                "window": params.cluster_window,
+                "knob_changes": params.cluster_knob_changes,
+                "lease_s": params.cluster_lease_s,
+            }
+        )
     return together, alone
 
 
@@ -238,6 +260,14 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             window=job["window"],
             presses=job["presses"],
         ).to_dict()
+    if kind == "cluster":
+        clustered = run_cluster(
+            tuple(job["sizes"]),
+            window=job["window"],
+            knob_changes=job["knob_changes"],
+            lease_s=job["lease_s"],
+        )
+        return asyncio.run(clustered).to_dict()
     raise ValueError(f"unknown job kind {kind!r}")
 
 
@@ -304,6 +334,8 @@ def _label(job: dict[str, Any]) -> str:
         return f"scenario:{job['mode']}"
     if kind in ("scale", "idle", "steady", "serve", "app"):
         return f"{kind}:{job['sessions']}"
+    if kind == "cluster":
+        return f"cluster:{','.join(map(str, job['sizes']))} nodes"
     return str(kind)
 
 
@@ -326,6 +358,7 @@ def _collect(
     overhead = idle = steady = None
     long = None
     serve = None
+    cluster = None
     errors: list[str] = []
     for job, out in outputs:
         if isinstance(out, str):
@@ -348,11 +381,14 @@ def _collect(
             serve = ServeResult.from_dict(out)
         elif kind == "app":
             app.append(AppCostResult.from_dict(out))
+        elif kind == "cluster":
+            cluster = ClusterResult.from_dict(out)
     params_dict = asdict(params)
     params_dict["parts"] = list(params.parts)
     params_dict["scale_sizes"] = list(params.scale_sizes)
     params_dict["long_sizes"] = list(params.long_sizes)
     params_dict["app_sizes"] = [list(size) for size in params.app_sizes]
+    params_dict["cluster_sizes"] = list(params.cluster_sizes)
     return BenchResult(
         machine=info,
         params=params_dict,
@@ -367,4 +403,6 @@ def _collect(
         errors=tuple(errors),
         app=tuple(app),
         app_skipped=tmux_missing() if "app" in params.parts else None,
+        cluster=cluster,
+        cluster_skipped=redis_missing() if "cluster" in params.parts else None,
     )

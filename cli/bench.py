@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--only",
         metavar="PARTS",
-        help="comma-separated parts to run: scenario, memory, overhead, scale, long, serve, app "
-        "(default: all; app needs tmux)",
+        help="comma-separated parts to run: scenario, memory, overhead, scale, long, serve, app, "
+        "cluster (default: all; app needs tmux, cluster redis-server)",
     )
     parser.add_argument(
         "--tokens",
@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N,N",
         help="demo sessions the app part runs the app with, each N (demo limit min(N, 64)) "
         "or N:LIMIT (default 12:4,1000:64)",
+    )
+    parser.add_argument(
+        "--cluster-sizes",
+        metavar="N,N",
+        help="serve nodes sharing one Claude limit in the cluster part (default 2,4,8)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes: a sanity run of a few seconds"
@@ -110,6 +115,10 @@ def build_params(args: argparse.Namespace) -> BenchParams:
             app_warmup=2.0,
             app_window=2.0,
             app_presses=4,
+            cluster_sizes=(2,),
+            cluster_window=2.0,
+            cluster_knob_changes=3,
+            cluster_lease_s=2.0,
         )
     if args.only:
         parts = tuple(p.strip() for p in args.only.split(",") if p.strip())
@@ -123,6 +132,12 @@ def build_params(args: argparse.Namespace) -> BenchParams:
         reason = tmux_missing()
         if reason is not None:
             raise UsageError(f"--only {args.only}: the app part {reason}")
+    if "cluster" in params.parts and args.only:
+        from sluice.bench.cluster import redis_missing
+
+        reason = redis_missing()
+        if reason is not None:
+            raise UsageError(f"--only {args.only}: the cluster part {reason}")
     if args.tokens is not None:
         if not 1 <= args.tokens <= 100_000:
             raise UsageError(f"--tokens {args.tokens}: must be an integer from 1 to 100000")
@@ -132,6 +147,9 @@ def build_params(args: argparse.Namespace) -> BenchParams:
         params = replace(params, scale_sizes=sizes)
     if args.app_sizes is not None:
         params = replace(params, app_sizes=_app_sizes(args.app_sizes))
+    if args.cluster_sizes is not None:
+        sizes = _sizes("--cluster-sizes", args.cluster_sizes, 32, "2,4,8")
+        params = replace(params, cluster_sizes=sizes)
     if args.scale_window is not None:
         if not 0.2 <= args.scale_window <= 600:
             raise UsageError(f"--scale-window {args.scale_window:g}: must be seconds in [0.2, 600]")
@@ -199,6 +217,8 @@ def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
     result = run_bench(params, isolate=not args.in_process, progress=progress)
     if result.app_skipped is not None:
         stderr.write(f"sluice bench: app part skipped: {result.app_skipped}\n")
+    if result.cluster_skipped is not None:
+        stderr.write(f"sluice bench: cluster part skipped: {result.cluster_skipped}\n")
     if plot_path is not None and result.scenario:
         try:
             plot_path.write_text(scenario_svg(result.scenario), encoding="utf-8")
@@ -220,7 +240,7 @@ def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
 COMMAND = Command(
     name="bench",
     help="benchmark the engine and the app: the original scenario, overhead, memory, scale, "
-    "long responses, serving, the app's cost",
+    "long responses, serving, the app's cost, a cluster of serve nodes",
     add_arguments=add_arguments,
     run=run,
 )
