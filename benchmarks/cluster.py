@@ -155,6 +155,7 @@ class _Node:
     def __init__(self, folder: Path, name: str, cluster: str, redis_url: str, upstream: str,
                  limit: int, inflight: int, lease_s: float) -> None:  # fmt: skip
         self.name = name
+        self.log = folder / f"{name}.log"  # its operator lines, for a failure's message
         config = folder / f"{name}.toml"
         config.write_text(
             NODE_CONFIG.format(limit=limit, url=redis_url, name=cluster, node=name, lease=lease_s)
@@ -174,7 +175,7 @@ class _Node:
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self.log.open("w"),
             text=True,
             env=env,
             cwd=folder,
@@ -185,7 +186,8 @@ class _Node:
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 120)
         if not line.startswith("http://"):
-            raise RuntimeError(f"node {self.name} did not start")
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-1:]
+            raise RuntimeError(f"node {self.name} did not start: {' '.join(tail)}")
         self.url = line.strip()
 
     def stop(self) -> None:
@@ -280,7 +282,7 @@ async def _run_size(
     clients: list[httpx.AsyncClient] = []
     try:
         await asyncio.gather(*(node.started() for node in nodes))
-        clients = [httpx.AsyncClient(base_url=node.url, timeout=30) for node in nodes]
+        clients = [httpx.AsyncClient(base_url=node.url, timeout=120) for node in nodes]
         if redis_url:  # every node in the cluster before the first answer flows
             await _all_joined(clients, count)
         upstream.reset_peak()  # from the first grant on: the start is where a cap is tested

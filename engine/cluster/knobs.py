@@ -41,16 +41,26 @@ class KnobSync:
         self._pending: dict[str, Any] = {}  # local changes not yet written
         self._applying = False
         self._flush: asyncio.Task[None] | None = None
+        self._rereads: set[asyncio.Task[None]] = set()
         self._unsubscribe = engine.on_knob_change(self._on_change)
 
-    def close(self) -> None:
-        """Stop listening to the engine."""
+    async def aclose(self) -> None:
+        """Stop listening to the engine; cancel writes and reads under way (and wait)."""
         try:
             self._unsubscribe()
         except ValueError:
             pass
-        if self._flush is not None:
-            self._flush.cancel()
+        if self._flush is not None and not self._flush.done():
+            await asyncio.wait([self._flush], timeout=1.0)  # a change just made: written
+        tasks = [*self._rereads, *([self._flush] if self._flush is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def applying(self) -> bool:
+        """True while values from the cluster are being set on the engine."""
+        return self._applying
 
     @staticmethod
     def synced(name: str) -> bool:
@@ -126,7 +136,11 @@ class KnobSync:
         lost while its pub/sub reconnected) is read from the hash."""
         if version > self.seen_version and self.link.connected:
             self.seen_version = version
-            asyncio.get_running_loop().create_task(self._reread(), name="sluice-cluster-reread")
+            task = asyncio.get_running_loop().create_task(
+                self._reread(), name="sluice-cluster-reread"
+            )
+            self._rereads.add(task)  # the loop keeps only a weak reference
+            task.add_done_callback(self._rereads.discard)
 
     async def _reread(self) -> None:
         try:

@@ -104,6 +104,11 @@ class ClusterLink:
         """The backends whose caps count across the cluster."""
         return self.options.shared
 
+    @property
+    def applying(self) -> bool:
+        """True while a knob change from another node is being applied here."""
+        return self.knobs is not None and self.knobs.applying
+
     def limiter(self, backend: str, limit: int) -> ClusterLimiter:
         """The cluster-wide cap of `backend` (one per backend)."""
         if backend not in self.limiters:
@@ -145,7 +150,7 @@ class ClusterLink:
             except TimeoutError:
                 pass
         if self.knobs is not None:
-            self.knobs.close()
+            await self.knobs.aclose()
         if self.connected and self._client is not None:
             try:
                 await asyncio.wait_for(self._leave(), 2.0)
