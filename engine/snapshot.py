@@ -308,9 +308,12 @@ class ClusterSnapshot:
 
     @property
     def state(self) -> str:
-        """`connected`, or `disconnected since HH:MM:SS` (local time)."""
+        """`connected`, `connecting` (the first attempt is under way), or `disconnected
+        since HH:MM:SS` (local time; since the start when Redis was never reached)."""
         if self.connected or self.disconnected_since is None:
             return "connected"
+        if self.error is None:
+            return "connecting"
         since = time.localtime(self.disconnected_since)
         return f"disconnected since {time.strftime('%H:%M:%S', since)}"
 

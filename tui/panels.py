@@ -72,6 +72,8 @@ class ProcessBar(Readout):
         cluster = snap.cluster
         if cluster is None:
             return []
+        if cluster.state == "connecting":
+            return [(5, _part(f"  cluster: {cluster.state}", "dim"))]
         if not cluster.connected:
             return [(0, _part(f"  cluster: {cluster.state}", "bold red"))]
         text = fmt.plain(f"  cluster {cluster.name}", limit=40)

@@ -277,3 +277,29 @@ def test_a_bad_sluice_redis_url_stops_a_command_with_one_line(
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "SLUICE_REDIS_URL=" in err and "hunter2" not in err
     assert "scheme 'http' not allowed" in err
+
+
+def test_sluice_run_json_carries_the_cluster_member(
+    redis_server: RedisServer,
+    cluster_name: str,
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text(
+        "[limits]\ndemo = 2\n[demo]\nsessions = 3\ntokens = 10\nrate = 200\nttft_ms = 5\n"
+        "[consumer]\ndelay_ms = 1\n"
+        f'[cluster]\nredis_url = "{redis_server.url}"\nname = "{cluster_name}"\n'
+        'node = "cli-node"\nshared = ["demo"]\nlease_s = 2\n'
+    )
+    code = main(["--config", str(config), "run", "--headless", "--json"])
+    out, _err = capsys.readouterr()
+    assert code == 0
+    cluster = json.loads(out)["cluster"]
+    assert (cluster["name"], cluster["node"], cluster["state"]) == (
+        cluster_name,
+        "cli-node",
+        "connected",
+    )
+    assert cluster["shared"][0]["backend"] == "demo" and cluster["shared"][0]["limit"] == 2
+    assert cluster["grant_latency_count"] == 3  # one permit per session, from Redis

@@ -151,7 +151,9 @@ async def test_the_header_shows_the_cluster_and_a_lost_redis_in_red() -> None:
         grant_latency=Percentiles.empty(),
     )
     since = time.mktime((2026, 1, 1, 12, 3, 4, 0, 0, -1))
-    down = dataclasses.replace(cluster, connected=False, disconnected_since=since)
+    down = dataclasses.replace(
+        cluster, connected=False, disconnected_since=since, error="ConnectionError: refused"
+    )
     app = SluiceApp(
         config=Config(),
         engine=Engine(Config()),
@@ -170,4 +172,7 @@ async def test_the_header_shows_the_cluster_and_a_lost_redis_in_red() -> None:
         ]
         assert str(parts[0][1].style) == "bold red"
         assert ProcessBar._cluster_parts(snap) == []  # standalone: nothing
+        starting = dataclasses.replace(down, error=None)  # the first attempt under way
+        (part,) = ProcessBar._cluster_parts(dataclasses.replace(snap, cluster=starting))
+        assert part[1].plain == "  cluster: connecting"
         await pilot.press("q")
