@@ -85,8 +85,9 @@ class ClusterLimiter:
         return LimiterStats(self._limit, self._in_use, len(self._waiters), self._granted_total)
 
     def locked(self) -> bool:
-        """True when an acquire now would have to wait for Redis (always, in a cluster)."""
-        return True
+        """True when an acquire now would wait: the cluster's cap is full (as of Redis's
+        last answer) or sessions are queued already."""
+        return self.cluster_in_use >= self._limit or bool(self._waiters)
 
     # -- acquiring and releasing ------------------------------------------------------------
 
