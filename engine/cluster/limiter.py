@@ -113,9 +113,10 @@ class ClusterLimiter:
                 self._resent.discard(ticket)
                 if ticket in self._unsent:
                     self._unsent.remove(ticket)
-                else:
-                    self._to_release.add(ticket)  # take it out of the cluster's queue
-                    self.poke()
+                # Take it out of the cluster's queue (it may be on its way there right now;
+                # releasing a ticket Redis never saw changes nothing).
+                self._to_release.add(ticket)
+                self.poke()
             raise
 
     def release(self) -> None:
@@ -254,7 +255,8 @@ class ClusterLimiter:
         )
         done = time.perf_counter()
         self.link.saw_epoch(epoch)
-        del self._unsent[: len(sent)]
+        done_sending = set(sent)
+        self._unsent = [t for t in self._unsent if t not in done_sending]
         self.cluster_limit = int(limit)
         self.cluster_in_use, self.cluster_waiting = int(holders), int(queued)
         for ticket in granted:

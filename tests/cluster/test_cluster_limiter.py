@@ -105,3 +105,33 @@ async def test_a_resize_reaches_redis_and_lets_waiters_in(
         assert await client.get(Keys(cluster_name).semaphore("claude").limit) == "2"
     finally:
         await client.aclose()
+
+
+async def test_a_waiter_cancelled_while_its_ticket_is_on_its_way_leaves_no_entry(
+    links: list[ClusterLink], redis_server: RedisServer, cluster_name: str
+) -> None:
+    a, b = (link.limiters["claude"] for link in links)
+    await asyncio.wait_for(a.acquire_on_behalf_of("a1"), 5)
+    link = links[1]
+    original = link.call_acquire
+    in_redis = asyncio.Event()
+    answer = asyncio.Event()
+
+    async def slow_answer(*args: object, **kwargs: object) -> object:
+        result = await original(*args, **kwargs)  # type: ignore[arg-type]
+        in_redis.set()
+        await answer.wait()  # the reply is "on its way back" while the waiter is cancelled
+        return result
+
+    link.call_acquire = slow_answer  # type: ignore[method-assign]
+    waiting = asyncio.create_task(b.acquire_on_behalf_of("b1"))
+    await asyncio.wait_for(in_redis.wait(), 5)
+    assert await queue_size(redis_server, cluster_name) == 1
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    answer.set()
+    for _ in range(300):
+        if await queue_size(redis_server, cluster_name) == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert await queue_size(redis_server, cluster_name) == 0  # not left to block the queue
