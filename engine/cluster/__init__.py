@@ -11,6 +11,13 @@ from sluice.engine.cluster.options import (
     ClusterConfigError,
     ClusterOptions,
     cluster_options,
+    viewer_options,
 )
 
-__all__ = ["REDIS_URL_ENV", "ClusterConfigError", "ClusterOptions", "cluster_options"]
+__all__ = [
+    "REDIS_URL_ENV",
+    "ClusterConfigError",
+    "ClusterOptions",
+    "cluster_options",
+    "viewer_options",
+]

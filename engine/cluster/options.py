@@ -19,7 +19,13 @@ from sluice.engine.config import Config, ConfigError
 from sluice.engine.redact import redact_url
 from sluice.engine.settings import url_problem
 
-__all__ = ["REDIS_URL_ENV", "ClusterConfigError", "ClusterOptions", "cluster_options"]
+__all__ = [
+    "REDIS_URL_ENV",
+    "ClusterConfigError",
+    "ClusterOptions",
+    "cluster_options",
+    "viewer_options",
+]
 
 REDIS_URL_ENV = "SLUICE_REDIS_URL"
 REDIS_SCHEMES = ("redis", "rediss")
@@ -94,3 +100,20 @@ def cluster_options(
         shared=shared,
         lease_s=float(config[S.CLUSTER_LEASE_S]),
     )
+
+
+def viewer_options(url: str, name: str, lease_s: float = 10.0) -> ClusterOptions:
+    """Options to read the cluster `name` at `url` without joining it (what `sluice attach
+    redis://...` needs for `list_nodes`); ClusterConfigError names a bad URL or name, with
+    credentials hidden."""
+    problem = url_problem(url, REDIS_SCHEMES)
+    if problem is not None:
+        raise ClusterConfigError(
+            f"{redact_url(url)!r}: {problem}; must be a URL like redis://127.0.0.1:6379/0"
+        )
+    if not _NAME.fullmatch(name):
+        raise ClusterConfigError(
+            f"cluster name {name!r}: must be 1-100 letters, digits or . _ : @ - "
+            "(starting with a letter or digit)"
+        )
+    return ClusterOptions(url=url, name=name, node="viewer", shared=(), lease_s=lease_s)

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from sluice.cli.main import main
 from sluice.engine import Engine
-from sluice.engine.cluster import cluster_options
+from sluice.engine.cluster import ClusterConfigError, viewer_options
 from sluice.engine.cluster.keys import Keys
 from sluice.engine.cluster.registry import list_nodes
 from sluice.engine.config import Config
@@ -169,8 +169,7 @@ async def test_a_joining_node_adopts_the_clusters_values_and_supplies_the_missin
 async def test_nodes_register_with_their_url_and_leave_on_close(
     redis_server: RedisServer, cluster_name: str
 ) -> None:
-    options = cluster_options(node_config(redis_server.url, cluster_name, "x"))
-    assert options is not None
+    options = viewer_options(redis_server.url, cluster_name)  # what attach would use
     async with Engine(node_config(redis_server.url, cluster_name, "web-1")) as a:
         assert a.cluster is not None
         a.cluster.advertise("http://127.0.0.1:8321")
@@ -303,3 +302,11 @@ def test_sluice_run_json_carries_the_cluster_member(
     )
     assert cluster["shared"][0]["backend"] == "demo" and cluster["shared"][0]["limit"] == 2
     assert cluster["grant_latency_count"] == 3  # one permit per session, from Redis
+
+
+def test_viewer_options_refuse_a_bad_url_or_name_without_showing_a_password() -> None:
+    with pytest.raises(ClusterConfigError) as bad:
+        viewer_options("http://u:hunter2@h:6379", "prod")
+    assert "hunter2" not in str(bad.value) and "scheme 'http' not allowed" in str(bad.value)
+    with pytest.raises(ClusterConfigError, match="cluster name"):
+        viewer_options("redis://h:6379/0", "a{b}")
