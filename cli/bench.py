@@ -1,7 +1,8 @@
 """`sluice bench`: the original scenario (three modes and the generation bound), the engine's
 overhead against asyncio.Queue, memory per session, 1,000/5,000-session scale, the CPU
-per delta of long Claude responses, what serving costs (a viewer, a scrape), and the app's
-own cost (CPU and key-to-screen time, driven through tmux).
+per delta of long Claude responses, what serving costs (a viewer, a scrape), the app's
+own cost (CPU and key-to-screen time, driven through tmux), and a cluster of serve nodes
+sharing one limit through Redis.
 
 Prints markdown (or `--json`), optionally writes an SVG of depth and memory over time. The
 default run takes a few minutes on 2 cores. Exit codes: 0 ran (goals may still be missed;
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -204,6 +206,8 @@ def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
 
     stdout, stderr = io.stdout, io.stderr
     params = build_params(args)
+    if os.environ.pop("SLUICE_REDIS_URL", None):  # its engines and nodes: never a real cluster
+        stderr.write("sluice bench: SLUICE_REDIS_URL ignored: the benchmarks join no cluster\n")
     plot_path = Path(args.plot) if args.plot else None
     if plot_path is not None and not plot_path.parent.is_dir():
         raise UsageError(f"--plot {args.plot}: folder {plot_path.parent} does not exist")

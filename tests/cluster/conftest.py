@@ -3,7 +3,6 @@ private one for tests that stop and restart it."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +10,6 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.redis_server import REDIS_SERVER, RedisServer
-
-os.environ.pop("SLUICE_REDIS_URL", None)  # no test joins a cluster it did not ask for
 
 
 def _need_redis() -> None:
