@@ -51,6 +51,10 @@ UNREACHABLE: tuple[type[Exception], ...] = (
 )
 
 
+class _Broken(RedisConnectionError):
+    """A limiter's or the knob sync's call found Redis unreachable (already recorded)."""
+
+
 def connect(options: ClusterOptions) -> aioredis.Redis:
     """A client for the cluster's Redis that fails fast (no retries of its own: the link
     decides what a failure means) with timeouts scaled to the lease."""
@@ -236,6 +240,8 @@ class ClusterLink:
                 await self._until_broken(pubsub)
             except asyncio.CancelledError:
                 raise
+            except _Broken:
+                pass  # a call found Redis gone: already marked and logged (`lost`)
             except Exception as exc:  # unreachable, or an error reply (a misconfigured Redis)
                 self._set_down(exc, first=first)
             finally:
@@ -272,7 +278,7 @@ class ClusterLink:
         for task in (beat, listen):
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
-        raise RedisConnectionError(self.last_error or "connection lost")
+        raise _Broken(self.last_error or "connection lost")
 
     async def _beat_forever(self) -> None:
         assert self._beat_now is not None
