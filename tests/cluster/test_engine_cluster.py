@@ -310,3 +310,39 @@ def test_viewer_options_refuse_a_bad_url_or_name_without_showing_a_password() ->
     assert "hunter2" not in str(bad.value) and "scheme 'http' not allowed" in str(bad.value)
     with pytest.raises(ClusterConfigError, match="cluster name"):
         viewer_options("redis://h:6379/0", "a{b}")
+
+
+async def test_a_live_shrink_on_one_node_lets_nobody_new_in_until_below_the_new_limit(
+    redis_server: RedisServer, cluster_name: str
+) -> None:
+    extra = {"limits.demo": 4, "demo.tokens": 40, "demo.rate": 100.0}
+    a_cfg = node_config(redis_server.url, cluster_name, "a", **extra)
+    b_cfg = node_config(redis_server.url, cluster_name, "b", **extra)
+    async with Engine(a_cfg) as a, Engine(b_cfg) as b:
+        for e in (a, b):
+            await until(lambda e=e: e.cluster is not None and e.cluster.connected)  # type: ignore[misc]
+        a.add_demo_sessions(6)
+        b.add_demo_sessions(6)
+        await until(lambda: streaming(a, b) == 4)
+        b.set_knob("limits.demo", 1)
+        counts = []
+        started_after: set[str] = set()
+        before = {s.id for e in (a, b) for s in e.sessions.values() if s.state != "queued"}
+        while True:
+            now = streaming(a, b)
+            counts.append(now)
+            for e in (a, b):
+                started_after |= {
+                    f"{e.cluster.node}:{s.id}"  # type: ignore[union-attr]
+                    for s in e.sessions.values()
+                    if s.state != "queued" and s.id not in before
+                }
+            if now <= 1 and started_after:
+                break
+            if counts[-1] > 1:
+                # While more than the new limit still stream, nobody new may have started.
+                assert not started_after, (counts, started_after)
+            await asyncio.sleep(0.005)
+        assert a.limiters["demo"].limit == 1  # the shrink reached the other node too
+        await asyncio.wait_for(asyncio.gather(a.wait_idle(), b.wait_idle()), 60)
+        assert a.snapshot().totals.tokens_lost == 0 and b.snapshot().totals.tokens_lost == 0
