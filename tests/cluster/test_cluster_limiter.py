@@ -5,8 +5,7 @@ reaches Redis."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,14 +13,8 @@ import redis.asyncio as aioredis
 from sluice.engine.cluster.keys import Keys
 from sluice.engine.cluster.link import ClusterLink
 from sluice.engine.cluster.options import ClusterOptions
+from tests.cluster.helpers import until
 from tests.cluster.redis_server import RedisServer
-
-
-async def until(check: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
