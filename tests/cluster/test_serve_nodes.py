@@ -237,3 +237,6 @@ def test_three_serve_nodes_share_a_claude_limit_of_4_through_kill_and_redis_rest
             assert proc.returncode == 0, err
             assert "unreachable" in err and "admit nobody new" in err
             assert "Traceback" not in err
+            if name == "n2":  # the knob set on n1: logged once, naming where it came from
+                assert "knobs from node n1: queue.maxsize 16 -> 33" in err
+                assert "in-process" not in err
