@@ -175,6 +175,7 @@ def goals(result: BenchResult) -> list[Goal]:
         )
     out.extend(_app_goals(result))
     out.extend(_agent_goals(result))
+    out.extend(_cluster_goals(result))
     return out
 
 
@@ -194,6 +195,35 @@ def _agent_goals(result: BenchResult) -> list[Goal]:
             f"({share:.1%}), {format_bytes(r.buffered_bytes)} in the session's buffer",
             met,
         )
+    ]
+
+
+def _cluster_goals(result: BenchResult) -> list[Goal]:
+    """The cluster's goals: never over the shared limit; a killed node's permits back
+    within its lease (plus a heartbeat: the next node to look cleans them up)."""
+    c = result.cluster
+    if c is None or not c.sizes:
+        return []
+    worst = max(s.peak_ratio for s in c.sizes)
+    recovered = [s.recovered_s for s in c.sizes]
+    slowest = max((r for r in recovered if r is not None), default=None)
+    return [
+        Goal(
+            "cluster: most concurrent streams the upstream saw / the shared limit",
+            "<= 1.00",
+            ", ".join(f"{s.nodes} nodes {s.peak_ratio:.2f}" for s in c.sizes),
+            worst <= 1.0,
+        ),
+        Goal(
+            f"cluster: a kill -9'd node's permits back within lease_s + 1 s "
+            f"({c.lease_s:g} + 1 s)",
+            f"<= {c.lease_s + 1:g} s",
+            ", ".join(
+                f"{s.nodes} nodes {s.recovered_s:.2f} s" if s.recovered_s is not None else "-"
+                for s in c.sizes
+            ),
+            slowest is not None and None not in recovered and slowest <= c.lease_s + 1,
+        ),
     ]
 
 
@@ -522,6 +552,7 @@ def markdown(result: BenchResult) -> str:
             f"without ({format_bytes(sv.frame_light_bytes)})."
         )
     parts.extend(_app_section(result))
+    parts.extend(_cluster_section(result))
     checked = goals(result)
     if checked:
         parts.append("### Goals")
@@ -663,5 +694,51 @@ def _attach_section(result: BenchResult) -> list[str]:
         "key to screen p50 / p99",
         "key to engine p50 / p99",
         "attach RSS",
+    ]
+    return [intro, _table(header, rows)]
+
+
+def _cluster_section(result: BenchResult) -> list[str]:
+    """The cluster table (or why it was skipped)."""
+    if result.cluster_skipped is not None and result.cluster is None:
+        return [f"### Cluster\n\nSkipped: {result.cluster_skipped}."]
+    c = result.cluster
+    if c is None:
+        return []
+    intro = (
+        "### Cluster (`sluice serve` nodes on one Redis)\n\nN `sluice serve` processes on "
+        f"this machine share one Claude limit of {c.limit} through a local redis-server, "
+        f"together keeping {c.inflight} sessions in flight against one loopback "
+        f"Anthropic-format server ({c.deltas} deltas {c.pace * 1000:g} ms apart per answer) "
+        "that counts concurrent streams. `peak / limit`: the most streams it saw at once, "
+        f"over the whole run. `chunks/s` over {c.window_s:g} s, and `x one node`: against "
+        f"one standalone node (no Redis) with the same limit and sessions "
+        f"({c.one_node_cps:,.0f} chunks/s). Grant latency: the time Redis added to getting "
+        "a permit (per grant: the whole wait when nobody was ahead, else the round trip of "
+        "the call that granted it); the nodes' p50 median and p99 max. Knob: a "
+        "`PATCH /v1/knobs` on one node (each in turn) until every node's API shows it. "
+        f"Recovered: `kill -9` of a node holding permits until Redis holds none of its "
+        f"leases (lease_s = {c.lease_s:g} s)."
+    )
+    rows = [
+        [
+            str(s.nodes),
+            f"{s.peak} / {s.limit} = {s.peak_ratio:.2f}",
+            f"{s.chunks_per_s:,.0f}",
+            f"{s.vs_one_node:.2f}",
+            f"{format_seconds(s.grant_p50)} / {format_seconds(s.grant_p99)}",
+            f"{format_seconds(s.knob_p50)} / {format_seconds(s.knob_p99)}",
+            f"{s.recovered_s:.2f} s" if s.recovered_s is not None else "-",
+        ]
+        for s in c.sizes
+    ]
+    header = [
+        "nodes",
+        "peak / limit",
+        "chunks/s",
+        "x one node",
+        "grant latency p50 / p99",
+        "knob to all nodes p50 / p99",
+        "permits recovered after kill -9",
     ]
     return [intro, _table(header, rows)]

@@ -21,6 +21,7 @@ from typing import Any
 
 from sluice.bench.agent_flood import FloodResult, agent_missing, measure_flood
 from sluice.bench.app_cost import AppCostResult, measure_app_cost, tmux_missing
+from sluice.bench.cluster import ClusterResult, redis_missing, run_cluster
 from sluice.bench.long_response import LongResult, run_long
 from sluice.bench.measure import child_env, machine
 from sluice.bench.overhead import OverheadResult, run_overhead
@@ -37,7 +38,7 @@ from sluice.bench.serve import ServeResult, run_serve
 
 __all__ = ["BenchParams", "BenchResult", "result_from_dict", "run_bench", "run_job"]
 
-PARTS = ("scenario", "memory", "overhead", "scale", "long", "serve", "app", "agent")
+PARTS = ("scenario", "memory", "overhead", "scale", "long", "serve", "app", "agent", "cluster")
 _SCENARIO = ScenarioSpec()
 
 
@@ -80,6 +81,11 @@ class BenchParams:
     # buffer sizes tried (16: bounded; 0: unbounded, the contrast).
     agent_deltas: int = 20_000
     agent_maxsizes: tuple[int, ...] = (16, 0)
+    # Cluster: serve nodes sharing one Claude limit through Redis (benchmarks/cluster.py).
+    cluster_sizes: tuple[int, ...] = (2, 4, 8)
+    cluster_window: float = 8.0
+    cluster_knob_changes: int = 20
+    cluster_lease_s: float = 5.0
 
     def spec(self) -> ScenarioSpec:
         """The scenario part's sizes."""
@@ -113,6 +119,8 @@ class BenchResult:
     app_skipped: str | None = None  # why the app part did not run (no tmux)
     agent: tuple[FloodResult, ...] = ()
     agent_skipped: str | None = None  # why the agent part did not run (no extra)
+    cluster: ClusterResult | None = None
+    cluster_skipped: str | None = None  # why the cluster part did not run (no redis-server)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -132,6 +140,8 @@ class BenchResult:
             "app_skipped": self.app_skipped,
             "agent": [r.to_dict() for r in self.agent],
             "agent_skipped": self.agent_skipped,
+            "cluster": self.cluster.to_dict() if self.cluster else None,
+            "cluster_skipped": self.cluster_skipped,
         }
 
 
@@ -153,6 +163,8 @@ def result_from_dict(data: dict[str, Any]) -> BenchResult:
         app_skipped=data.get("app_skipped"),
         agent=tuple(FloodResult.from_dict(r) for r in data.get("agent", [])),
         agent_skipped=data.get("agent_skipped"),
+        cluster=ClusterResult.from_dict(data["cluster"]) if data.get("cluster") else None,
+        cluster_skipped=data.get("cluster_skipped"),
     )
 
 
@@ -214,6 +226,16 @@ def _jobs(params: BenchParams) -> tuple[list[dict[str, Any]], list[dict[str, Any
             {"kind": "agent", "deltas": params.agent_deltas, "maxsize": maxsize}
             for maxsize in params.agent_maxsizes
         ]
+    if "cluster" in params.parts and redis_missing() is None:
+        alone.append(
+            {
+                "kind": "cluster",
+                "sizes": list(params.cluster_sizes),
+                "window": params.cluster_window,
+                "knob_changes": params.cluster_knob_changes,
+                "lease_s": params.cluster_lease_s,
+            }
+        )
     return together, alone
 
 
@@ -256,6 +278,14 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         ).to_dict()
     if kind == "agent":
         return asyncio.run(measure_flood(job["deltas"], job["maxsize"])).to_dict()
+    if kind == "cluster":
+        clustered = run_cluster(
+            tuple(job["sizes"]),
+            window=job["window"],
+            knob_changes=job["knob_changes"],
+            lease_s=job["lease_s"],
+        )
+        return asyncio.run(clustered).to_dict()
     raise ValueError(f"unknown job kind {kind!r}")
 
 
@@ -324,6 +354,8 @@ def _label(job: dict[str, Any]) -> str:
         return f"{kind}:{job['sessions']}"
     if kind == "agent":
         return f"agent:maxsize={job['maxsize']}"
+    if kind == "cluster":
+        return f"cluster:{','.join(map(str, job['sizes']))} nodes"
     return str(kind)
 
 
@@ -347,6 +379,7 @@ def _collect(
     overhead = idle = steady = None
     long = None
     serve = None
+    cluster = None
     errors: list[str] = []
     for job, out in outputs:
         if isinstance(out, str):
@@ -371,12 +404,15 @@ def _collect(
             app.append(AppCostResult.from_dict(out))
         elif kind == "agent":
             agent.append(FloodResult.from_dict(out))
+        elif kind == "cluster":
+            cluster = ClusterResult.from_dict(out)
     params_dict = asdict(params)
     params_dict["parts"] = list(params.parts)
     params_dict["scale_sizes"] = list(params.scale_sizes)
     params_dict["long_sizes"] = list(params.long_sizes)
     params_dict["app_sizes"] = [list(size) for size in params.app_sizes]
     params_dict["agent_maxsizes"] = list(params.agent_maxsizes)
+    params_dict["cluster_sizes"] = list(params.cluster_sizes)
     return BenchResult(
         machine=info,
         params=params_dict,
@@ -393,4 +429,6 @@ def _collect(
         app_skipped=tmux_missing() if "app" in params.parts else None,
         agent=tuple(agent),
         agent_skipped=agent_missing() if "agent" in params.parts else None,
+        cluster=cluster,
+        cluster_skipped=redis_missing() if "cluster" in params.parts else None,
     )

@@ -1,7 +1,8 @@
 """`sluice bench`: the original scenario (three modes and the generation bound), the engine's
 overhead against asyncio.Queue, memory per session, 1,000/5,000-session scale, the CPU
-per delta of long Claude responses, what serving costs (a viewer, a scrape), and the app's
-own cost (CPU and key-to-screen time, driven through tmux).
+per delta of long Claude responses, what serving costs (a viewer, a scrape), the app's
+own cost (CPU and key-to-screen time, driven through tmux), and a cluster of serve nodes
+sharing one limit through Redis.
 
 Prints markdown (or `--json`), optionally writes an SVG of depth and memory over time. The
 default run takes a few minutes on 2 cores. Exit codes: 0 ran (goals may still be missed;
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--only",
         metavar="PARTS",
         help="comma-separated parts to run: scenario, memory, overhead, scale, long, serve, app, "
-        "agent (default: all; app needs tmux, agent the sluice[agent] extra)",
+        "agent, cluster (default: all; app needs tmux, agent the sluice[agent] extra, "
+        "cluster redis-server)",
     )
     parser.add_argument(
         "--tokens",
@@ -58,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N,N",
         help="demo sessions the app part runs the app with, each N (demo limit min(N, 64)) "
         "or N:LIMIT (default 12:4,1000:64)",
+    )
+    parser.add_argument(
+        "--cluster-sizes",
+        metavar="N,N",
+        help="serve nodes sharing one Claude limit in the cluster part (default 2,4,8)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes: a sanity run of a few seconds"
@@ -111,6 +119,10 @@ def build_params(args: argparse.Namespace) -> BenchParams:
             app_window=2.0,
             app_presses=4,
             agent_deltas=5_000,
+            cluster_sizes=(2,),
+            cluster_window=2.0,
+            cluster_knob_changes=3,
+            cluster_lease_s=2.0,
         )
     if args.only:
         parts = tuple(p.strip() for p in args.only.split(",") if p.strip())
@@ -130,6 +142,12 @@ def build_params(args: argparse.Namespace) -> BenchParams:
         missing = agent_missing()
         if missing is not None:
             raise UsageError(f"--only {args.only}: the agent part {missing}")
+    if "cluster" in params.parts and args.only:
+        from sluice.bench.cluster import redis_missing
+
+        reason = redis_missing()
+        if reason is not None:
+            raise UsageError(f"--only {args.only}: the cluster part {reason}")
     if args.tokens is not None:
         if not 1 <= args.tokens <= 100_000:
             raise UsageError(f"--tokens {args.tokens}: must be an integer from 1 to 100000")
@@ -139,6 +157,9 @@ def build_params(args: argparse.Namespace) -> BenchParams:
         params = replace(params, scale_sizes=sizes)
     if args.app_sizes is not None:
         params = replace(params, app_sizes=_app_sizes(args.app_sizes))
+    if args.cluster_sizes is not None:
+        sizes = _sizes("--cluster-sizes", args.cluster_sizes, 32, "2,4,8")
+        params = replace(params, cluster_sizes=sizes)
     if args.scale_window is not None:
         if not 0.2 <= args.scale_window <= 600:
             raise UsageError(f"--scale-window {args.scale_window:g}: must be seconds in [0.2, 600]")
@@ -193,6 +214,8 @@ def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
 
     stdout, stderr = io.stdout, io.stderr
     params = build_params(args)
+    if os.environ.pop("SLUICE_REDIS_URL", None):  # its engines and nodes: never a real cluster
+        stderr.write("sluice bench: SLUICE_REDIS_URL ignored: the benchmarks join no cluster\n")
     plot_path = Path(args.plot) if args.plot else None
     if plot_path is not None and not plot_path.parent.is_dir():
         raise UsageError(f"--plot {args.plot}: folder {plot_path.parent} does not exist")
@@ -206,6 +229,8 @@ def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
     result = run_bench(params, isolate=not args.in_process, progress=progress)
     if result.app_skipped is not None:
         stderr.write(f"sluice bench: app part skipped: {result.app_skipped}\n")
+    if result.cluster_skipped is not None:
+        stderr.write(f"sluice bench: cluster part skipped: {result.cluster_skipped}\n")
     if plot_path is not None and result.scenario:
         try:
             plot_path.write_text(scenario_svg(result.scenario), encoding="utf-8")
@@ -227,7 +252,7 @@ def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
 COMMAND = Command(
     name="bench",
     help="benchmark the engine and the app: the original scenario, overhead, memory, scale, "
-    "long responses, serving, the app's cost",
+    "long responses, serving, the app's cost, a cluster of serve nodes",
     add_arguments=add_arguments,
     run=run,
 )

@@ -15,6 +15,7 @@ from typing import Any
 from sluice import __version__
 from sluice.cli import app, attach, bench, calibrate, check, monitor, run, serve
 from sluice.cli.command import Command, CommandIO, ExitCode, UsageError, one_line
+from sluice.engine.cluster.options import cluster_options
 from sluice.engine.config import Config, ConfigError, load_config
 
 __all__ = ["COMMANDS", "build_parser", "main", "run_command"]
@@ -86,6 +87,7 @@ def run_command(
     try:
         if config is None:
             config = load_config(getattr(args, "sub_config", None) or args.config)
+        cluster_options(config, io.environ)  # a bad [cluster] or SLUICE_REDIS_URL: exit 2
         prog = command.prog
         return int(command.run(args, config, io))
     except (UsageError, ConfigError) as exc:

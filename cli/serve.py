@@ -114,12 +114,16 @@ async def _serve(
     started = time.monotonic()
     with stop_signals(request_stop):
         async with Engine(config) as engine:
-            server = ControlServer(engine, bind=args.bind, token=token)
+            cluster = engine.cluster
+            node = cluster.node if cluster is not None else None  # one name in both views
+            server = ControlServer(engine, bind=args.bind, token=token, node=node)
             try:
                 await server.start()
             except OSError as exc:
                 log.error("cannot listen on %s: %s", args.bind, exc.strerror or exc)
                 return ExitCode.FAILED
+            if cluster is not None:
+                cluster.advertise(server.url)  # in the registry: `sluice attach` finds it
             demo = ContinuousDemo(engine)
             work: asyncio.Task[None] | None = None
             try:

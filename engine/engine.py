@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sluice.engine import settings as S
 from sluice.engine.backends.base import Backend
@@ -27,10 +27,11 @@ from sluice.engine.backends.registry import (
     build_backend,
     close_backends,
 )
+from sluice.engine.cluster.options import cluster_options
 from sluice.engine.config import Config
 from sluice.engine.consumers import Consumer, SleepConsumer, close_consumer, make_consumer
 from sluice.engine.histogram import Histogram
-from sluice.engine.limiter import AdjustableLimiter
+from sluice.engine.limiter import AdjustableLimiter, Limiter
 from sluice.engine.process import ProcessSampler
 from sluice.engine.session import SHUTDOWN_GRACE, SUMMARY_REFRESH, Session
 from sluice.engine.settings import (
@@ -47,6 +48,9 @@ from sluice.engine.snapshot import (
     SessionDetail,
 )
 from sluice.engine.totals import TotalsAccumulator
+
+if TYPE_CHECKING:
+    from sluice.engine.cluster.link import ClusterLink
 
 __all__ = ["Engine", "KnobError"]
 
@@ -91,8 +95,14 @@ class Engine:
         self.backends: dict[str, Backend] = {"demo": self.demo}
         if backends:
             self.backends.update(backends)
-        self.limiters: dict[str, AdjustableLimiter] = {
-            name: AdjustableLimiter(self._knob_values[f"limits.{name}"]) for name in BACKENDS
+        # [cluster]: shared backends' caps are leased from Redis (engine/cluster/).
+        self.cluster: ClusterLink | None = None
+        if (options := cluster_options(cfg)) is not None:
+            from sluice.engine.cluster.link import ClusterLink
+
+            self.cluster = ClusterLink(options, self)
+        self.limiters: dict[str, Limiter] = {
+            name: self._new_limiter(name, self._knob_values[f"limits.{name}"]) for name in BACKENDS
         }
         # The engine closes only what it built: a consumer or backend handed in by the
         # caller stays the caller's to close.
@@ -119,6 +129,12 @@ class Engine:
         self.shutdown_grace = shutdown_grace
         self.dropped_queued = 0  # sessions removed before they got a slot (nothing received)
 
+    def _new_limiter(self, backend: str, limit: int) -> Limiter:
+        """A shared backend's cap in a cluster counts across nodes; any other is local."""
+        if self.cluster is not None and backend in self.cluster.shared:
+            return self.cluster.limiter(backend, limit)
+        return AdjustableLimiter(limit)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Engine:
@@ -134,7 +150,9 @@ class Engine:
         await self.aclose()
 
     def start(self) -> None:
-        """Start the background sampler (call from inside the running loop)."""
+        """Start the background sampler and the cluster link (from inside the running loop)."""
+        if self.cluster is not None:
+            self.cluster.start()
         if not self._background:
             self._background.append(
                 asyncio.get_running_loop().create_task(self.sampler.run(), name="sluice-sampler")
@@ -158,6 +176,8 @@ class Engine:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             self._background.clear()
+            if self.cluster is not None:  # after the sessions: their permits go back first
+                await self.cluster.aclose()
             for consumer in self._owned_consumers:
                 await close_consumer(consumer)
             await close_backends(self._owned_backends)
@@ -445,6 +465,7 @@ class Engine:
             knobs=self.knobs,
             process=self.sampler.snapshot(),
             totals=totals,
+            cluster=self.cluster.snapshot() if self.cluster is not None else None,
         )
 
     def detail(self, session_id: str) -> SessionDetail | None:

@@ -19,8 +19,9 @@ import collections
 from collections.abc import Hashable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Protocol
 
-__all__ = ["AdjustableLimiter", "LimiterStats"]
+__all__ = ["AdjustableLimiter", "Limiter", "LimiterStats", "check_limit"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,32 @@ class LimiterStats:
     in_use: int
     waiting: int
     granted_total: int
+
+
+class Limiter(Protocol):
+    """What sessions and the engine use of a concurrency cap: AdjustableLimiter (one
+    process) and the cluster's ClusterLimiter (permits leased from Redis) both offer it."""
+
+    @property
+    def limit(self) -> int: ...
+    @property
+    def in_use(self) -> int: ...
+    @property
+    def waiting(self) -> int: ...
+    def stats(self) -> LimiterStats: ...
+    def locked(self) -> bool: ...
+    async def acquire(self) -> None: ...
+    async def acquire_on_behalf_of(self, holder: Hashable) -> None: ...
+    def release(self) -> None: ...
+    def release_on_behalf_of(self, holder: Hashable) -> None: ...
+    def resize(self, limit: int) -> None: ...
+    async def __aenter__(self) -> None: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
 
 class AdjustableLimiter:
@@ -44,7 +71,7 @@ class AdjustableLimiter:
     """
 
     def __init__(self, limit: int) -> None:
-        _check_limit(limit)
+        check_limit(limit)
         self._limit = limit
         self._in_use = 0
         self._granted_total = 0
@@ -126,7 +153,7 @@ class AdjustableLimiter:
 
     def resize(self, limit: int) -> None:
         """Change the limit now; growing wakes waiters, shrinking lets holders finish."""
-        _check_limit(limit)
+        check_limit(limit)
         self._limit = limit
         self._grant()
 
@@ -162,6 +189,6 @@ def _current_task() -> asyncio.Task[object]:
     return task
 
 
-def _check_limit(limit: object) -> None:
+def check_limit(limit: object) -> None:
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise ValueError(f"limit must be an integer >= 1, got {limit!r}")

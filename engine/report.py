@@ -55,6 +55,7 @@ def to_json_dict(snapshot: EngineSnapshot, **extra: Any) -> dict[str, Any]:
         "process": snapshot.process.to_dict(),
         "knobs": knobs_json(snapshot.knobs),
         "backends": [b.to_dict() for b in snapshot.backends],
+        "cluster": snapshot.cluster.to_dict() if snapshot.cluster is not None else None,
     }
     out.update(extra)
     return out

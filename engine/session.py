@@ -23,7 +23,7 @@ from sluice.engine.buffer import TokenBuffer
 from sluice.engine.chunk import Chunk
 from sluice.engine.consumers import Consumer
 from sluice.engine.histogram import Histogram, Percentiles
-from sluice.engine.limiter import AdjustableLimiter
+from sluice.engine.limiter import Limiter
 from sluice.engine.rates import RateMeter
 from sluice.engine.redact import redact
 from sluice.engine.snapshot import SessionDetail, SessionSnapshot
@@ -93,7 +93,7 @@ class Session:
         session_id: str,
         prompt: str,
         backend: Backend,
-        limiter: AdjustableLimiter,
+        limiter: Limiter,
         consumer: Consumer,
         *,
         maxsize: int,

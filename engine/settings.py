@@ -69,6 +69,7 @@ class Setting(Generic[T]):
     choices: tuple[str, ...] = ()
     nonempty: bool = False
     url: bool = False
+    url_schemes: tuple[str, ...] = ("http", "https")  # for `url`: the schemes allowed
     live: bool = False
     label: str = ""
     slider_max: float | None = None
@@ -128,7 +129,7 @@ class Setting(Generic[T]):
         elif self.choices:
             text = f"must be one of {', '.join(map(repr, self.choices))}"
         elif self.url:
-            text = "must be a URL like http://127.0.0.1:11434 (or empty)"
+            text = f"must be a URL like {_url_example(self.url_schemes)} (or empty)"
         elif self.nonempty:
             text = "must be a non-empty string"
         else:
@@ -169,7 +170,7 @@ class Setting(Generic[T]):
             raise SettingError(self.describe())
         if self.nonempty and not value.strip():
             raise SettingError(self.describe())
-        if self.url and value and (problem := _config_url_problem(value)) is not None:
+        if self.url and value and (problem := _config_url_problem(value, self.url_schemes)):
             raise SettingError(problem)
         return cast(T, value)
 
@@ -205,6 +206,8 @@ def url_problem(value: str, schemes: tuple[str, ...] = ("http", "https")) -> str
     hold a key)."""
     if any(c.isspace() for c in value):
         return "contains spaces"
+    if "://" not in value and "http" not in schemes:
+        return f"no scheme (it must start with {' or '.join(s + '://' for s in schemes)})"
     try:
         parts = urlsplit(value if "://" in value else f"http://{value}")
         port = parts.port
@@ -219,16 +222,25 @@ def url_problem(value: str, schemes: tuple[str, ...] = ("http", "https")) -> str
     return None
 
 
-def _config_url_problem(value: str) -> str | None:
+def _url_example(schemes: tuple[str, ...]) -> str:
+    """A URL to show as an example for `schemes` (a Redis one for redis://)."""
+    return "redis://127.0.0.1:6379/0" if "redis" in schemes else "http://127.0.0.1:11434"
+
+
+def _config_url_problem(value: str, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
     """Why `value` cannot be a URL in config.toml: not a URL, or one carrying credentials
     (those belong in the environment, never in a file)."""
-    problem = url_problem(value)
+    problem = url_problem(value, schemes)
     if problem is not None:
-        return f"{problem}; {URL_RULE}; or empty"
+        if "http" in schemes:
+            return f"{problem}; {URL_RULE}; or empty"
+        names = ", ".join(schemes)
+        return f"{problem}; must be a URL like {_url_example(schemes)} ({names}), or empty"
     if "@" in urlsplit(value if "://" in value else f"http://{value}").netloc:
+        where = "SLUICE_REDIS_URL" if "redis" in schemes else "ANTHROPIC_BASE_URL, OLLAMA_HOST"
         return (
             "credentials in a URL are not read from the config file; leave it empty "
-            "and set the URL in the environment instead (ANTHROPIC_BASE_URL, OLLAMA_HOST)"
+            f"and set the URL in the environment instead ({where})"
         )
     return None
 
@@ -466,6 +478,50 @@ OLLAMA_TIMEOUT_S = register(
 )
 OLLAMA_RETRIES = register(
     Setting("ollama.retries", int, 2, "retries of a busy server (HTTP 503)", minimum=0, maximum=20)
+)
+
+# -- [cluster]: nodes sharing caps and knobs through Redis (engine/cluster/) ----------------
+
+CLUSTER_REDIS_URL = register(
+    Setting(
+        "cluster.redis_url",
+        str,
+        "",
+        "the cluster's Redis (empty: SLUICE_REDIS_URL if set, else standalone)",
+        url=True,
+        url_schemes=("redis", "rediss"),
+    )
+)
+CLUSTER_NAME = register(
+    Setting(
+        "cluster.name",
+        str,
+        "sluice",
+        "the cluster's name: its key prefix in Redis, so clusters can share one Redis",
+        nonempty=True,
+    )
+)
+CLUSTER_NODE = register(
+    Setting("cluster.node", str, "", "this node's name (empty: host name and process id)")
+)
+CLUSTER_SHARED: Setting[tuple[str, ...]] = register(
+    Setting(
+        "cluster.shared",
+        tuple,
+        ("claude",),
+        "backends whose [limits] count across all nodes (the others are per node)",
+        choices=BACKENDS,
+    )
+)
+CLUSTER_LEASE_S = register(
+    Setting(
+        "cluster.lease_s",
+        float,
+        10.0,
+        "seconds a dead node keeps its permits before they go to others",
+        minimum=1,
+        maximum=600,
+    )
 )
 
 

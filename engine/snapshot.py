@@ -7,6 +7,7 @@ the same app watch an engine elsewhere later.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, fields
 from types import MappingProxyType
@@ -19,10 +20,12 @@ __all__ = [
     "SESSION_STATES",
     "STOP_WARNINGS",
     "BackendSnapshot",
+    "ClusterSnapshot",
     "EngineSnapshot",
     "ProcessSnapshot",
     "SessionDetail",
     "SessionSnapshot",
+    "SharedCap",
     "Totals",
 ]
 
@@ -270,6 +273,73 @@ def knobs_from_json(knobs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedCap:
+    """A shared backend's cap across the cluster: `limit`, permits held by all nodes
+    (`in_use`) and sessions of all nodes waiting (`waiting`), as of Redis's last answer;
+    `node_in_use` / `node_waiting` are this node's part."""
+
+    backend: str
+    limit: int
+    in_use: int
+    waiting: int
+    node_in_use: int
+    node_waiting: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SharedCap:
+        """The inverse of `to_dict`."""
+        return _unflatten(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSnapshot:
+    """The cluster as one node sees it (None in the snapshot of a standalone engine).
+    `disconnected_since` is Unix time (None while connected); `redis` never shows
+    credentials; `grant_latency` is the time Redis added to getting a permit, per grant."""
+
+    name: str
+    node: str
+    redis: str
+    connected: bool
+    disconnected_since: float | None
+    nodes: int
+    lease_s: float
+    shared: tuple[SharedCap, ...]
+    grant_latency: Percentiles
+    error: str | None = None
+
+    @property
+    def state(self) -> str:
+        """`connected`, `connecting` (the first attempt is under way), or `disconnected
+        since HH:MM:SS` (local time; since the start when Redis was never reached)."""
+        if self.connected or self.disconnected_since is None:
+            return "connected"
+        if self.error is None:
+            return "connecting"
+        since = time.localtime(self.disconnected_since)
+        return f"disconnected since {time.strftime('%H:%M:%S', since)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: the fields, `state` in words, `shared` as a list of objects,
+        the latency flattened like the sessions' (`grant_latency_p50`, ...)."""
+        out = _flatten(self)
+        out["shared"] = [cap.to_dict() for cap in self.shared]
+        out["state"] = self.state
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ClusterSnapshot:
+        """The inverse of `to_dict` (the `cluster` member of the JSON)."""
+        values = dict(data)
+        values["shared"] = tuple(SharedCap.from_dict(cap) for cap in data["shared"])
+        return _unflatten(cls, values)
+
+
+@dataclass(frozen=True, slots=True)
 class EngineSnapshot:
     """Everything the UI shows, taken at `taken_at` (monotonic seconds)."""
 
@@ -279,6 +349,7 @@ class EngineSnapshot:
     knobs: Mapping[str, Any]  # live knob values by dotted config name (`queue.maxsize`)
     process: ProcessSnapshot
     totals: Totals
+    cluster: ClusterSnapshot | None = None  # None: a standalone engine
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EngineSnapshot:
@@ -293,4 +364,5 @@ class EngineSnapshot:
             knobs=parsed,
             process=ProcessSnapshot.from_dict(data["process"]),
             totals=Totals.from_dict(data["totals"]),
+            cluster=ClusterSnapshot.from_dict(data["cluster"]) if data.get("cluster") else None,
         )

@@ -160,8 +160,9 @@ def test_long_response_server_streams_what_the_api_sends() -> None:
 
 TINY_PARAMS = replace(
     BenchParams(),
-    # The app part drives the real app through tmux: tests/test_bench_app_cost.py has its own.
-    parts=tuple(part for part in BenchParams().parts if part != "app"),
+    # The app part drives the real app through tmux: tests/test_bench_app_cost.py has its own;
+    # the cluster part runs serve nodes on Redis: tests/cluster/test_bench_cluster.py has its.
+    parts=tuple(part for part in BenchParams().parts if part not in ("app", "cluster")),
     tokens=TINY.tokens,
     sessions=TINY.sessions,
     limit=TINY.limit,

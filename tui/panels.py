@@ -62,7 +62,24 @@ class ProcessBar(Readout):
         if proc.loop_lag_p99_10s is not None:  # the last 10 s, not the whole run
             first.append((4, _pair("  lag p99 10s ", fmt.seconds(proc.loop_lag_p99_10s))))
         first.append((9, _part(f"  up {fmt.seconds(uptime)}", "dim")))
+        first += self._cluster_parts(snap)
         self.update(Group(Fitted(first), Fitted(self._sessions_line(snap))))
+
+    @staticmethod
+    def _cluster_parts(snap: EngineSnapshot) -> list[tuple[int, Text]]:
+        """`cluster NAME: N nodes`, or in red (never left out) `cluster: disconnected since
+        HH:MM:SS`: shared backends admit nobody new until Redis is back."""
+        cluster = snap.cluster
+        if cluster is None:
+            return []
+        if cluster.state == "connecting":
+            return [(5, _part(f"  cluster: {cluster.state}", "dim"))]
+        if not cluster.connected:
+            return [(0, _part(f"  cluster: {cluster.state}", "bold red"))]
+        text = fmt.plain(f"  cluster {cluster.name}", limit=40)
+        text.end = ""
+        text.append(f": {cluster.nodes} node{'s' if cluster.nodes != 1 else ''}", style="bold")
+        return [(5, text)]
 
     @staticmethod
     def _sessions_line(snap: EngineSnapshot) -> list[tuple[int, Text]]:
@@ -102,6 +119,7 @@ class BackendsBar(Readout):
     def show(self, snap: EngineSnapshot) -> None:
         """Redraw from `snap`."""
         parts: list[tuple[int, Text]] = [(9, _part("backends", "bold"))]
+        caps = {cap.backend: cap for cap in snap.cluster.shared} if snap.cluster else {}
         for backend in snap.backends:
             fill = backend.in_use / backend.limit if backend.limit else 0.0
             busy = backend.in_use or backend.waiting
@@ -115,6 +133,12 @@ class BackendsBar(Readout):
                 parts.append((7, _part(" (over: running ones finish)", "dim")))
             if backend.waiting:
                 parts.append((1, _part(f" +{backend.waiting} waiting", "yellow")))
+            cap = caps.get(backend.name)
+            if cap is not None and snap.cluster is not None:  # counted across the cluster
+                nodes = snap.cluster.nodes
+                parts.append(
+                    (2, _pair(" cluster ", f"{cap.in_use}/{cap.limit} across {nodes} nodes"))
+                )
         self.update(Fitted(parts))
 
 

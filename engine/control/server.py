@@ -244,6 +244,9 @@ class ControlServer:
     # -- engine events ---------------------------------------------------------------------
 
     def _on_knob_change(self, name: str, value: Any) -> None:
+        cluster = self.engine.cluster
+        if cluster is not None and cluster.applying:
+            return  # from another node: the cluster link logs it, naming the node
         if self._actor is None:  # the API logs its own changes, one line per request
             log.info("knob %s set to %s in-process (not through the API)", name, value)
 

@@ -85,6 +85,13 @@ BAD_VALUES = [
     ("agent", "system", "1", "must be a string"),
     ("agent", "cli_path", "false", "must be a string"),
     ("agent", "timeout_s", "0", "must be a number from 0.1 to 3600"),
+    ("cluster", "redis_url", '"http://127.0.0.1:6379"', "scheme 'http' not allowed"),
+    ("cluster", "redis_url", '"127.0.0.1:6379"', "no scheme (it must start with redis://"),
+    ("cluster", "name", '""', "must be a non-empty string"),
+    ("cluster", "node", "5", "must be a string"),
+    ("cluster", "shared", '["gpt"]', "must be a list of distinct names from 'claude'"),
+    ("cluster", "shared", '"claude"', "must be a list of distinct names"),
+    ("cluster", "lease_s", "0", "must be a number from 1 to 600"),
 ]
 
 

@@ -112,9 +112,11 @@ def check_schema(doc: dict[str, Any]) -> None:
         "wall_time",
         "dropped_queued",
         "stopped_by",
+        "cluster",
     }
     assert isinstance(doc["wall_time"], float) and doc["wall_time"] > 0
     assert doc["stopped_by"] in (None, "SIGINT", "SIGTERM", "SIGHUP")
+    assert doc["cluster"] is None  # standalone (tests/cluster/ checks the cluster's member)
     for s in doc["sessions"]:
         expected = set(SESSION_KEYS) | {f"{n}_{k}" for n in LATENCIES for k in PERCENTILE_KEYS}
         assert set(s) == expected

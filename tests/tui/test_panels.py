@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Sequence
 
 from hypothesis import given
@@ -14,7 +15,8 @@ from rich.text import Text
 from sluice.engine import Chunk, Engine
 from sluice.engine.backends.base import StreamInfo
 from sluice.engine.config import Config
-from sluice.engine.snapshot import SessionDetail
+from sluice.engine.histogram import Percentiles
+from sluice.engine.snapshot import ClusterSnapshot, SessionDetail, SharedCap
 from sluice.tui.app import SluiceApp
 from sluice.tui.detail import render_summary
 from sluice.tui.panels import ProcessBar
@@ -133,3 +135,44 @@ def test_the_detail_marks_a_cut_or_refused_answer() -> None:
     summary = render_summary(SessionDetail(s, "p", "", None, "end_turn", "m"))
     assert "stop end_turn" in summary.plain
     assert "answer" not in summary.plain.split("prompt")[0]
+
+
+async def test_the_header_shows_the_cluster_and_a_lost_redis_in_red() -> None:
+    snap = frozen.snapshot(3)
+    cluster = ClusterSnapshot(
+        name="prod",
+        node="web-1",
+        redis="redis://***@redis:6379/0",
+        connected=True,
+        disconnected_since=None,
+        nodes=3,
+        lease_s=10.0,
+        shared=(SharedCap("claude", 4, 4, 9, 1, 3),),
+        grant_latency=Percentiles.empty(),
+    )
+    since = time.mktime((2026, 1, 1, 12, 3, 4, 0, 0, -1))
+    down = dataclasses.replace(
+        cluster, connected=False, disconnected_since=since, error="ConnectionError: refused"
+    )
+    app = SluiceApp(
+        config=Config(),
+        engine=Engine(Config()),
+        source=FrozenSource([dataclasses.replace(snap, cluster=cluster)]),
+        continuous=False,
+        live=False,
+    )
+    async with app.run_test(size=(160, 40)) as pilot:
+        app.refresh_now()
+        await pilot.pause()
+        assert "cluster prod: 3 nodes" in app.query_one("#process", Readout).plain
+        assert "cluster 4/4 across 3 nodes" in app.query_one("#backends", Readout).plain
+        parts = ProcessBar._cluster_parts(dataclasses.replace(snap, cluster=down))
+        assert [(prio, part.plain) for prio, part in parts] == [
+            (0, "  cluster: disconnected since 12:03:04")
+        ]
+        assert str(parts[0][1].style) == "bold red"
+        assert ProcessBar._cluster_parts(snap) == []  # standalone: nothing
+        starting = dataclasses.replace(down, error=None)  # the first attempt under way
+        (part,) = ProcessBar._cluster_parts(dataclasses.replace(snap, cluster=starting))
+        assert part[1].plain == "  cluster: connecting"
+        await pilot.press("q")
