@@ -35,6 +35,9 @@ STOP_WARNINGS: Mapping[str, str] = {
     "model_context_window_exceeded": "truncated",
     "refusal": "refused",
 }
+# Tables whose knobs the run's JSON gathers in one object under the table's name (their keys,
+# `claude` or `maxsize`, would clash with other tables' keys).
+NESTED_KNOB_TABLES = ("limits", "autotune")
 LATENCY_FIELDS = ("itl", "queue_wait", "token_age", "consumer_call")
 _PERCENTILE_KEYS = ("count", "mean", "p50", "p90", "p99", "max")
 
@@ -253,11 +256,13 @@ def knobs_from_json(knobs: Mapping[str, Any]) -> dict[str, Any]:
     whose keys are matched to their tables through the settings registry."""
     if any("." in name for name in knobs):
         return {name: entry["value"] for name, entry in knobs.items()}
-    tables = {s.key: s.table for s in SETTINGS.values() if s.live and s.table != "limits"}
+    tables = {
+        s.key: s.table for s in SETTINGS.values() if s.live and s.table not in NESTED_KNOB_TABLES
+    }
     values: dict[str, Any] = {}
     for key, value in knobs.items():
-        if key == "limits":
-            values.update({f"limits.{name}": limit for name, limit in value.items()})
+        if key in NESTED_KNOB_TABLES:
+            values.update({f"{key}.{name}": item for name, item in value.items()})
         elif key in tables:
             values[f"{tables[key]}.{key}"] = value
     return values

@@ -91,9 +91,10 @@ class KnobDef:
 
 
 def knob_defs() -> tuple[KnobDef, ...]:
-    """One slider per live knob of the registry, in its order: a knob declared there gets
-    its slider, its help line and its range here with no change to this file."""
-    return tuple(KnobDef(setting) for setting in live_settings())
+    """One slider per live numeric knob of the registry, in its order: a knob declared there
+    gets its slider, its help line and its range here with no change to this file. On/off
+    switches (`autotune.*`) have no slider: they show as `auto` on the slider they drive."""
+    return tuple(KnobDef(setting) for setting in live_settings() if setting.numeric)
 
 
 KNOBS: tuple[KnobDef, ...] = knob_defs()  # the built-in knobs, as this module was imported
