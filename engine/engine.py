@@ -19,6 +19,9 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 
 from sluice.engine import settings as S
+from sluice.engine.autotune.runner import AutotuneRunner
+from sluice.engine.autotune.signals import SignalLog
+from sluice.engine.autotune.switches import manual_overrides
 from sluice.engine.backends.base import Backend
 from sluice.engine.backends.demo import DemoModel
 from sluice.engine.backends.registry import (
@@ -118,6 +121,10 @@ class Engine:
         self._close_done = asyncio.Event()
         self.shutdown_grace = shutdown_grace
         self.dropped_queued = 0  # sessions removed before they got a slot (nothing received)
+        # Auto-tune (engine/autotune/): what sessions report, and the task that reads it while
+        # an [autotune] switch is on.
+        self.signals = SignalLog()
+        self.autotune = AutotuneRunner(self, clock=clock)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -134,11 +141,23 @@ class Engine:
         await self.aclose()
 
     def start(self) -> None:
-        """Start the background sampler (call from inside the running loop)."""
+        """Start the background sampler, and auto-tune if a switch is on (call from inside
+        the running loop)."""
         if not self._background:
             self._background.append(
                 asyncio.get_running_loop().create_task(self.sampler.run(), name="sluice-sampler")
             )
+            self.start_autotune()
+
+    def start_autotune(self) -> None:
+        """Start the auto-tune task if a switch is on and it is not running (the engine
+        calls this as it starts and whenever a switch goes on)."""
+        if not self._background or self._closed:
+            return
+        task = self.autotune.start()
+        if task is not None:
+            self._background = [t for t in self._background if not t.done()]
+            self._background.append(task)
 
     async def aclose(self) -> None:
         """Cancel every session and background task, wait for them, close consumers.
@@ -216,6 +235,7 @@ class Engine:
             clock=self._clock,
             consumer_timeout=self.config[S.CONSUMER_TIMEOUT_S],
             grace=self.shutdown_grace,
+            signals=self.signals,
         )
         self.sessions[session_id] = session
         task = asyncio.get_running_loop().create_task(session.run(), name=f"sluice-{session_id}")
@@ -365,9 +385,16 @@ class Engine:
         KnobError (nothing changed) when the name or the value is not allowed."""
         return self.set_knobs({name: value})[name]
 
-    def set_knobs(self, values: Mapping[str, object]) -> dict[str, Any]:
+    def set_knobs(
+        self, values: Mapping[str, object], *, reason: str | None = None
+    ) -> dict[str, Any]:
         """Set several knobs at once: every value is checked first, so a bad one changes
-        nothing; then each is applied in order. Returns the stored values."""
+        nothing; then each is applied in order. Returns the stored values.
+
+        `reason` marks an auto-tune move (why it was made). Without one the change is a
+        person's (a slider, `PATCH /v1/knobs`, a workload): setting a knob that auto-tune
+        drives switches its `autotune.*` switch off in the same call (manual at that value).
+        """
         checked: dict[str, tuple[Setting[Any], Any]] = {}
         for name, value in values.items():
             setting = self._knob_setting(name)
@@ -375,6 +402,9 @@ class Engine:
                 checked[name] = (setting, setting.coerce(value))
             except SettingError as exc:
                 raise KnobError(f"{name} = {value!r}: {exc}") from None
+        if reason is None:
+            for switch in manual_overrides(checked, self._knob_values):
+                checked[switch] = (SETTINGS[switch], False)
         for name, (setting, value) in checked.items():
             if setting.apply is not None:
                 setting.apply(self, value)
@@ -445,6 +475,7 @@ class Engine:
             knobs=self.knobs,
             process=self.sampler.snapshot(),
             totals=totals,
+            autotune=self.autotune.snapshot(now),
         )
 
     def detail(self, session_id: str) -> SessionDetail | None:

@@ -55,6 +55,7 @@ def to_json_dict(snapshot: EngineSnapshot, **extra: Any) -> dict[str, Any]:
         "process": snapshot.process.to_dict(),
         "knobs": knobs_json(snapshot.knobs),
         "backends": [b.to_dict() for b in snapshot.backends],
+        "autotune": [a.to_dict() for a in snapshot.autotune],
     }
     out.update(extra)
     return out

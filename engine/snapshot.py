@@ -8,7 +8,7 @@ the same app watch an engine elsewhere later.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ from sluice.engine.settings import SETTINGS
 __all__ = [
     "SESSION_STATES",
     "STOP_WARNINGS",
+    "AutoKnobSnapshot",
     "BackendSnapshot",
     "EngineSnapshot",
     "ProcessSnapshot",
@@ -269,6 +270,42 @@ def knobs_from_json(knobs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class AutoKnobSnapshot:
+    """One auto-tuned knob: its switch, the last move and why, and its recent history.
+
+    `points` are (taken_at, value, signal) over the last minutes, one about a second; the
+    signal is what drives the knob, named by `signal` (`429s` per point for the claude
+    limit, `ttft p50 ms` for the ollama limit, `call ms` for maxsize; None when no sample
+    came in). `baseline` is the TTFT baseline in ms (the ollama limit's, else None);
+    `retry_after` the seconds still to wait that a server asked for (claude, else None)."""
+
+    knob: str
+    switch: str
+    on: bool
+    reason: str | None
+    moved_at: float | None
+    signal: str
+    baseline: float | None
+    retry_after: float | None
+    points: tuple[tuple[float, float, float | None], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (points as lists of three)."""
+        out = asdict(self)
+        out["points"] = [list(p) for p in self.points]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AutoKnobSnapshot:
+        """The inverse of `to_dict` (one of `autotune[]` in the JSON)."""
+        values = dict(data)
+        values["points"] = tuple(
+            (float(t), float(v), None if x is None else float(x)) for t, v, x in data["points"]
+        )
+        return _unflatten(cls, values)
+
+
+@dataclass(frozen=True, slots=True)
 class EngineSnapshot:
     """Everything the UI shows, taken at `taken_at` (monotonic seconds)."""
 
@@ -278,6 +315,8 @@ class EngineSnapshot:
     knobs: Mapping[str, Any]  # live knob values by dotted config name (`queue.maxsize`)
     process: ProcessSnapshot
     totals: Totals
+    # The auto-tuned knobs (switched on now, or earlier in this run), in registry order.
+    autotune: tuple[AutoKnobSnapshot, ...] = field(default=())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EngineSnapshot:
@@ -292,4 +331,5 @@ class EngineSnapshot:
             knobs=parsed,
             process=ProcessSnapshot.from_dict(data["process"]),
             totals=Totals.from_dict(data["totals"]),
+            autotune=tuple(AutoKnobSnapshot.from_dict(a) for a in data.get("autotune", ())),
         )

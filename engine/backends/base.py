@@ -7,7 +7,7 @@ path: normal end, backend error, consumer error, cancellation.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol, runtime_checkable
 
 from sluice.engine.chunk import Chunk
@@ -52,10 +52,12 @@ class StreamInfo:
     """What a backend reports about one stream besides its chunks; the session shows it.
 
     Backends fill in what they know: `attempts` (requests made, retries included), token usage
-    from the wire, the model that answered and why it stopped.
+    from the wire, the model that answered and why it stopped; and they `report` what
+    auto-tune reads (engine/autotune/): `sent` as each request goes out, a throttle (`429`,
+    `529`, `overloaded`) with the server's retry-after in seconds, a `timeout`.
     """
 
-    __slots__ = ("attempts", "input_tokens", "model", "output_tokens", "stop_reason")
+    __slots__ = ("attempts", "input_tokens", "listener", "model", "output_tokens", "stop_reason")
 
     def __init__(self) -> None:
         self.attempts = 0
@@ -63,6 +65,13 @@ class StreamInfo:
         self.output_tokens: int | None = None
         self.model: str | None = None
         self.stop_reason: str | None = None
+        # Set by the session when someone listens: called with (kind, value).
+        self.listener: Callable[[str, float | None], None] | None = None
+
+    def report(self, kind: str, value: float | None = None) -> None:
+        """Tell the session's listener, if any, that `kind` happened (see the class doc)."""
+        if self.listener is not None:
+            self.listener(kind, value)
 
 
 @runtime_checkable
