@@ -313,6 +313,7 @@ class SluiceApp(App[int]):
         knobs = self.query_one("#knobs", KnobsPanel)
         if self._knobs_stale_at is None or snap.taken_at > self._knobs_stale_at:
             knobs.sync(snap.knobs)
+            knobs.show_auto(snap.autotune)
         self._mark_unused_knobs(knobs, snap)
 
     def _mark_unused_knobs(self, knobs: KnobsPanel, snap: EngineSnapshot) -> None:

@@ -1,0 +1,90 @@
+"""Auto knobs in the app: `auto` on the slider, the reason line, a hand move makes the knob
+manual at once, `a` gives it back to auto-tune; the plot of the auto knobs' history."""
+
+from __future__ import annotations
+
+from sluice.engine.config import Config
+from sluice.engine.snapshot import AutoKnobSnapshot
+from sluice.tui.app import SluiceApp
+from sluice.tui.autotune import AutoPlot, AutoReason, spark_text
+from sluice.tui.knobs import KnobRow
+from sluice.tui.slider import Slider
+from tests.fakes import wait_until
+
+
+def test_spark_text_scales_and_leaves_gaps() -> None:
+    assert spark_text([1.0, None, 8.0], 3) == "▁ █"
+    assert spark_text([5.0, 5.0], 4) == "▁▁"
+    assert spark_text([None, None], 2) == "  "
+
+
+async def test_a_hand_move_makes_the_knob_manual_and_a_gives_it_back(fast_config: Config) -> None:
+    config = fast_config.with_values({"autotune.maxsize": True, "autotune.window_s": 0.2})
+    app = SluiceApp(config=config)
+    async with app.run_test(size=(160, 48)) as pilot:
+        engine = app.engine
+        slider = app.query_one("#knob-maxsize", Slider)
+        batch = app.query_one("#knob-batch_max", Slider)
+        reason = app.query_one("#reason-maxsize", AutoReason)
+        assert slider.auto and batch.auto and reason.display
+        assert "auto" in reason.plain
+        assert "auto" in slider.render().plain
+        # It moves by itself: the engine's calibration reaches the slider and the reason line.
+        await wait_until(
+            lambda: engine.autotune.last_reason("queue.maxsize") is not None, pause=pilot.pause
+        )
+        await wait_until(lambda: slider.value == engine.knob("queue.maxsize"), pause=pilot.pause)
+        await wait_until(lambda: "consumer call" in reason.plain, pause=pilot.pause)
+        await wait_until(lambda: app.query_one("#autoplot", AutoPlot).display, pause=pilot.pause)
+
+        slider.focus()
+        await pilot.pause()
+        before = slider.value
+        await pilot.press("left")
+        await pilot.pause()
+        assert engine.knob("autotune.maxsize") is False  # manual, at the value chosen
+        assert engine.knob("queue.maxsize") == before - 1 == slider.value
+        assert not slider.auto and not batch.auto  # shown at once
+        assert reason.plain.startswith("manual")
+        assert not app.query_one("#row-maxsize", KnobRow).has_class("auto")
+
+        await pilot.press("a")
+        await pilot.pause()
+        assert engine.knob("autotune.maxsize") is True
+        assert slider.auto and batch.auto
+        assert reason.plain.startswith("auto")
+
+
+async def test_a_on_a_knob_without_auto_says_so(fast_config: Config) -> None:
+    app = SluiceApp(config=fast_config)
+    notes: list[str] = []
+    original = app.notify
+    app.notify = lambda message, **kw: (notes.append(message), original(message, **kw))[1]  # type: ignore[method-assign]
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.query_one("#knob-delay_ms", Slider).focus()
+        await pilot.press("a")
+        await pilot.pause()
+        assert notes == ["delay ms has no auto mode"]
+        assert not app.query_one("#reason-maxsize", AutoReason).display
+
+
+async def test_the_plot_shows_value_and_signal(fast_config: Config) -> None:
+    track = AutoKnobSnapshot(
+        knob="limits.ollama",
+        switch="autotune.ollama",
+        on=True,
+        reason="x0.62: TTFT p50 290 ms vs baseline 160 ms",
+        moved_at=3.0,
+        signal="ttft p50 ms",
+        baseline=160.0,
+        retry_after=None,
+        points=((1.0, 8.0, 150.0), (2.0, 9.0, None), (3.0, 5.0, 290.0)),
+    )
+    app = SluiceApp(config=fast_config)
+    async with app.run_test(size=(160, 48)) as pilot:
+        plot = app.query_one("#autoplot", AutoPlot)
+        plot.show((track,))
+        await pilot.pause()
+        text = plot.render().plain.splitlines()
+        assert text[0].startswith("ollama lim") and text[0].rstrip().endswith("5")
+        assert "290 vs 160 ms" in text[1]
