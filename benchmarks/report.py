@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sluice.bench.app_cost import p99
+from sluice.bench.autotune import autotune_goals, markdown_table
 from sluice.bench.measure import median
 from sluice.bench.runner import BenchResult
 from sluice.bench.scenario import ScenarioResult
@@ -170,6 +171,8 @@ def goals(result: BenchResult) -> list[Goal]:
             )
         )
     out.extend(_app_goals(result))
+    if result.autotune is not None:
+        out.extend(Goal(*row) for row in autotune_goals(result.autotune))
     return out
 
 
@@ -484,6 +487,12 @@ def markdown(result: BenchResult) -> str:
             f"without ({format_bytes(sv.frame_light_bytes)})."
         )
     parts.extend(_app_section(result))
+    if result.autotune is not None:
+        parts.append(
+            "### Auto-tune (`--only autotune`)\n\nEach controller against a loopback server "
+            "whose capacity it is not told, side by side with fixed limits in one run "
+            f"({result.autotune.wall_s:.0f} s).\n\n" + markdown_table(result.autotune)
+        )
     checked = goals(result)
     if checked:
         parts.append("### Goals")

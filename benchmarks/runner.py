@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sluice.bench.app_cost import AppCostResult, measure_app_cost, tmux_missing
+from sluice.bench.autotune import QUICK_SPEC, AutotuneResult, AutotuneSpec, run_autotune
 from sluice.bench.long_response import LongResult, run_long
 from sluice.bench.measure import child_env, machine
 from sluice.bench.overhead import OverheadResult, run_overhead
@@ -36,7 +37,7 @@ from sluice.bench.serve import ServeResult, run_serve
 
 __all__ = ["BenchParams", "BenchResult", "result_from_dict", "run_bench", "run_job"]
 
-PARTS = ("scenario", "memory", "overhead", "scale", "long", "serve", "app")
+PARTS = ("scenario", "memory", "overhead", "scale", "long", "serve", "app", "autotune")
 _SCENARIO = ScenarioSpec()
 
 
@@ -75,6 +76,7 @@ class BenchParams:
     app_warmup: float = 5.0
     app_window: float = 10.0
     app_presses: int = 25
+    autotune_quick: bool = False  # the autotune part at QUICK_SPEC's sizes (a few seconds)
 
     def spec(self) -> ScenarioSpec:
         """The scenario part's sizes."""
@@ -106,6 +108,7 @@ class BenchResult:
     errors: tuple[str, ...] = field(default=())
     app: tuple[AppCostResult, ...] = ()
     app_skipped: str | None = None  # why the app part did not run (no tmux)
+    autotune: AutotuneResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -123,6 +126,7 @@ class BenchResult:
             "errors": list(self.errors),
             "app": [r.to_dict() for r in self.app],
             "app_skipped": self.app_skipped,
+            "autotune": self.autotune.to_dict() if self.autotune else None,
         }
 
 
@@ -142,6 +146,7 @@ def result_from_dict(data: dict[str, Any]) -> BenchResult:
         errors=tuple(data["errors"]),
         app=tuple(AppCostResult.from_dict(r) for r in data.get("app", [])),
         app_skipped=data.get("app_skipped"),
+        autotune=AutotuneResult.from_dict(data["autotune"]) if data.get("autotune") else None,
     )
 
 
@@ -198,6 +203,8 @@ def _jobs(params: BenchParams) -> tuple[list[dict[str, Any]], list[dict[str, Any
             }
             for n, limit in params.app_sizes
         ]
+    if "autotune" in params.parts:
+        alone.append({"kind": "autotune", "quick": params.autotune_quick})
     return together, alone
 
 
@@ -238,6 +245,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             window=job["window"],
             presses=job["presses"],
         ).to_dict()
+    if kind == "autotune":
+        sizes = QUICK_SPEC if job["quick"] else AutotuneSpec()
+        return asyncio.run(run_autotune(sizes)).to_dict()
     raise ValueError(f"unknown job kind {kind!r}")
 
 
@@ -326,6 +336,7 @@ def _collect(
     overhead = idle = steady = None
     long = None
     serve = None
+    autotune = None
     errors: list[str] = []
     for job, out in outputs:
         if isinstance(out, str):
@@ -348,6 +359,8 @@ def _collect(
             serve = ServeResult.from_dict(out)
         elif kind == "app":
             app.append(AppCostResult.from_dict(out))
+        elif kind == "autotune":
+            autotune = AutotuneResult.from_dict(out)
     params_dict = asdict(params)
     params_dict["parts"] = list(params.parts)
     params_dict["scale_sizes"] = list(params.scale_sizes)
@@ -367,4 +380,5 @@ def _collect(
         errors=tuple(errors),
         app=tuple(app),
         app_skipped=tmux_missing() if "app" in params.parts else None,
+        autotune=autotune,
     )

@@ -1,7 +1,8 @@
 """`sluice bench`: the original scenario (three modes and the generation bound), the engine's
 overhead against asyncio.Queue, memory per session, 1,000/5,000-session scale, the CPU
-per delta of long Claude responses, what serving costs (a viewer, a scrape), and the app's
-own cost (CPU and key-to-screen time, driven through tmux).
+per delta of long Claude responses, what serving costs (a viewer, a scrape), the app's
+own cost (CPU and key-to-screen time, driven through tmux), and auto-tune against servers
+of hidden capacity.
 
 Prints markdown (or `--json`), optionally writes an SVG of depth and memory over time. The
 default run takes a few minutes on 2 cores. Exit codes: 0 ran (goals may still be missed;
@@ -33,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--only",
         metavar="PARTS",
-        help="comma-separated parts to run: scenario, memory, overhead, scale, long, serve, app "
-        "(default: all; app needs tmux)",
+        help="comma-separated parts to run: scenario, memory, overhead, scale, long, serve, app, "
+        "autotune (default: all; app needs tmux)",
     )
     parser.add_argument(
         "--tokens",
@@ -110,6 +111,7 @@ def build_params(args: argparse.Namespace) -> BenchParams:
             app_warmup=2.0,
             app_window=2.0,
             app_presses=4,
+            autotune_quick=True,
         )
     if args.only:
         parts = tuple(p.strip() for p in args.only.split(",") if p.strip())
@@ -220,7 +222,7 @@ def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
 COMMAND = Command(
     name="bench",
     help="benchmark the engine and the app: the original scenario, overhead, memory, scale, "
-    "long responses, serving, the app's cost",
+    "long responses, serving, the app's cost, auto-tune",
     add_arguments=add_arguments,
     run=run,
 )

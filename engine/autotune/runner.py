@@ -76,7 +76,7 @@ class AutotuneRunner:
         self._wall = wall
         cfg = engine.config
         self.window = cfg[S.AUTOTUNE_WINDOW_S]
-        self.tick_every = min(max(self.window / 5, 0.02), 0.5)
+        self.tick_every = min(max(self.window / 10, 0.02), 0.25)
         self._task: asyncio.Task[None] | None = None
         self._tracks: dict[str, _Track] = {}
         self._aimd: AimdLimit | None = None

@@ -123,7 +123,7 @@ def test_no_increase_when_nobody_presses_on_the_limit() -> None:
 
 
 def test_whole_windows_wait_for_enough_samples() -> None:
-    g = GradientLimit(8, window=1.0, min_samples=3)
+    g = GradientLimit(8, window=1.0, headroom=1.0, min_samples=3)
     g.observe(0.0, in_use=8)
     feed(g, 0.1, 0.1, n=2)
     assert g.observe(1.5, in_use=8) is None  # two samples: the window stays open
