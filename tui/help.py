@@ -35,6 +35,7 @@ HELP_KEYS: tuple[tuple[str, str], ...] = (
     ("Left Right h l", "slider: one step"),
     ("PgUp PgDn", "slider: ten steps"),
     ("Home End", "slider: minimum / maximum"),
+    ("a", "slider: auto-tune on / off (maxsize, batch_max, claude lim, ollama lim)"),
     ("mouse", "click or drag a slider; click a header to sort"),
     ("Ctrl+P", "command palette"),
 )
