@@ -51,10 +51,6 @@ class AimdLimit:
         """The cut in words: `-10%` for a backoff of 0.9."""
         return f"-{round((1 - self.backoff) * 100):g}%"
 
-    def follow(self, limit: int) -> None:
-        """The knob was set by someone else (a person, the config): continue from there."""
-        self.limit = min(max(limit, self.minimum), self.maximum)
-
     def overload(self, at: float, cause: str, retry_after: float | None = None) -> Move | None:
         """The backend refused or timed out at `at` (`cause`: `429`, `529`, `overloaded`,
         `timeout`); `retry_after` is the server's wait in seconds, if it gave one. Cuts the

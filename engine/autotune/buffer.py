@@ -29,8 +29,8 @@ class BufferMove:
     cause: str
     at: float
 
-    def reason(self, clock_text: str = "") -> str:
-        """`x0.10: consumer call 100 ms (target 500 ms)`."""
+    def reason(self) -> str:
+        """The move for a person: `x0.10: consumer call 100 ms, target 500 ms`."""
         return f"{self.change}: {self.cause}"
 
 
@@ -61,11 +61,6 @@ class BufferTuner:
         self._window_start: float | None = None
         self._calls = 0
         self._seconds = 0.0
-
-    def follow(self, maxsize: int, batch_max: int) -> None:
-        """The knobs were set by someone else: continue from there."""
-        self.maxsize = maxsize
-        self.batch_max = batch_max
 
     def calls(self, at: float, count: int, seconds: float) -> None:
         """`count` consumer calls that took `seconds` together ended by `at`."""

@@ -82,11 +82,6 @@ class GradientLimit:
     def _value(self) -> int:
         return min(max(math.floor(self._estimate + 1e-9), self.minimum), self.maximum)
 
-    def follow(self, limit: int) -> None:
-        """The knob was set by someone else: continue from there (a probe is abandoned)."""
-        self._probe = None
-        self._estimate = float(min(max(limit, self.minimum), self.maximum))
-
     def sample(self, at: float, ttft: float) -> None:
         """A first token arrived at `at`, `ttft` seconds after its request was sent. During a
         probe, requests sent before it began (queued behind the old limit) do not count."""

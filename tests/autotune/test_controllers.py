@@ -59,12 +59,11 @@ def test_bounds_hold_both_ways() -> None:
     aimd = AimdLimit(3, minimum=2, maximum=4, window=1.0)
     assert aimd.overload(0.0, "429") == Move(2, "-10%", "429", 0.0, stamped=True)
     assert aimd.overload(5.0, "429") is None  # already at the minimum
-    aimd.follow(4)
-    aimd.observe(6.0, in_use=4)
-    assert aimd.observe(7.0, in_use=4) is None  # at the maximum
-    assert aimd.limit == 4
-    aimd.follow(100)
-    assert aimd.limit == 4
+    top = AimdLimit(100, minimum=2, maximum=4, window=1.0)
+    assert top.limit == 4  # a start above the bounds is brought inside
+    top.observe(6.0, in_use=4)
+    assert top.observe(7.0, in_use=4) is None  # at the maximum
+    assert top.limit == 4
 
 
 @pytest.mark.parametrize(

@@ -160,3 +160,55 @@ async def test_maxsize_follows_the_consumer_call_time() -> None:
         reason = engine.autotune.last_reason("queue.maxsize")
         assert reason is not None and "consumer call" in reason
         engine.cancel_all()
+
+
+async def test_an_overloaded_error_inside_a_stream_is_a_cut() -> None:
+    with AnthropicServer(api_key=TEST_KEY) as server:
+        server.script["p"] = ["error_event"]
+        backend = claude(server)
+        config = auto_config(**{"autotune.claude": True, "limits.claude": 20})
+        async with Engine(
+            config, consumer=RecordingConsumer(), backends={"claude": backend}
+        ) as engine:
+            session = engine.add_session("p", "claude")
+            await engine.wait_idle()
+            await asyncio.sleep(0.15)
+            assert session.state == "failed" and "overloaded_error" in (session.error or "")
+            assert engine.knob("limits.claude") == 18
+            reason = engine.autotune.last_reason("limits.claude")
+            assert reason is not None and reason.startswith("-10%: overloaded at ")
+        await backend.aclose()
+
+
+async def test_a_content_timeout_is_a_cut() -> None:
+    with AnthropicServer(api_key=TEST_KEY, stall_s=3.0) as server:
+        server.script["p"] = ["stall"]
+        backend = ClaudeBackend(
+            api_key=TEST_KEY,
+            model="claude-test-1",
+            max_tokens=64,
+            base_url=server.url,
+            timeout_s=0.3,
+            retries=0,
+        )
+        config = auto_config(**{"autotune.claude": True, "limits.claude": 10})
+        async with Engine(
+            config, consumer=RecordingConsumer(), backends={"claude": backend}
+        ) as engine:
+            session = engine.add_session("p", "claude")
+            await engine.wait_idle()
+            await asyncio.sleep(0.15)
+            assert session.state == "failed"
+            assert engine.knob("limits.claude") == 9
+            reason = engine.autotune.last_reason("limits.claude")
+            assert reason is not None and reason.startswith("-10%: timeout at ")
+        await backend.aclose()
+
+
+async def test_a_limit_outside_the_auto_bounds_is_brought_inside_as_auto_starts() -> None:
+    config = auto_config(**{"limits.ollama": 40, "autotune.ollama_max": 12})
+    async with Engine(config, consumer=RecordingConsumer()) as engine:
+        engine.set_knob("autotune.ollama", True)
+        assert engine.knob("limits.ollama") == 12
+        assert engine.autotune.last_reason("limits.ollama") == "=12: within the auto bounds"
+        assert engine.knob("autotune.ollama") is True
