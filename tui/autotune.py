@@ -1,5 +1,5 @@
-"""The app's auto-tune views: the reason line under an auto knob's slider, and the plot of
-each auto knob's value over the last minutes beside the signal that drives it.
+"""The app's auto-tune views: the reason line under an auto knob's slider, and the plot lines
+of each auto knob's value over the last minutes beside the signal that drives it.
 
 Both are fed the snapshot's `autotune` tracks (engine/snapshot.py `AutoKnobSnapshot`), so
 they show a remote engine's auto knobs as well as the one in this process.
@@ -17,7 +17,7 @@ from sluice.tui import fmt
 from sluice.tui.panels import bar_levels
 from sluice.tui.readout import Readout
 
-__all__ = ["AutoPlot", "AutoReason", "spark_text"]
+__all__ = ["AutoReason", "PlotLine", "spark_text"]
 
 BARS = "▁▂▃▄▅▆▇█"
 LABEL_WIDTH = 12
@@ -35,13 +35,15 @@ def spark_text(values: Sequence[float | None], width: int) -> str:
 
 
 class AutoReason(Readout):
-    """One line under an auto knob's slider: `auto: -10%: 429 at 18:04:12`, or `manual`
-    once a hand took it over; empty (and hidden) for a knob never auto in this run."""
+    """One line under an auto knob's slider with the reason of its last move (`↳ -10%: 429
+    at 18:04:12`), or `↳ manual` once a hand took it over; hidden for a knob never auto in
+    this run. Where the knobs panel is a two-column grid (narrow screens) it takes the cell
+    beside its knob."""
 
     DEFAULT_CSS = """
     AutoReason {
         height: 1;
-        padding-left: 11;
+        padding-left: 1;
         color: $text-muted;
     }
     """
@@ -49,63 +51,66 @@ class AutoReason(Readout):
     def show(self, on: bool, track: AutoKnobSnapshot | None) -> None:
         """Redraw for the switch's state and its track (None: no move yet)."""
         reason = track.reason if track is not None else None
+        text = Text("↳ ", style="cyan")
         if on:
-            text = Text("auto", style="bold cyan")
-            detail = reason or "waiting for a full window of signals"
+            detail = reason or "auto: waiting for a full window of signals"
             if track is not None and track.retry_after:
                 detail += f" (retry-after {track.retry_after:.1f}s)"
-            text.append(": " + fmt.clean(detail))
+            text.append(fmt.clean(detail))
         else:
-            text = Text("manual", style="bold")
+            text.append("manual", style="bold")
             if reason:
-                text.append(": set by hand; last auto move " + fmt.clean(reason))
+                text.append(" (set by hand); last auto move " + fmt.clean(reason))
         self.update(text)
         self.display = on or track is not None
 
 
-class AutoPlot(Widget):
-    """Two lines per auto knob: its value over the last minutes, then its signal (429s per
-    point, TTFT p50 with the baseline, consumer call ms), each with its latest figure."""
+class PlotLine(Widget):
+    """One line of the auto plot: an auto knob's value over the last minutes (`part`
+    "value"), or the signal that drives it ("signal": 429s per point, TTFT p50 with the
+    baseline, consumer call ms), as a sparkline with the latest figure. One line each, so
+    they stack under the knobs on a wide screen and sit side by side, value beside signal,
+    where the knobs panel is a two-column grid."""
 
     DEFAULT_CSS = """
-    AutoPlot {
-        height: auto;
-        border-top: solid $primary 30%;
+    PlotLine {
+        height: 1;
     }
     """
 
-    def __init__(self, labels: dict[str, str], *, id: str | None = None) -> None:
+    def __init__(self, switch: str, part: str, label: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._labels = labels  # knob name -> slider label
-        self._tracks: tuple[AutoKnobSnapshot, ...] = ()
+        self.switch = switch
+        self.part = part
+        self.label = label
+        self.track: AutoKnobSnapshot | None = None
 
-    def show(self, tracks: tuple[AutoKnobSnapshot, ...]) -> None:
-        """Redraw from the snapshot's tracks (only when they changed)."""
-        shown = tuple(t for t in tracks if t.points)
-        if shown == self._tracks:
-            return
-        self._tracks = shown
-        self.display = bool(shown)
-        self.styles.height = 2 * len(shown)
-        self.refresh(layout=True)
+    def show(self, track: AutoKnobSnapshot | None) -> None:
+        """Redraw for `track` (hidden while there is none or it has no points yet)."""
+        shown = track if track is not None and track.points else None
+        self.display = shown is not None
+        if shown != self.track:
+            self.track = shown
+            self.refresh()
 
     def render(self) -> Text:
-        """The plot lines."""
-        width = max(4, (self.size.width or 40) - LABEL_WIDTH - VALUE_WIDTH)
+        """Label, sparkline, latest figure."""
         out = Text(no_wrap=True, overflow="crop")
-        for n, track in enumerate(self._tracks):
-            values = [p[1] for p in track.points]
-            signals = [p[2] for p in track.points]
-            label = self._labels.get(track.knob, track.knob)
-            if n:
-                out.append("\n")
-            out.append(f"{label[: LABEL_WIDTH - 1]:<{LABEL_WIDTH}}", style="bold")
+        track = self.track
+        if track is None:
+            return out
+        width = max(4, (self.size.width or 40) - LABEL_WIDTH - VALUE_WIDTH)
+        if self.part == "value":
+            values: list[float | None] = [p[1] for p in track.points]
+            out.append(f"{self.label[: LABEL_WIDTH - 1]:<{LABEL_WIDTH}}", style="bold")
             out.append(spark_text(values, width), style="cyan" if track.on else "grey50")
-            out.append(f" {fmt.knob_value(values[-1], True):>{VALUE_WIDTH - 1}}")
-            out.append("\n")
-            out.append(f"{'  ' + track.signal[: LABEL_WIDTH - 3]:<{LABEL_WIDTH}}")
-            out.append(spark_text(signals, width), style="yellow")
-            out.append(f" {_signal_figure(track):>{VALUE_WIDTH - 1}}")
+            figure = fmt.knob_value(track.points[-1][1], True)
+        else:
+            values = [p[2] for p in track.points]
+            out.append(f"{'↳ ' + track.signal[: LABEL_WIDTH - 3]:<{LABEL_WIDTH}}")
+            out.append(spark_text(values, width), style="yellow")
+            figure = _signal_figure(track)
+        out.append(f" {figure:>{VALUE_WIDTH - 1}}")
         return out
 
 

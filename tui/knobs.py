@@ -15,7 +15,7 @@ A knob driven by an `[autotune]` switch shows `auto` on its slider, moves by its
 one line under it with the reason of the last move. Moving it by hand makes it manual at the
 value chosen (the engine switches auto off in the same call; the row shows it at once); `a`
 on the focused slider turns auto back on (or off). The panel ends with the auto knobs'
-history plot (tui/autotune.py).
+history: a value line and a signal line per auto knob (tui/autotune.py).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from sluice.engine.autotune.switches import DRIVES, SWITCH_OF
 from sluice.engine.engine import Engine
 from sluice.engine.settings import SETTINGS, Setting, live_settings
 from sluice.engine.snapshot import AutoKnobSnapshot, EngineSnapshot
-from sluice.tui.autotune import AutoPlot, AutoReason
+from sluice.tui.autotune import AutoReason, PlotLine
 from sluice.tui.fmt import knob_value
 from sluice.tui.readout import Readout
 from sluice.tui.slider import Slider
@@ -341,25 +341,31 @@ class KnobsPanel(Vertical):
                 self.reasons[row.switch] = self._reason_under[key] = line
         self._on: dict[str, bool] = {}
         self._tracks: dict[str, AutoKnobSnapshot] = {}
-        self.plot = AutoPlot(
-            {row.knob.spec.name: row.knob.label for row in self.rows.values()}, id="autoplot"
-        )
+        # Per switch, its value line and its signal line (shown once it has history).
+        labels = {row.knob.spec.name: row.knob.label for row in self.rows.values()}
+        self.plot_lines = [
+            PlotLine(switch, part, labels.get(knobs_of[0], switch), id=f"plot-{name}-{part}")
+            for switch, knobs_of in DRIVES.items()
+            for name in (switch.partition(".")[2],)
+            for part in ("value", "signal")
+        ]
         self.border_title = TITLE
         self.sync_auto(knobs)
 
     def compose(self) -> ComposeResult:
-        """One row per knob (an auto knob's reason line under it), then the auto plot."""
+        """One row per knob (an auto knob's reason line under it), then the plot lines."""
         for key, row in self.rows.items():
             yield row
             if key in self._reason_under:
                 yield self._reason_under[key]
-        yield self.plot
+        yield from self.plot_lines
 
     def on_mount(self) -> None:
         """Reason lines and the plot stay hidden until a knob is auto."""
         for switch, reason in self.reasons.items():
             reason.show(self._on.get(switch, False), None)
-        self.plot.display = False
+        for line in self.plot_lines:
+            line.show(None)
 
     def sync_auto(self, knobs: Mapping[str, Any]) -> None:
         """Mark the rows whose switch is on in `knobs` as auto (a row held by the user keeps
@@ -375,7 +381,8 @@ class KnobsPanel(Vertical):
         """The snapshot's auto-tune tracks: the reason lines and the plot."""
         self._tracks = {track.switch: track for track in tracks}
         self._show_reasons()
-        self.plot.show(tracks)
+        for line in self.plot_lines:
+            line.show(self._tracks.get(line.switch))
 
     def _show_reasons(self) -> None:
         for switch, reason in self.reasons.items():

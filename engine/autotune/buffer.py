@@ -30,7 +30,7 @@ class BufferMove:
     at: float
 
     def reason(self) -> str:
-        """The move for a person: `x0.10: consumer call 100 ms, target 500 ms`."""
+        """The move for a person: `x0.10: call 100 ms, target 500 ms`."""
         return f"{self.change}: {self.cause}"
 
 
@@ -109,7 +109,7 @@ class BufferTuner:
             return None
         if not over and abs(target - self.maxsize) <= self.hysteresis * self.maxsize:
             return None
-        cause = f"consumer call {mean * 1000:.3g} ms, target {self.target_buffer_ms:g} ms"
+        cause = f"call {mean * 1000:.3g} ms, target {self.target_buffer_ms:g} ms"
         if rec.limited_by_memory:
             cause += ", memory ceiling"
         return self._move(target, rec.batch_max, cause, at)

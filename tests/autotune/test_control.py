@@ -38,7 +38,7 @@ async def test_switches_are_knobs_on_the_wire_and_a_patch_takes_a_knob_over() ->
             doc = (await client.get("/v1/snapshot")).json()
             (track,) = doc["autotune"]
             assert track["knob"] == "queue.maxsize" and track["on"] is True
-            assert track["reason"] and "consumer call" in track["reason"]
+            assert track["reason"] and "call " in track["reason"]
             assert EngineSnapshot.from_dict(doc).autotune[0].reason == track["reason"]
             metrics = (await client.get("/metrics")).text
             values = {

@@ -160,7 +160,7 @@ def test_maxsize_follows_the_calibrate_rule() -> None:
     move = tuner.decide(1.0, sessions=4, bytes_per_chunk=400)
     assert move is not None
     assert (move.maxsize, move.batch_max) == (50, 50)
-    assert move.reason() == "x3.12: consumer call 10 ms, target 500 ms"
+    assert move.reason() == "x3.12: call 10 ms, target 500 ms"
 
 
 def test_the_memory_ceiling_wins_and_is_said() -> None:

@@ -172,4 +172,4 @@ def test_a_saved_list_replaces_its_line_and_keeps_the_comments(
     path.write_text('# top\n[queue]\ntest_names = ["claude"]  # shared ones\n')
     save_config(load_config(path).with_values({names.name: ["ollama"]}), path, overwrite=True)
     text = path.read_text()
-    assert '# top\n' in text and 'test_names = ["ollama"]  # shared ones\n' in text
+    assert "# top\n" in text and 'test_names = ["ollama"]  # shared ones\n' in text

@@ -6,8 +6,8 @@ from __future__ import annotations
 from sluice.engine.config import Config
 from sluice.engine.snapshot import AutoKnobSnapshot
 from sluice.tui.app import SluiceApp
-from sluice.tui.autotune import AutoPlot, AutoReason, spark_text
-from sluice.tui.knobs import KnobRow
+from sluice.tui.autotune import AutoReason, PlotLine, spark_text
+from sluice.tui.knobs import KnobRow, KnobsPanel
 from sluice.tui.slider import Slider
 from tests.fakes import wait_until
 
@@ -34,8 +34,11 @@ async def test_a_hand_move_makes_the_knob_manual_and_a_gives_it_back(fast_config
             lambda: engine.autotune.last_reason("queue.maxsize") is not None, pause=pilot.pause
         )
         await wait_until(lambda: slider.value == engine.knob("queue.maxsize"), pause=pilot.pause)
-        await wait_until(lambda: "consumer call" in reason.plain, pause=pilot.pause)
-        await wait_until(lambda: app.query_one("#autoplot", AutoPlot).display, pause=pilot.pause)
+        await wait_until(lambda: "target 500 ms" in reason.plain, pause=pilot.pause)
+        plot = app.query_one("#plot-maxsize-value", PlotLine)
+        await wait_until(lambda: plot.display, pause=pilot.pause)
+        assert app.query_one("#plot-maxsize-signal", PlotLine).display
+        assert not app.query_one("#plot-claude-value", PlotLine).display
 
         slider.focus()
         await pilot.pause()
@@ -45,14 +48,14 @@ async def test_a_hand_move_makes_the_knob_manual_and_a_gives_it_back(fast_config
         assert engine.knob("autotune.maxsize") is False  # manual, at the value chosen
         assert engine.knob("queue.maxsize") == before - 1 == slider.value
         assert not slider.auto and not batch.auto  # shown at once
-        assert reason.plain.startswith("manual")
+        assert reason.plain.startswith("↳ manual")
         assert not app.query_one("#row-maxsize", KnobRow).has_class("auto")
 
         await pilot.press("a")
         await pilot.pause()
         assert engine.knob("autotune.maxsize") is True
         assert slider.auto and batch.auto
-        assert reason.plain.startswith("auto")
+        assert "manual" not in reason.plain and "target 500 ms" in reason.plain
 
 
 async def test_a_on_a_knob_without_auto_says_so(fast_config: Config) -> None:
@@ -81,10 +84,14 @@ async def test_the_plot_shows_value_and_signal(fast_config: Config) -> None:
         points=((1.0, 8.0, 150.0), (2.0, 9.0, None), (3.0, 5.0, 290.0)),
     )
     app = SluiceApp(config=fast_config)
-    async with app.run_test(size=(160, 48)) as pilot:
-        plot = app.query_one("#autoplot", AutoPlot)
-        plot.show((track,))
+    async with app.run_test(size=(200, 48)) as pilot:
+        knobs = app.query_one("#knobs", KnobsPanel)
+        knobs.show_auto((track,))
         await pilot.pause()
-        text = plot.render().plain.splitlines()
-        assert text[0].startswith("ollama lim") and text[0].rstrip().endswith("5")
-        assert "290 vs 160 ms" in text[1]
+        value = app.query_one("#plot-ollama-value", PlotLine)
+        signal = app.query_one("#plot-ollama-signal", PlotLine)
+        assert value.display and signal.display
+        line = value.render().plain
+        assert line.startswith("ollama lim") and line.rstrip().endswith("5")
+        assert "290 vs 160 ms" in signal.render().plain
+        assert signal.region.y == value.region.y + 1  # wide: the signal under the value
