@@ -125,6 +125,8 @@ class Engine:
         # an [autotune] switch is on.
         self.signals = SignalLog()
         self.autotune = AutotuneRunner(self, clock=clock)
+        # While set_knobs tells its listeners: the reason of an auto-tune move, else None.
+        self.change_reason: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -405,12 +407,16 @@ class Engine:
         if reason is None:
             for switch in manual_overrides(checked, self._knob_values):
                 checked[switch] = (SETTINGS[switch], False)
-        for name, (setting, value) in checked.items():
-            if setting.apply is not None:
-                setting.apply(self, value)
-            self._knob_values[name] = value
-            for listener in list(self._knob_listeners):
-                listener(name, value)
+        self.change_reason = reason
+        try:
+            for name, (setting, value) in checked.items():
+                if setting.apply is not None:
+                    setting.apply(self, value)
+                self._knob_values[name] = value
+                for listener in list(self._knob_listeners):
+                    listener(name, value)
+        finally:
+            self.change_reason = None
         return {name: value for name, (_, value) in checked.items()}
 
     def on_knob_change(self, listener: Callable[[str, Any], None]) -> Callable[[], None]:

@@ -244,7 +244,10 @@ class ControlServer:
     # -- engine events ---------------------------------------------------------------------
 
     def _on_knob_change(self, name: str, value: Any) -> None:
-        if self._actor is None:  # the API logs its own changes, one line per request
+        reason = self.engine.change_reason
+        if reason is not None:
+            log.info("knob %s set to %s by auto-tune (%s)", name, value, one_line(reason))
+        elif self._actor is None:  # the API logs its own changes, one line per request
             log.info("knob %s set to %s in-process (not through the API)", name, value)
 
     def _on_session_end(self, session: Session) -> None:

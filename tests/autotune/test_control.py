@@ -4,8 +4,10 @@ snapshot), a PATCH of a driven knob takes it over, the reasons and history trave
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sluice.engine.control import serve_control
@@ -15,7 +17,10 @@ from sluice.engine.snapshot import EngineSnapshot
 from tests.control.helpers import fast_config
 
 
-async def test_switches_are_knobs_on_the_wire_and_a_patch_takes_a_knob_over() -> None:
+async def test_switches_are_knobs_on_the_wire_and_a_patch_takes_a_knob_over(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="sluice.control")
     config = fast_config().with_values({"autotune.window_s": 0.1})
     async with Engine(config) as engine:
         ContinuousDemo(engine).start()
@@ -35,6 +40,11 @@ async def test_switches_are_knobs_on_the_wire_and_a_patch_takes_a_knob_over() ->
                 if engine.autotune.last_reason("queue.maxsize"):
                     break
                 await asyncio.sleep(0.02)
+            logged = [r.getMessage() for r in caplog.records]
+            assert any(
+                m.startswith("knob queue.maxsize set to ") and "by auto-tune (x" in m
+                for m in logged
+            ), logged
             doc = (await client.get("/v1/snapshot")).json()
             (track,) = doc["autotune"]
             assert track["knob"] == "queue.maxsize" and track["on"] is True
