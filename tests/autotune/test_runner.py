@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 
+from sluice.engine import settings as S
 from sluice.engine.backends.claude import ClaudeBackend, retry_after
 from sluice.engine.backends.ollama import OllamaBackend
-from sluice.engine.config import Config
+from sluice.engine.config import Config, load_config
+from sluice.engine.config_save import save_config
 from sluice.engine.engine import Engine
 from sluice.engine.report import to_json_dict
 from sluice.engine.snapshot import EngineSnapshot
@@ -212,3 +215,16 @@ async def test_a_limit_outside_the_auto_bounds_is_brought_inside_as_auto_starts(
         assert engine.knob("limits.ollama") == 12
         assert engine.autotune.last_reason("limits.ollama") == "=12: within the auto bounds"
         assert engine.knob("autotune.ollama") is True
+
+
+async def test_s_saves_the_switches_with_the_values_auto_chose(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("# mine\n[autotune]\nclaude = false # keep me\n")
+    config = load_config(path)
+    async with Engine(config, consumer=RecordingConsumer()) as engine:
+        engine.set_knob("autotune.claude", True)
+        engine.set_knobs({"limits.claude": 9}, reason="test move")
+        save_config(engine.tuned_config(), path)
+    saved = load_config(path)
+    assert saved[S.AUTOTUNE_CLAUDE] is True and saved[S.BACKEND_LIMITS["claude"]] == 9
+    assert "# keep me" in path.read_text() and "# mine" in path.read_text()
