@@ -169,6 +169,7 @@ class KnobRow(Horizontal):
         self.on_switched = on_switched  # told when this row turned its auto switch on/off
         self.switch = SWITCH_OF.get(knob.spec.name)  # the [autotune] switch driving it
         self.saved = value  # the value in the config file; a different one is unsaved
+        self.saved_auto = False  # its auto switch in the config file (set by the panel)
         self.unused: str | None = None  # why the knob reaches no session, if it does not
         self._unused_told = False
         low, high = knob.slider_range
@@ -200,8 +201,11 @@ class KnobRow(Horizontal):
 
     def set_auto(self, on: bool) -> None:
         """Show the knob as auto (moved by the engine) or manual."""
-        self.slider.auto = on
-        self.set_class(on, "auto")
+        if on != self.slider.auto:
+            self.slider.auto = on
+            self.set_class(on, "auto")
+            if self.is_mounted:
+                self.show_value()
 
     def action_toggle_auto(self) -> None:
         """`a`: hand the knob to auto-tune, or take it back (at its value now)."""
@@ -221,7 +225,13 @@ class KnobRow(Horizontal):
 
     @property
     def unsaved(self) -> bool:
-        """True when the value differs from the one last saved (or loaded)."""
+        """True when the value differs from the one last saved (or loaded), or its auto
+        switch does. The value of a knob that stays auto is the engine's to choose, not
+        a change of the user's: it does not count."""
+        if self.switch is not None and self.auto != self.saved_auto:
+            return True
+        if self.auto and self.saved_auto:
+            return False
         return self.slider.value != self.saved
 
     def show_value(self) -> None:
@@ -239,9 +249,10 @@ class KnobRow(Horizontal):
         if self.on_shown is not None:
             self.on_shown()
 
-    def mark_saved(self, value: float) -> None:
-        """`value` is now what the config file holds."""
+    def mark_saved(self, value: float, auto: bool = False) -> None:
+        """`value` (and the auto switch `auto`) is now what the config file holds."""
         self.saved = value
+        self.saved_auto = auto
         self.show_value()
 
     def set_unused(self, reason: str | None) -> None:
@@ -340,6 +351,8 @@ class KnobsPanel(Vertical):
                 line = AutoReason(id=f"reason-{key}")
                 self.reasons[row.switch] = self._reason_under[key] = line
         self._on: dict[str, bool] = {}
+        for row in self.rows.values():  # the switches as loaded are the saved ones
+            row.saved_auto = bool(knobs.get(row.switch, False)) if row.switch else False
         self._tracks: dict[str, AutoKnobSnapshot] = {}
         # Per switch, its value line and its signal line (shown once it has history).
         labels = {row.knob.spec.name: row.knob.label for row in self.rows.values()}
@@ -409,7 +422,8 @@ class KnobsPanel(Vertical):
     def mark_saved(self, knobs: Mapping[str, Any]) -> None:
         """`knobs` were just written to the config file: no knob is unsaved any more."""
         for row in self.rows.values():
-            row.mark_saved(row.knob.read(knobs))
+            auto = bool(knobs.get(row.switch, False)) if row.switch else False
+            row.mark_saved(row.knob.read(knobs), auto)
 
     def sync(self, knobs: Mapping[str, Any]) -> None:
         """Follow the engine's knobs (changed by a workload, calibration, auto-tune or a

@@ -3,6 +3,10 @@ manual at once, `a` gives it back to auto-tune; the plot of the auto knobs' hist
 
 from __future__ import annotations
 
+import asyncio
+
+from textual.app import App, ComposeResult
+
 from sluice.engine.config import Config
 from sluice.engine.snapshot import AutoKnobSnapshot
 from sluice.tui.app import SluiceApp
@@ -40,22 +44,29 @@ async def test_a_hand_move_makes_the_knob_manual_and_a_gives_it_back(fast_config
         assert app.query_one("#plot-maxsize-signal", PlotLine).display
         assert not app.query_one("#plot-claude-value", PlotLine).display
 
+        panel = app.query_one("#knobs", KnobsPanel)
+        assert panel.unsaved == []  # values auto chose are not the user's changes
         slider.focus()
         await pilot.pause()
-        before = slider.value
         await pilot.press("left")
         await pilot.pause()
         assert engine.knob("autotune.maxsize") is False  # manual, at the value chosen
-        assert engine.knob("queue.maxsize") == before - 1 == slider.value
+        chosen = slider.value
+        assert engine.knob("queue.maxsize") == chosen
         assert not slider.auto and not batch.auto  # shown at once
         assert reason.plain.startswith("↳ manual")
         assert not app.query_one("#row-maxsize", KnobRow).has_class("auto")
+        assert panel.unsaved == ["maxsize", "batch_max"]  # taken over: not what is saved
+        await asyncio.sleep(0.5)  # two auto windows: a manual knob stays where it was put
+        await pilot.pause()
+        assert engine.knob("queue.maxsize") == chosen == slider.value
 
         await pilot.press("a")
         await pilot.pause()
         assert engine.knob("autotune.maxsize") is True
         assert slider.auto and batch.auto
         assert "manual" not in reason.plain and "target 500 ms" in reason.plain
+        assert panel.unsaved == []  # auto again, as the config file says
 
 
 async def test_a_on_a_knob_without_auto_says_so(fast_config: Config) -> None:
@@ -71,7 +82,7 @@ async def test_a_on_a_knob_without_auto_says_so(fast_config: Config) -> None:
         assert not app.query_one("#reason-maxsize", AutoReason).display
 
 
-async def test_the_plot_shows_value_and_signal(fast_config: Config) -> None:
+async def test_the_plot_shows_value_and_signal() -> None:
     track = AutoKnobSnapshot(
         knob="limits.ollama",
         switch="autotune.ollama",
@@ -83,15 +94,23 @@ async def test_the_plot_shows_value_and_signal(fast_config: Config) -> None:
         retry_after=None,
         points=((1.0, 8.0, 150.0), (2.0, 9.0, None), (3.0, 5.0, 290.0)),
     )
-    app = SluiceApp(config=fast_config)
-    async with app.run_test(size=(200, 48)) as pilot:
-        knobs = app.query_one("#knobs", KnobsPanel)
-        knobs.show_auto((track,))
+
+    class Plot(App[None]):
+        def compose(self) -> ComposeResult:
+            yield PlotLine("autotune.ollama", "value", "ollama lim", id="value")
+            yield PlotLine("autotune.ollama", "signal", "ollama lim", id="signal")
+
+    app = Plot()
+    async with app.run_test(size=(60, 4)) as pilot:
+        value = app.query_one("#value", PlotLine)
+        signal = app.query_one("#signal", PlotLine)
+        value.show(None)
+        assert not value.display  # nothing to plot: hidden
+        value.show(track)
+        signal.show(track)
         await pilot.pause()
-        value = app.query_one("#plot-ollama-value", PlotLine)
-        signal = app.query_one("#plot-ollama-signal", PlotLine)
         assert value.display and signal.display
         line = value.render().plain
         assert line.startswith("ollama lim") and line.rstrip().endswith("5")
         assert "290 vs 160 ms" in signal.render().plain
-        assert signal.region.y == value.region.y + 1  # wide: the signal under the value
+        assert signal.region.y == value.region.y + 1  # stacked: the signal under the value
