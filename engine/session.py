@@ -314,8 +314,11 @@ class Session:
                     if chunk.text:  # ttft counts the first non-empty chunk; empty ones pass
                         self.first_chunk_at = now
                         if self._signals is not None:
+                            # From the last request sent; a backend that reports no `sent`
+                            # is taken to send as its slot is granted.
                             sent = self.sent_at if self.sent_at is not None else self.granted_at
-                            self._signals.add(self.backend_name, "ttft", now, now - (sent or now))
+                            ttft = now - sent if sent is not None else 0.0
+                            self._signals.add(self.backend_name, "ttft", now, ttft)
                 else:
                     record_itl(now - last)
                 last = now

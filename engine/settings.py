@@ -555,7 +555,7 @@ AUTOTUNE_HEADROOM = register(
     Setting(
         "autotune.headroom",
         float,
-        0.5,
+        1.0,
         "sessions the ollama gradient adds per window that reached its limit",
         minimum=0,
         maximum=100,
@@ -565,8 +565,8 @@ AUTOTUNE_TOLERANCE = register(
     Setting(
         "autotune.tolerance",
         float,
-        0.05,
-        "how far TTFT p50 may rise above its baseline before the ollama limit is cut (0.05 = 5%)",
+        0.1,
+        "how far TTFT p50 may rise above its baseline before the ollama limit is cut (0.1 = 10%)",
         minimum=0,
         maximum=10,
     )

@@ -5,7 +5,10 @@ token (TTFT, measured from the request being sent, never the whole response: a r
 length is the prompt's property, not the server's load). Each window, the median TTFT is
 compared with a baseline (the least median seen since the baseline was last measured):
 `limit x clamp(baseline x (1 + tolerance) / median, 0.5, 1) + headroom`, the headroom added
-only in a window that reached the limit (a cap nobody presses on is not raised). Every
+only in a window that reached the limit (a cap nobody presses on is not raised) and showed
+no queue, and never back up to a level that queued within the last `baseline_every`
+seconds: so the limit settles just under the capacity instead of keeping a standing queue
+of `headroom` requests, and probes above it once a period. Every
 `baseline_every` seconds the baseline is measured afresh: one window at `probe_limit`,
 whose requests find no queue, then the limit returns to where it was. Pure: the caller
 passes every sample's time.
@@ -40,8 +43,8 @@ class GradientLimit:
         minimum: int = 1,
         maximum: int = 64,
         window: float = 2.0,
-        headroom: float = 0.5,
-        tolerance: float = 0.05,
+        headroom: float = 1.0,
+        tolerance: float = 0.1,
         baseline_every: float = 60.0,
         probe_limit: int | None = None,
         min_samples: int = 3,
@@ -68,6 +71,9 @@ class GradientLimit:
         self._window_start: float | None = None
         self._samples: list[float] = []
         self._reached = False
+        # (limit, when) of the last window whose TTFT showed a queue: the limit does not grow
+        # back to that level until `baseline_every` has passed (one probe upward per period).
+        self._queued: tuple[int, float] | None = None
 
     @property
     def limit(self) -> int:
@@ -124,7 +130,14 @@ class GradientLimit:
         before = self._value()
         gradient = 1.0 if middle <= 0 else self.baseline * (1 + self.tolerance) / middle
         gradient = min(max(gradient, GRADIENT_FLOOR), 1.0)
-        estimate = self._estimate * gradient + (self.headroom if reached else 0.0)
+        if gradient < 1.0:
+            self._queued = (before, at)  # the level a queue showed at
+        elif self._queued is not None and at - self._queued[1] >= self.baseline_every:
+            self._queued = None  # long enough ago: the server may have more room now
+        grow = reached and gradient == 1.0
+        estimate = self._estimate * gradient + (self.headroom if grow else 0.0)
+        if grow and self._queued is not None:
+            estimate = min(estimate, self._queued[0] - 1e-6)  # not back to a queueing level
         self._estimate = min(max(estimate, float(self.minimum)), float(self.maximum))
         after = self._value()
         if after == before:
@@ -146,6 +159,7 @@ class GradientLimit:
         self._probe = None
         self.baseline = middle
         self._baseline_at = at
+        self._queued = None  # a fresh baseline: probe upward again
         if back == self.probe_limit:
             return None
         return Move(back, "back", f"baseline re-measured: {middle * 1000:.0f} ms", at)

@@ -184,3 +184,32 @@ def test_a_ceiling_breach_is_corrected_without_calls() -> None:
     move = tuner.decide(1.0, sessions=10, bytes_per_chunk=1000, ceiling=100_000)
     assert move is not None and (move.maxsize, move.batch_max) == (10, 10)
     assert tuner.decide(2.0, sessions=10, bytes_per_chunk=1000, ceiling=100_000) is None
+
+
+def test_no_growth_in_a_queued_window_nor_back_to_a_level_that_queued() -> None:
+    g = GradientLimit(8, window=1.0, headroom=1.0, tolerance=0.1, baseline_every=10.0)
+    t = 0.0
+    g.observe(t, in_use=8)
+    for ttft in (0.100, 0.100):  # baseline 100 ms; 8 -> 9 -> 10 while no queue shows
+        feed(g, t + 0.1, ttft)
+        t += 1.0
+        g.observe(t, in_use=g.limit)
+        g.observe(t + 0.5, in_use=g.limit)
+    assert g.limit == 10
+    feed(g, t + 0.1, 0.125)  # a queue at 10: x0.88 and no headroom, 10 -> 8
+    t += 1.0
+    move = g.observe(t, in_use=10)
+    assert move is not None and move.value == 8 and move.change == "x0.88"
+    for _ in range(5):  # clean windows at the limit: back up to 9, never to 10
+        g.observe(t + 0.5, in_use=g.limit)
+        feed(g, t + 0.6, 0.100)
+        t += 1.0
+        g.observe(t, in_use=g.limit)
+        assert g.limit <= 9
+    assert g.limit == 9
+    for _ in range(6):  # baseline_every later the ceiling lapses (the probe window aside)
+        g.observe(t + 0.5, in_use=g.limit)
+        feed(g, t + 0.6, 0.100)
+        t += 1.0
+        g.observe(t, in_use=g.limit)
+    assert g.limit >= 10 or g.probing
