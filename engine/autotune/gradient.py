@@ -6,9 +6,9 @@ length is the prompt's property, not the server's load). Each window, the median
 compared with a baseline (the least median seen since the baseline was last measured):
 `limit x clamp(baseline x (1 + tolerance) / median, 0.5, 1) + headroom`, the headroom added
 only in a window that reached the limit (a cap nobody presses on is not raised) and showed
-no queue, and never back up to a level that queued within the last `baseline_every`
-seconds: so the limit settles just under the capacity instead of keeping a standing queue
-of `headroom` requests, and probes above it once a period. Every
+no queue, and never back up to a level that queued within the last ten windows: so the
+limit settles just under the capacity instead of keeping a standing queue of `headroom`
+requests, and probes above it once every ten windows. Every
 `baseline_every` seconds the baseline is measured afresh: one window at `probe_limit`,
 whose requests find no queue, then the limit returns to where it was. Pure: the caller
 passes every sample's time.
@@ -23,6 +23,7 @@ from sluice.engine.autotune.move import Move, check_bounds
 __all__ = ["GradientLimit", "median"]
 
 GRADIENT_FLOOR = 0.5  # one window never cuts the limit by more than half
+HOLD_WINDOWS = 10  # windows the limit stays under a level that queued before trying it again
 
 
 def median(values: list[float]) -> float:
@@ -44,7 +45,7 @@ class GradientLimit:
         maximum: int = 64,
         window: float = 2.0,
         headroom: float = 1.0,
-        tolerance: float = 0.1,
+        tolerance: float = 0.2,
         baseline_every: float = 60.0,
         probe_limit: int | None = None,
         min_samples: int = 3,
@@ -72,7 +73,7 @@ class GradientLimit:
         self._samples: list[float] = []
         self._reached = False
         # (limit, when) of the last window whose TTFT showed a queue: the limit does not grow
-        # back to that level until `baseline_every` has passed (one probe upward per period).
+        # back to that level for HOLD_WINDOWS windows (a noisy window locks nothing for long).
         self._queued: tuple[int, float] | None = None
 
     @property
@@ -132,7 +133,7 @@ class GradientLimit:
         gradient = min(max(gradient, GRADIENT_FLOOR), 1.0)
         if gradient < 1.0:
             self._queued = (before, at)  # the level a queue showed at
-        elif self._queued is not None and at - self._queued[1] >= self.baseline_every:
+        elif self._queued is not None and at - self._queued[1] >= HOLD_WINDOWS * self.window:
             self._queued = None  # long enough ago: the server may have more room now
         grow = reached and gradient == 1.0
         estimate = self._estimate * gradient + (self.headroom if grow else 0.0)
