@@ -565,8 +565,8 @@ AUTOTUNE_TOLERANCE = register(
     Setting(
         "autotune.tolerance",
         float,
-        0.2,
-        "how far TTFT p50 may rise above its baseline before the ollama limit is cut (0.2 = 20%)",
+        0.1,
+        "how far TTFT p50 may rise above its baseline before the ollama limit is cut (0.1 = 10%)",
         minimum=0,
         maximum=10,
     )

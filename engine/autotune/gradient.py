@@ -45,7 +45,7 @@ class GradientLimit:
         maximum: int = 64,
         window: float = 2.0,
         headroom: float = 1.0,
-        tolerance: float = 0.2,
+        tolerance: float = 0.1,
         baseline_every: float = 60.0,
         probe_limit: int | None = None,
         min_samples: int = 3,
