@@ -3,7 +3,8 @@
 Ollama does not say "too much": it queues, and the queue shows as a longer time to first
 token (TTFT, measured from the request being sent, never the whole response: a response's
 length is the prompt's property, not the server's load). Each window, the median TTFT is
-compared with a baseline (the least median seen since the baseline was last measured):
+compared with a baseline (the first median, pulled a quarter of the way towards each lower
+median since, re-measured periodically):
 `limit x clamp(baseline x (1 + tolerance) / median, 0.5, 1) + headroom`, the headroom added
 only in a window that reached the limit (a cap nobody presses on is not raised) and showed
 no queue, and never back up to a level that queued within the last ten windows: so the
@@ -23,6 +24,7 @@ from sluice.engine.autotune.move import Move, check_bounds
 __all__ = ["GradientLimit", "median"]
 
 GRADIENT_FLOOR = 0.5  # one window never cuts the limit by more than half
+BASELINE_STEP = 0.25  # how far a lower window median pulls the baseline down
 HOLD_WINDOWS = 10  # windows the limit stays under a level that queued before trying it again
 
 
@@ -124,10 +126,13 @@ class GradientLimit:
             return self._end_probe(at, middle)
         if self._baseline_at is not None and at - self._baseline_at >= self.baseline_every:
             return self._start_probe(at)
-        if self.baseline is None or middle < self.baseline:
+        if self.baseline is None:
             self.baseline = middle
-            if self._baseline_at is None:
-                self._baseline_at = at
+            self._baseline_at = at
+        elif middle < self.baseline:
+            # Lowered a quarter of the way per window, not to the lowest median at once: one
+            # lucky window would make every later one look queued.
+            self.baseline += BASELINE_STEP * (middle - self.baseline)
         before = self._value()
         gradient = 1.0 if middle <= 0 else self.baseline * (1 + self.tolerance) / middle
         gradient = min(max(gradient, GRADIENT_FLOOR), 1.0)
