@@ -566,7 +566,7 @@ AUTOTUNE_TOLERANCE = register(
         "autotune.tolerance",
         float,
         0.1,
-        "how far TTFT p50 may rise above its baseline before the ollama limit is cut (0.1 = 10%)",
+        "how far TTFT p75 may rise above its baseline before the ollama limit is cut (0.1 = 10%)",
         minimum=0,
         maximum=10,
     )

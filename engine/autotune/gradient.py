@@ -2,10 +2,10 @@
 
 Ollama does not say "too much": it queues, and the queue shows as a longer time to first
 token (TTFT, measured from the request being sent, never the whole response: a response's
-length is the prompt's property, not the server's load). Each window, the median TTFT is
-compared with a baseline (the first median, pulled a quarter of the way towards each lower
-median since, re-measured periodically):
-`limit x clamp(baseline x (1 + tolerance) / median, 0.5, 1) + headroom`, the headroom added
+length is the prompt's property, not the server's load). Each window, its TTFT p75 is
+compared with a baseline (the first window's, pulled a quarter of the way towards each
+lower one since, re-measured periodically):
+`limit x clamp(baseline x (1 + tolerance) / p75, 0.5, 1) + headroom`, the headroom added
 only in a window that reached the limit (a cap nobody presses on is not raised) and showed
 no queue, and never back up to a level that queued within the last ten windows: so the
 limit settles just under the capacity instead of keeping a standing queue of `headroom`
@@ -21,19 +21,20 @@ import math
 
 from sluice.engine.autotune.move import Move, check_bounds
 
-__all__ = ["GradientLimit", "median"]
+__all__ = ["QUANTILE", "GradientLimit", "quantile"]
 
 GRADIENT_FLOOR = 0.5  # one window never cuts the limit by more than half
-BASELINE_STEP = 0.25  # how far a lower window median pulls the baseline down
+BASELINE_STEP = 0.25  # how far a lower window's TTFT p75 pulls the baseline down
 HOLD_WINDOWS = 10  # windows the limit stays under a level that queued before trying it again
 
 
-def median(values: list[float]) -> float:
-    """The middle of `values` (the mean of the two middle ones for an even count)."""
+QUANTILE = 0.75  # the TTFT each window is judged by: p75 (the median misses a queue of one)
+
+
+def quantile(values: list[float], q: float = QUANTILE) -> float:
+    """The nearest-rank `q` quantile of `values` (not empty)."""
     ordered = sorted(values)
-    n = len(ordered)
-    mid = n // 2
-    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
 
 
 class GradientLimit:
@@ -67,8 +68,8 @@ class GradientLimit:
         self.probe_limit = min(max(probe_limit or minimum, minimum), maximum)
         self.min_samples = min_samples
         self._estimate = float(min(max(limit, minimum), maximum))
-        self.baseline: float | None = None  # seconds: the least window median since measured
-        self.last_median: float | None = None  # the last closed window's median TTFT
+        self.baseline: float | None = None  # seconds: the TTFT p75 with no queue
+        self.last_median: float | None = None  # the last closed window's TTFT p75
         self._baseline_at: float | None = None  # when the baseline was last measured
         self._probe: tuple[float, int] | None = None  # (started at, the limit to go back to)
         self._window_start: float | None = None
@@ -115,8 +116,8 @@ class GradientLimit:
         return move
 
     def _close(self, at: float) -> Move | None:
-        """The window is over: its median TTFT moves the limit (or ends or starts a probe)."""
-        middle = median(self._samples)
+        """The window is over: its TTFT p75 moves the limit (or ends or starts a probe)."""
+        middle = quantile(self._samples)
         reached = self._reached
         self._window_start = at
         self._samples = []
@@ -130,7 +131,7 @@ class GradientLimit:
             self.baseline = middle
             self._baseline_at = at
         elif middle < self.baseline:
-            # Lowered a quarter of the way per window, not to the lowest median at once: one
+            # Lowered a quarter of the way per window, not to the lowest p75 at once: one
             # lucky window would make every later one look queued.
             self.baseline += BASELINE_STEP * (middle - self.baseline)
         before = self._value()
@@ -148,7 +149,7 @@ class GradientLimit:
         after = self._value()
         if after == before:
             return None
-        ms = f"TTFT p50 {middle * 1000:.0f} ms vs baseline {self.baseline * 1000:.0f} ms"
+        ms = f"TTFT p75 {middle * 1000:.0f} ms vs baseline {self.baseline * 1000:.0f} ms"
         if after > before:
             return Move(after, f"+{after - before}", f"{ms}, limit reached", at)
         return Move(after, f"x{gradient:.2f}", ms, at)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sluice.engine import settings as S
 from sluice.engine.autotune.aimd import AimdLimit
 from sluice.engine.autotune.buffer import BufferMove, BufferTuner
-from sluice.engine.autotune.gradient import GradientLimit, median
+from sluice.engine.autotune.gradient import GradientLimit, quantile
 from sluice.engine.autotune.move import Move
 from sluice.engine.autotune.signals import OVERLOADS
 from sluice.engine.autotune.switches import DRIVES
@@ -40,7 +40,7 @@ DEFAULT_CHUNK_BYTES = 1024  # bytes per chunk assumed before a buffer held any
 _FINAL = (-1, -1.0)  # a finished session whose calls were all counted
 SIGNAL_NAMES = {
     "autotune.claude": "429s",
-    "autotune.ollama": "ttft p50 ms",
+    "autotune.ollama": "ttft p75 ms",
     "autotune.maxsize": "call ms",
 }
 
@@ -299,8 +299,10 @@ class AutotuneRunner:
             signal: float | None
             if switch == "autotune.claude":
                 signal = float(track.signal_count)
+            elif switch == "autotune.ollama" and track.signal_samples:
+                signal = quantile(track.signal_samples) * 1000.0  # as the gradient judges
             elif track.signal_samples:
-                signal = median(track.signal_samples) * 1000.0
+                signal = quantile(track.signal_samples, 0.5) * 1000.0
             else:
                 signal = None
             track.signal_count = 0

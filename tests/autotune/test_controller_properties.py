@@ -84,7 +84,7 @@ def test_gradient_stays_within_bounds(
 def test_gradient_a_slower_window_never_gives_a_higher_limit(
     fast: int, slow: int, start: int
 ) -> None:
-    """Monotone: after the same baseline, a window with a higher median TTFT ends no higher."""
+    """Monotone: after the same baseline, a window with a higher TTFT ends no higher."""
     fast, slow = min(fast, slow), max(fast, slow)
     results = []
     for ttft in (fast, slow):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sluice.engine.autotune import AimdLimit, BufferTuner, GradientLimit, Move
-from sluice.engine.autotune.gradient import median
+from sluice.engine.autotune.gradient import quantile
 
 # -- AIMD -----------------------------------------------------------------------------------
 
@@ -83,9 +83,10 @@ def feed(g: GradientLimit, start: float, ttft: float, n: int = 5) -> None:
         g.sample(start + i * 0.01, ttft)
 
 
-def test_median() -> None:
-    assert median([3.0, 1.0, 2.0]) == 2.0
-    assert median([4.0, 1.0, 2.0, 3.0]) == 2.5
+def test_quantile_is_nearest_rank() -> None:
+    assert quantile([3.0, 1.0, 2.0, 4.0]) == 3.0  # p75 of four: the third
+    assert quantile([3.0, 1.0, 2.0], 0.5) == 2.0
+    assert quantile([5.0]) == 5.0
 
 
 def test_the_gradient_grows_by_headroom_while_ttft_stays_at_the_baseline() -> None:
@@ -98,11 +99,11 @@ def test_the_gradient_grows_by_headroom_while_ttft_stays_at_the_baseline() -> No
     feed(g, 1.1, 0.105)  # within the tolerance
     g.observe(1.5, in_use=5)  # the new limit reached
     assert g.observe(2.0, in_use=5) == Move(
-        6, "+1", "TTFT p50 105 ms vs baseline 100 ms, limit reached", 2.0
+        6, "+1", "TTFT p75 105 ms vs baseline 100 ms, limit reached", 2.0
     )
 
 
-def test_a_queue_cuts_by_baseline_over_median() -> None:
+def test_a_queue_cuts_by_baseline_over_p75() -> None:
     g = GradientLimit(20, window=1.0, headroom=1.0, tolerance=0.0)
     g.observe(0.0, in_use=20)
     feed(g, 0.1, 0.100)
