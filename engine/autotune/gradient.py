@@ -7,9 +7,10 @@ compared with a baseline (the first window's, pulled a quarter of the way toward
 lower one since, re-measured periodically):
 `limit x clamp(baseline x (1 + tolerance) / p75, 0.5, 1) + headroom`, the headroom added
 only in a window that reached the limit (a cap nobody presses on is not raised) and showed
-no queue, and never back up to a level that queued within the last ten windows: so the
+no queue, and never back up to a level that queued within the last 30 windows: so the
 limit settles just under the capacity instead of keeping a standing queue of `headroom`
-requests, and probes above it once every ten windows. Every
+requests, and probes above it once every 30 windows (each probe queues a few requests).
+Every
 `baseline_every` seconds the baseline is measured afresh: one window at `probe_limit`,
 whose requests find no queue, then the limit returns to where it was. Pure: the caller
 passes every sample's time.
@@ -25,7 +26,7 @@ __all__ = ["QUANTILE", "GradientLimit", "quantile"]
 
 GRADIENT_FLOOR = 0.5  # one window never cuts the limit by more than half
 BASELINE_STEP = 0.25  # how far a lower window's TTFT p75 pulls the baseline down
-HOLD_WINDOWS = 10  # windows the limit stays under a level that queued before trying it again
+HOLD_WINDOWS = 30  # windows the limit stays under a level that queued before trying it again
 
 
 QUANTILE = 0.75  # the TTFT each window is judged by: p75 (the median misses a queue of one)

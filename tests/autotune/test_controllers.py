@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sluice.engine.autotune import AimdLimit, BufferTuner, GradientLimit, Move
-from sluice.engine.autotune.gradient import quantile
+from sluice.engine.autotune.gradient import HOLD_WINDOWS, quantile
 
 # -- AIMD -----------------------------------------------------------------------------------
 
@@ -188,7 +188,7 @@ def test_a_ceiling_breach_is_corrected_without_calls() -> None:
 
 
 def test_no_growth_in_a_queued_window_nor_back_to_a_level_that_queued() -> None:
-    g = GradientLimit(8, window=1.0, headroom=1.0, tolerance=0.1, baseline_every=100.0)
+    g = GradientLimit(8, window=1.0, headroom=1.0, tolerance=0.1, baseline_every=1000.0)
     t = 0.0
     g.observe(t, in_use=8)
     for ttft in (0.100, 0.100):  # baseline 100 ms; 8 -> 9 -> 10 while no queue shows
@@ -201,16 +201,15 @@ def test_no_growth_in_a_queued_window_nor_back_to_a_level_that_queued() -> None:
     t += 1.0
     move = g.observe(t, in_use=10)
     assert move is not None and move.value == 8 and move.change == "x0.88"
-    for _ in range(5):  # clean windows at the limit: back up to 9, never to 10
+    for _ in range(HOLD_WINDOWS - 1):  # clean windows at the limit: back to 9, never 10
         g.observe(t + 0.5, in_use=g.limit)
         feed(g, t + 0.6, 0.100)
         t += 1.0
         g.observe(t, in_use=g.limit)
         assert g.limit <= 9
     assert g.limit == 9
-    for _ in range(5):  # ten windows after the queue the hold lapses: 10 is tried again
-        g.observe(t + 0.5, in_use=g.limit)
-        feed(g, t + 0.6, 0.100)
-        t += 1.0
-        g.observe(t, in_use=g.limit)
+    g.observe(t + 0.5, in_use=g.limit)  # HOLD_WINDOWS after the queue: 10 is tried again
+    feed(g, t + 0.6, 0.100)
+    t += 1.0
+    g.observe(t, in_use=g.limit)
     assert g.limit == 10
