@@ -58,7 +58,7 @@ class AutotuneSpec:
     claude_start: int = 16
     claude_deltas: int = 20
     ollama_capacity: int = 8
-    ollama_rounds: int = 6
+    ollama_rounds: int = 4
     ollama_chunks: int = 20
     ollama_ttft: float = 0.2
     fixed: int = 16
