@@ -357,7 +357,12 @@ async def run_cluster(
             figures = []
             for count in sizes:
                 cps, peak, (grants, g50, g99), knobs, recovered = await _run_size(
-                    folder, count, server.url, upstream, knob_changes=knob_changes, kill=True,
+                    folder,
+                    count,
+                    server.url,
+                    upstream,
+                    knob_changes=knob_changes,
+                    kill=True,
                     **common,
                 )
                 figures.append(

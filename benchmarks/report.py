@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sluice.bench.app_cost import p99
+from sluice.bench.autotune import autotune_goals, markdown_table
 from sluice.bench.measure import median
 from sluice.bench.runner import BenchResult
 from sluice.bench.scenario import ScenarioResult
@@ -176,6 +177,8 @@ def goals(result: BenchResult) -> list[Goal]:
     out.extend(_app_goals(result))
     out.extend(_agent_goals(result))
     out.extend(_cluster_goals(result))
+    if result.autotune is not None:
+        out.extend(Goal(*row) for row in autotune_goals(result.autotune))
     return out
 
 
@@ -215,8 +218,7 @@ def _cluster_goals(result: BenchResult) -> list[Goal]:
             worst <= 1.0,
         ),
         Goal(
-            f"cluster: a kill -9'd node's permits back within lease_s + 1 s "
-            f"({c.lease_s:g} + 1 s)",
+            f"cluster: a kill -9'd node's permits back within lease_s + 1 s ({c.lease_s:g} + 1 s)",
             f"<= {c.lease_s + 1:g} s",
             ", ".join(
                 f"{s.nodes} nodes {s.recovered_s:.2f} s" if s.recovered_s is not None else "-"
@@ -553,6 +555,12 @@ def markdown(result: BenchResult) -> str:
         )
     parts.extend(_app_section(result))
     parts.extend(_cluster_section(result))
+    if result.autotune is not None:
+        parts.append(
+            "### Auto-tune (`--only autotune`)\n\nEach controller against a loopback server "
+            "whose capacity it is not told, side by side with fixed limits in one run "
+            f"({result.autotune.wall_s:.0f} s).\n\n" + markdown_table(result.autotune)
+        )
     checked = goals(result)
     if checked:
         parts.append("### Goals")

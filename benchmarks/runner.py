@@ -21,6 +21,7 @@ from typing import Any
 
 from sluice.bench.agent_flood import FloodResult, agent_missing, measure_flood
 from sluice.bench.app_cost import AppCostResult, measure_app_cost, tmux_missing
+from sluice.bench.autotune import QUICK_SPEC, AutotuneResult, AutotuneSpec, run_autotune
 from sluice.bench.cluster import ClusterResult, redis_missing, run_cluster
 from sluice.bench.long_response import LongResult, run_long
 from sluice.bench.measure import child_env, machine
@@ -38,7 +39,18 @@ from sluice.bench.serve import ServeResult, run_serve
 
 __all__ = ["BenchParams", "BenchResult", "result_from_dict", "run_bench", "run_job"]
 
-PARTS = ("scenario", "memory", "overhead", "scale", "long", "serve", "app", "agent", "cluster")
+PARTS = (
+    "scenario",
+    "memory",
+    "overhead",
+    "scale",
+    "long",
+    "serve",
+    "app",
+    "agent",
+    "cluster",
+    "autotune",
+)
 _SCENARIO = ScenarioSpec()
 
 
@@ -86,6 +98,7 @@ class BenchParams:
     cluster_window: float = 8.0
     cluster_knob_changes: int = 20
     cluster_lease_s: float = 5.0
+    autotune_quick: bool = False  # the autotune part at QUICK_SPEC's sizes (a few seconds)
 
     def spec(self) -> ScenarioSpec:
         """The scenario part's sizes."""
@@ -121,6 +134,7 @@ class BenchResult:
     agent_skipped: str | None = None  # why the agent part did not run (no extra)
     cluster: ClusterResult | None = None
     cluster_skipped: str | None = None  # why the cluster part did not run (no redis-server)
+    autotune: AutotuneResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -142,6 +156,7 @@ class BenchResult:
             "agent_skipped": self.agent_skipped,
             "cluster": self.cluster.to_dict() if self.cluster else None,
             "cluster_skipped": self.cluster_skipped,
+            "autotune": self.autotune.to_dict() if self.autotune else None,
         }
 
 
@@ -165,6 +180,7 @@ def result_from_dict(data: dict[str, Any]) -> BenchResult:
         agent_skipped=data.get("agent_skipped"),
         cluster=ClusterResult.from_dict(data["cluster"]) if data.get("cluster") else None,
         cluster_skipped=data.get("cluster_skipped"),
+        autotune=AutotuneResult.from_dict(data["autotune"]) if data.get("autotune") else None,
     )
 
 
@@ -236,6 +252,8 @@ def _jobs(params: BenchParams) -> tuple[list[dict[str, Any]], list[dict[str, Any
                 "lease_s": params.cluster_lease_s,
             }
         )
+    if "autotune" in params.parts:
+        alone.append({"kind": "autotune", "quick": params.autotune_quick})
     return together, alone
 
 
@@ -286,6 +304,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             lease_s=job["lease_s"],
         )
         return asyncio.run(clustered).to_dict()
+    if kind == "autotune":
+        sizes = QUICK_SPEC if job["quick"] else AutotuneSpec()
+        return asyncio.run(run_autotune(sizes)).to_dict()
     raise ValueError(f"unknown job kind {kind!r}")
 
 
@@ -380,6 +401,7 @@ def _collect(
     long = None
     serve = None
     cluster = None
+    autotune = None
     errors: list[str] = []
     for job, out in outputs:
         if isinstance(out, str):
@@ -406,6 +428,8 @@ def _collect(
             agent.append(FloodResult.from_dict(out))
         elif kind == "cluster":
             cluster = ClusterResult.from_dict(out)
+        elif kind == "autotune":
+            autotune = AutotuneResult.from_dict(out)
     params_dict = asdict(params)
     params_dict["parts"] = list(params.parts)
     params_dict["scale_sizes"] = list(params.scale_sizes)
@@ -431,4 +455,5 @@ def _collect(
         agent_skipped=agent_missing() if "agent" in params.parts else None,
         cluster=cluster,
         cluster_skipped=redis_missing() if "cluster" in params.parts else None,
+        autotune=autotune,
     )

@@ -1,8 +1,8 @@
 """`sluice bench`: the original scenario (three modes and the generation bound), the engine's
 overhead against asyncio.Queue, memory per session, 1,000/5,000-session scale, the CPU
 per delta of long Claude responses, what serving costs (a viewer, a scrape), the app's
-own cost (CPU and key-to-screen time, driven through tmux), and a cluster of serve nodes
-sharing one limit through Redis.
+own cost (CPU and key-to-screen time, driven through tmux), a cluster of serve nodes
+sharing one limit through Redis, and auto-tune against servers of hidden capacity.
 
 Prints markdown (or `--json`), optionally writes an SVG of depth and memory over time. The
 default run takes a few minutes on 2 cores. Exit codes: 0 ran (goals may still be missed;
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--only",
         metavar="PARTS",
         help="comma-separated parts to run: scenario, memory, overhead, scale, long, serve, app, "
-        "agent, cluster (default: all; app needs tmux, agent the sluice[agent] extra, "
+        "agent, cluster, autotune (default: all; app needs tmux, agent the sluice[agent] extra, "
         "cluster redis-server)",
     )
     parser.add_argument(
@@ -123,6 +123,7 @@ def build_params(args: argparse.Namespace) -> BenchParams:
             cluster_window=2.0,
             cluster_knob_changes=3,
             cluster_lease_s=2.0,
+            autotune_quick=True,
         )
     if args.only:
         parts = tuple(p.strip() for p in args.only.split(",") if p.strip())
@@ -252,7 +253,7 @@ def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
 COMMAND = Command(
     name="bench",
     help="benchmark the engine and the app: the original scenario, overhead, memory, scale, "
-    "long responses, serving, the app's cost, a cluster of serve nodes",
+    "long responses, serving, the app's cost, a cluster of serve nodes, auto-tune",
     add_arguments=add_arguments,
     run=run,
 )

@@ -19,6 +19,9 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sluice.engine import settings as S
+from sluice.engine.autotune.runner import AutotuneRunner
+from sluice.engine.autotune.signals import SignalLog
+from sluice.engine.autotune.switches import manual_overrides
 from sluice.engine.backends.base import Backend
 from sluice.engine.backends.demo import DemoModel
 from sluice.engine.backends.registry import (
@@ -128,6 +131,12 @@ class Engine:
         self._close_done = asyncio.Event()
         self.shutdown_grace = shutdown_grace
         self.dropped_queued = 0  # sessions removed before they got a slot (nothing received)
+        # Auto-tune (engine/autotune/): what sessions report, and the task that reads it while
+        # an [autotune] switch is on.
+        self.signals = SignalLog()
+        self.autotune = AutotuneRunner(self, clock=clock)
+        # While set_knobs tells its listeners: the reason of an auto-tune move, else None.
+        self.change_reason: str | None = None
 
     def _new_limiter(self, backend: str, limit: int) -> Limiter:
         """A shared backend's cap in a cluster counts across nodes; any other is local."""
@@ -150,13 +159,25 @@ class Engine:
         await self.aclose()
 
     def start(self) -> None:
-        """Start the background sampler and the cluster link (from inside the running loop)."""
+        """Start the background sampler, the cluster link, and auto-tune if a switch is on
+        (call from inside the running loop)."""
         if self.cluster is not None:
             self.cluster.start()
         if not self._background:
             self._background.append(
                 asyncio.get_running_loop().create_task(self.sampler.run(), name="sluice-sampler")
             )
+            self.start_autotune()
+
+    def start_autotune(self) -> None:
+        """Start the auto-tune task if a switch is on and it is not running (the engine
+        calls this as it starts and whenever a switch goes on)."""
+        if not self._background or self._closed:
+            return
+        task = self.autotune.start()
+        if task is not None:
+            self._background = [t for t in self._background if not t.done()]
+            self._background.append(task)
 
     async def aclose(self) -> None:
         """Cancel every session and background task, wait for them, close consumers.
@@ -236,6 +257,7 @@ class Engine:
             clock=self._clock,
             consumer_timeout=self.config[S.CONSUMER_TIMEOUT_S],
             grace=self.shutdown_grace,
+            signals=self.signals,
         )
         self.sessions[session_id] = session
         task = asyncio.get_running_loop().create_task(session.run(), name=f"sluice-{session_id}")
@@ -385,9 +407,16 @@ class Engine:
         KnobError (nothing changed) when the name or the value is not allowed."""
         return self.set_knobs({name: value})[name]
 
-    def set_knobs(self, values: Mapping[str, object]) -> dict[str, Any]:
+    def set_knobs(
+        self, values: Mapping[str, object], *, reason: str | None = None
+    ) -> dict[str, Any]:
         """Set several knobs at once: every value is checked first, so a bad one changes
-        nothing; then each is applied in order. Returns the stored values."""
+        nothing; then each is applied in order. Returns the stored values.
+
+        `reason` marks an auto-tune move (why it was made). Without one the change is a
+        person's (a slider, `PATCH /v1/knobs`, a workload): setting a knob that auto-tune
+        drives switches its `autotune.*` switch off in the same call (manual at that value).
+        """
         checked: dict[str, tuple[Setting[Any], Any]] = {}
         for name, value in values.items():
             setting = self._knob_setting(name)
@@ -395,12 +424,19 @@ class Engine:
                 checked[name] = (setting, setting.coerce(value))
             except SettingError as exc:
                 raise KnobError(f"{name} = {value!r}: {exc}") from None
-        for name, (setting, value) in checked.items():
-            if setting.apply is not None:
-                setting.apply(self, value)
-            self._knob_values[name] = value
-            for listener in list(self._knob_listeners):
-                listener(name, value)
+        if reason is None:
+            for switch in manual_overrides(checked, self._knob_values):
+                checked[switch] = (SETTINGS[switch], False)
+        self.change_reason = reason
+        try:
+            for name, (setting, value) in checked.items():
+                if setting.apply is not None:
+                    setting.apply(self, value)
+                self._knob_values[name] = value
+                for listener in list(self._knob_listeners):
+                    listener(name, value)
+        finally:
+            self.change_reason = None
         return {name: value for name, (_, value) in checked.items()}
 
     def on_knob_change(self, listener: Callable[[str, Any], None]) -> Callable[[], None]:
@@ -466,6 +502,7 @@ class Engine:
             process=self.sampler.snapshot(),
             totals=totals,
             cluster=self.cluster.snapshot() if self.cluster is not None else None,
+            autotune=self.autotune.snapshot(now),
         )
 
     def detail(self, session_id: str) -> SessionDetail | None:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sluice.engine.redact import redact
-from sluice.engine.snapshot import EngineSnapshot, SessionSnapshot
+from sluice.engine.snapshot import NESTED_KNOB_TABLES, EngineSnapshot, SessionSnapshot
 
 __all__ = [
     "format_bytes",
@@ -56,6 +56,7 @@ def to_json_dict(snapshot: EngineSnapshot, **extra: Any) -> dict[str, Any]:
         "knobs": knobs_json(snapshot.knobs),
         "backends": [b.to_dict() for b in snapshot.backends],
         "cluster": snapshot.cluster.to_dict() if snapshot.cluster is not None else None,
+        "autotune": [a.to_dict() for a in snapshot.autotune],
     }
     out.update(extra)
     return out
@@ -63,17 +64,17 @@ def to_json_dict(snapshot: EngineSnapshot, **extra: Any) -> dict[str, Any]:
 
 def knobs_json(knobs: Mapping[str, Any]) -> dict[str, Any]:
     """The `knobs` member of the run's JSON (docs/json.md): each knob under its key
-    (`queue.maxsize` as `maxsize`), the backend limits gathered in one `limits` object."""
+    (`queue.maxsize` as `maxsize`); the backend limits gathered in one `limits` object and
+    the auto-tune switches in one `autotune` object."""
     out: dict[str, Any] = {}
-    limits: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
     for name, value in knobs.items():
         table, _, key = name.partition(".")
-        if table == "limits":
-            limits[key] = value
+        if table in NESTED_KNOB_TABLES:
+            nested.setdefault(table, {})[key] = value
         else:
             out[key] = value
-    if limits:
-        out["limits"] = limits
+    out.update(nested)
     return out
 
 

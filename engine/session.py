@@ -31,6 +31,8 @@ from sluice.engine.snapshot import SessionDetail, SessionSnapshot
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from sluice.engine.autotune.signals import SignalLog
+
 __all__ = [
     "SHUTDOWN_GRACE",
     "Abandoned",
@@ -101,6 +103,7 @@ class Session:
         clock: Callable[[], float] = time.monotonic,
         consumer_timeout: float = 0.0,
         grace: float = SHUTDOWN_GRACE,
+        signals: SignalLog | None = None,
     ) -> None:
         self.id = session_id
         self.prompt = prompt
@@ -144,11 +147,26 @@ class Session:
         self._wake: asyncio.Future[None] | None = None
         self._close_error: Exception | None = None
         self._final: SessionSnapshot | None = None  # a finished session's, once complete
+        # Auto-tune's reports (engine/autotune/signals.py): the backend's throttles and
+        # timeouts, stamped here, and TTFT from the last request sent.
+        self._signals = signals
+        self.sent_at: float | None = None
+        if signals is not None:
+            self.info.listener = self._on_report
 
     @property
     def finished(self) -> bool:
         """True once done, failed or cancelled."""
         return self.state in ("done", "failed", "cancelled")
+
+    def _on_report(self, kind: str, value: float | None) -> None:
+        """A backend's report (StreamInfo.report): `sent` stamps the request, the rest go
+        to the signal log stamped with the session's clock."""
+        now = self._clock()
+        if kind == "sent":
+            self.sent_at = now
+        elif self._signals is not None:
+            self._signals.add(self.backend_name, kind, now, value)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -295,6 +313,12 @@ class Session:
                 if self.first_chunk_at is None:
                     if chunk.text:  # ttft counts the first non-empty chunk; empty ones pass
                         self.first_chunk_at = now
+                        if self._signals is not None:
+                            # From the last request sent; a backend that reports no `sent`
+                            # is taken to send as its slot is granted.
+                            sent = self.sent_at if self.sent_at is not None else self.granted_at
+                            ttft = now - sent if sent is not None else 0.0
+                            self._signals.add(self.backend_name, "ttft", now, ttft)
                 else:
                     record_itl(now - last)
                 last = now

@@ -597,3 +597,138 @@ def lookup(name: str) -> Setting[Any]:
         close = difflib.get_close_matches(name, SETTINGS, n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise SettingError(f"no setting named {name!r}{hint}") from None
+
+
+# -- [autotune]: knobs that move themselves (engine/autotune/) -----------------------------
+
+
+def _autotune_switch(knob: str, label: str, what: str) -> Setting[bool]:
+    """The on/off switch of one auto knob (`autotune.claude`), itself a live knob."""
+    return register(
+        Setting(
+            f"autotune.{knob}",
+            bool,
+            False,
+            f"{what} moves by itself (a hand-set value switches it off)",
+            live=True,
+            label=label,
+        )
+    )
+
+
+AUTOTUNE_CLAUDE = _autotune_switch("claude", "claude auto", "the claude limit (AIMD on 429/529)")
+AUTOTUNE_OLLAMA = _autotune_switch("ollama", "ollama auto", "the ollama limit (TTFT gradient)")
+AUTOTUNE_MAXSIZE = _autotune_switch(
+    "maxsize", "maxsize auto", "maxsize and batch_max (continuous calibration)"
+)
+AUTOTUNE_WINDOW_S = register(
+    Setting(
+        "autotune.window_s",
+        float,
+        2.0,
+        "seconds per control window: at most one cut and one step per window",
+        minimum=0.05,
+        maximum=600,
+    )
+)
+AUTOTUNE_BACKOFF = register(
+    Setting(
+        "autotune.backoff",
+        float,
+        0.9,
+        "the claude limit is multiplied by this on a 429, 529, overloaded_error or timeout",
+        minimum=0.5,
+        maximum=0.99,
+    )
+)
+AUTOTUNE_CLAUDE_MIN = register(
+    Setting(
+        "autotune.claude_min", int, 1, "the auto claude limit's floor", minimum=1, maximum=10_000
+    )
+)
+AUTOTUNE_CLAUDE_MAX = register(
+    Setting(
+        "autotune.claude_max", int, 64, "the auto claude limit's ceiling", minimum=1, maximum=10_000
+    )
+)
+AUTOTUNE_OLLAMA_MIN = register(
+    Setting(
+        "autotune.ollama_min", int, 1, "the auto ollama limit's floor", minimum=1, maximum=10_000
+    )
+)
+AUTOTUNE_OLLAMA_MAX = register(
+    Setting(
+        "autotune.ollama_max", int, 64, "the auto ollama limit's ceiling", minimum=1, maximum=10_000
+    )
+)
+AUTOTUNE_HEADROOM = register(
+    Setting(
+        "autotune.headroom",
+        float,
+        1.0,
+        "sessions the ollama gradient adds per window that reached its limit",
+        minimum=0,
+        maximum=100,
+    )
+)
+AUTOTUNE_TOLERANCE = register(
+    Setting(
+        "autotune.tolerance",
+        float,
+        0.1,
+        "how far TTFT p75 may rise above its baseline before the ollama limit is cut (0.1 = 10%)",
+        minimum=0,
+        maximum=10,
+    )
+)
+AUTOTUNE_BASELINE_S = register(
+    Setting(
+        "autotune.baseline_s",
+        float,
+        60.0,
+        "seconds between re-measurements of the TTFT baseline (one window at probe_limit)",
+        minimum=1,
+        maximum=86_400,
+    )
+)
+AUTOTUNE_PROBE_LIMIT = register(
+    Setting(
+        "autotune.probe_limit",
+        int,
+        2,
+        "the ollama limit while the TTFT baseline is re-measured",
+        minimum=1,
+        maximum=10_000,
+    )
+)
+AUTOTUNE_TARGET_BUFFER_MS = register(
+    Setting(
+        "autotune.target_buffer_ms",
+        float,
+        500.0,
+        "consumer work a full buffer holds: maxsize = ceil(target / mean call ms)",
+        minimum=1,
+        maximum=600_000,
+    )
+)
+AUTOTUNE_MEMORY_CEILING_MB = register(
+    Setting(
+        "autotune.memory_ceiling_mb",
+        float,
+        0.0,
+        "the most all buffers together may hold",
+        minimum=0,
+        maximum=1_000_000,
+        note="MiB; 0 = the container's memory limit less the process's RSS, none outside one",
+    )
+)
+AUTOTUNE_HYSTERESIS = register(
+    Setting(
+        "autotune.hysteresis",
+        float,
+        0.25,
+        "maxsize moves only when the rule differs by more than this fraction",
+        minimum=0,
+        maximum=0.9,
+    )
+)

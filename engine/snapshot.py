@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -19,6 +19,7 @@ from sluice.engine.settings import SETTINGS
 __all__ = [
     "SESSION_STATES",
     "STOP_WARNINGS",
+    "AutoKnobSnapshot",
     "BackendSnapshot",
     "ClusterSnapshot",
     "EngineSnapshot",
@@ -38,6 +39,9 @@ STOP_WARNINGS: Mapping[str, str] = {
     "model_context_window_exceeded": "truncated",
     "refusal": "refused",
 }
+# Tables whose knobs the run's JSON gathers in one object under the table's name (their keys,
+# `claude` or `maxsize`, would clash with other tables' keys).
+NESTED_KNOB_TABLES = ("limits", "autotune")
 LATENCY_FIELDS = ("itl", "queue_wait", "token_age", "consumer_call")
 _PERCENTILE_KEYS = ("count", "mean", "p50", "p90", "p99", "max")
 
@@ -262,11 +266,13 @@ def knobs_from_json(knobs: Mapping[str, Any]) -> dict[str, Any]:
     whose keys are matched to their tables through the settings registry."""
     if any("." in name for name in knobs):
         return {name: entry["value"] for name, entry in knobs.items()}
-    tables = {s.key: s.table for s in SETTINGS.values() if s.live and s.table != "limits"}
+    tables = {
+        s.key: s.table for s in SETTINGS.values() if s.live and s.table not in NESTED_KNOB_TABLES
+    }
     values: dict[str, Any] = {}
     for key, value in knobs.items():
-        if key == "limits":
-            values.update({f"limits.{name}": limit for name, limit in value.items()})
+        if key in NESTED_KNOB_TABLES:
+            values.update({f"{key}.{name}": item for name, item in value.items()})
         elif key in tables:
             values[f"{tables[key]}.{key}"] = value
     return values
@@ -340,6 +346,42 @@ class ClusterSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class AutoKnobSnapshot:
+    """One auto-tuned knob: its switch, the last move and why, and its recent history.
+
+    `points` are (taken_at, value, signal) over the last minutes, one about a second; the
+    signal is what drives the knob, named by `signal` (`429s` per point for the claude
+    limit, `ttft p50 ms` for the ollama limit, `call ms` for maxsize; None when no sample
+    came in). `baseline` is the TTFT baseline in ms (the ollama limit's, else None);
+    `retry_after` the seconds still to wait that a server asked for (claude, else None)."""
+
+    knob: str
+    switch: str
+    on: bool
+    reason: str | None
+    moved_at: float | None
+    signal: str
+    baseline: float | None
+    retry_after: float | None
+    points: tuple[tuple[float, float, float | None], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (points as lists of three)."""
+        out = asdict(self)
+        out["points"] = [list(p) for p in self.points]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AutoKnobSnapshot:
+        """The inverse of `to_dict` (one of `autotune[]` in the JSON)."""
+        values = dict(data)
+        values["points"] = tuple(
+            (float(t), float(v), None if x is None else float(x)) for t, v, x in data["points"]
+        )
+        return _unflatten(cls, values)
+
+
+@dataclass(frozen=True, slots=True)
 class EngineSnapshot:
     """Everything the UI shows, taken at `taken_at` (monotonic seconds)."""
 
@@ -350,6 +392,8 @@ class EngineSnapshot:
     process: ProcessSnapshot
     totals: Totals
     cluster: ClusterSnapshot | None = None  # None: a standalone engine
+    # The auto-tuned knobs (switched on now, or earlier in this run), in registry order.
+    autotune: tuple[AutoKnobSnapshot, ...] = field(default=())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EngineSnapshot:
@@ -365,4 +409,5 @@ class EngineSnapshot:
             process=ProcessSnapshot.from_dict(data["process"]),
             totals=Totals.from_dict(data["totals"]),
             cluster=ClusterSnapshot.from_dict(data["cluster"]) if data.get("cluster") else None,
+            autotune=tuple(AutoKnobSnapshot.from_dict(a) for a in data.get("autotune", ())),
         )

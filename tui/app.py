@@ -88,7 +88,7 @@ class SluiceApp(App[int]):
         Binding("s", "save", "save"),
         Binding("n", "add_sessions", "add"),
         Binding("c", "cancel_selected", "cancel"),
-        Binding("a", "knob_target", "knobs to"),
+        Binding("w", "knob_target", "knobs to"),
         # Two bindings on `p` so the footer says what the key will do now; words of one
         # width, so the footer's key can change its word in place (no new layout).
         Binding("p", "pause_display", PAUSE_WORDS[0]),
@@ -324,6 +324,7 @@ class SluiceApp(App[int]):
         knobs = self.query_one("#knobs", KnobsPanel)
         if self._knobs_stale_at is None or snap.taken_at > self._knobs_stale_at:
             knobs.sync(snap.knobs)
+            knobs.show_auto(snap.autotune)
         self._mark_unused_knobs(knobs, snap)
         if self.link.remote:
             self._draw_nodes(knobs)
@@ -469,7 +470,7 @@ class SluiceApp(App[int]):
             self.notify(message, severity="information" if o.ok else "warning")
 
     def action_knob_target(self) -> None:
-        """`a`: knob changes go to every attached node, or to one node (each in turn)."""
+        """`w`: knob changes go to every attached node, or to one node (each in turn)."""
         if not self.link.remote:
             self.notify("the app runs one engine: knob changes go to it")
             return

@@ -19,7 +19,7 @@ HELP_KEYS: tuple[tuple[str, str], ...] = (
     ("s", "save the knobs to the config file (atomic, previous kept as .bak); clears the *"),
     ("n", "10 more demo sessions (raises demo sess., the kept-running count)"),
     ("c", "cancel the selected session"),
-    ("a", "sluice attach, several nodes: knobs to every node or to one (each in turn)"),
+    ("w", "sluice attach, several nodes: knobs to every node or to one (each in turn)"),
     ("p", "pause or resume the display (the engine keeps running)"),
     ("q", "quit: cancel every session, close every stream (asks once if knobs are unsaved)"),
     ("t", "calibrate: time the consumer, set maxsize and batch_max from it"),
@@ -36,6 +36,7 @@ HELP_KEYS: tuple[tuple[str, str], ...] = (
     ("Left Right h l", "slider: one step"),
     ("PgUp PgDn", "slider: ten steps"),
     ("Home End", "slider: minimum / maximum"),
+    ("a", "slider: auto-tune on / off (maxsize, batch_max, claude lim, ollama lim)"),
     ("mouse", "click or drag a slider; click a header to sort"),
     ("Ctrl+P", "command palette"),
 )

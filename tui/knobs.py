@@ -10,6 +10,12 @@ and in the panel's title until `s` saves it. A knob that reaches none of the ses
 `sluice monitor`, a workload with its own consumer makes `delay ms` moot) is dimmed with the
 reason in its tooltip; it stays settable, since sessions started later may use it and `s`
 saves it.
+
+A knob driven by an `[autotune]` switch shows `auto` on its slider, moves by itself, and has
+one line under it with the reason of the last move. Moving it by hand makes it manual at the
+value chosen (the engine switches auto off in the same call; the row shows it at once); `a`
+on the focused slider turns auto back on (or off). The panel ends with the auto knobs'
+history: a value line and a signal line per auto knob (tui/autotune.py).
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label
 
+from sluice.engine.autotune.switches import DRIVES, SWITCH_OF
 from sluice.engine.engine import Engine
-from sluice.engine.settings import Setting, live_settings
-from sluice.engine.snapshot import EngineSnapshot
+from sluice.engine.settings import SETTINGS, Setting, live_settings
+from sluice.engine.snapshot import AutoKnobSnapshot, EngineSnapshot
+from sluice.tui.autotune import AutoReason, PlotLine
 from sluice.tui.fmt import knob_value
 from sluice.tui.readout import Readout
 from sluice.tui.slider import Slider
@@ -91,9 +99,10 @@ class KnobDef:
 
 
 def knob_defs() -> tuple[KnobDef, ...]:
-    """One slider per live knob of the registry, in its order: a knob declared there gets
-    its slider, its help line and its range here with no change to this file."""
-    return tuple(KnobDef(setting) for setting in live_settings())
+    """One slider per live numeric knob of the registry, in its order: a knob declared there
+    gets its slider, its help line and its range here with no change to this file. On/off
+    switches (`autotune.*`) have no slider: they show as `auto` on the slider they drive."""
+    return tuple(KnobDef(setting) for setting in live_settings() if setting.numeric)
 
 
 KNOBS: tuple[KnobDef, ...] = knob_defs()  # the built-in knobs, as this module was imported
@@ -140,7 +149,10 @@ def parse_knob_value(knob: KnobDef, text: str) -> float:
 class KnobRow(Horizontal):
     """Label, slider, exact value; Enter on the slider swaps the value for an input box."""
 
-    BINDINGS = [Binding("escape", "cancel_edit", "cancel", show=False)]
+    BINDINGS = [
+        Binding("escape", "cancel_edit", "cancel", show=False),
+        Binding("a", "toggle_auto", "auto on/off", show=False),
+    ]
 
     def __init__(
         self,
@@ -148,12 +160,16 @@ class KnobRow(Horizontal):
         value: float,
         apply: ApplyKnob,
         on_shown: Callable[[], None] | None = None,
+        on_switched: Callable[[str, bool], None] | None = None,
     ) -> None:
         super().__init__(id=f"row-{knob.key}", classes="knob-row")
         self.knob = knob
         self.apply = apply
         self.on_shown = on_shown
+        self.on_switched = on_switched  # told when this row turned its auto switch on/off
+        self.switch = SWITCH_OF.get(knob.spec.name)  # the [autotune] switch driving it
         self.saved = value  # the value in the config file; a different one is unsaved
+        self.saved_auto = False  # its auto switch in the config file (set by the panel)
         self.unused: str | None = None  # why the knob reaches no session, if it does not
         self.mixed = False  # the attached nodes it goes to disagree on its value
         self._unused_told = False
@@ -180,13 +196,43 @@ class KnobRow(Horizontal):
         self.show_value()
 
     @property
+    def auto(self) -> bool:
+        """True while auto-tune drives this knob (the slider shows `auto`)."""
+        return self.slider.auto
+
+    def set_auto(self, on: bool) -> None:
+        """Show the knob as auto (moved by the engine) or manual."""
+        if on != self.slider.auto:
+            self.slider.auto = on
+            self.set_class(on, "auto")
+            if self.is_mounted:
+                self.show_value()
+
+    def action_toggle_auto(self) -> None:
+        """`a`: hand the knob to auto-tune, or take it back (at its value now)."""
+        if self.switch is None:
+            self.app.notify(f"{self.knob.label} has no auto mode", title="auto")
+            return
+        on = not self.auto
+        if self.apply(KnobDef(SETTINGS[self.switch]), on):
+            self.set_auto(on)
+            if self.on_switched is not None:
+                self.on_switched(self.switch, on)
+
+    @property
     def editing(self) -> bool:
         """True while the exact-value editor is open."""
         return bool(self.editor.display)
 
     @property
     def unsaved(self) -> bool:
-        """True when the value differs from the one last saved (or loaded)."""
+        """True when the value differs from the one last saved (or loaded), or its auto
+        switch does. The value of a knob that stays auto is the engine's to choose, not
+        a change of the user's: it does not count."""
+        if self.switch is not None and self.auto != self.saved_auto:
+            return True
+        if self.auto and self.saved_auto:
+            return False
         return self.slider.value != self.saved
 
     def show_value(self) -> None:
@@ -207,9 +253,10 @@ class KnobRow(Horizontal):
         if self.on_shown is not None:
             self.on_shown()
 
-    def mark_saved(self, value: float) -> None:
-        """`value` is now what the config file holds."""
+    def mark_saved(self, value: float, auto: bool = False) -> None:
+        """`value` (and the auto switch `auto`) is now what the config file holds."""
         self.saved = value
+        self.saved_auto = auto
         self.show_value()
 
     def set_mixed(self, mixed: bool) -> None:
@@ -244,6 +291,12 @@ class KnobRow(Horizontal):
             return  # a later move is on its way and supersedes this one
         if self.apply(self.knob, event.value):
             slider.pending = False
+            if self.auto and self.switch is not None:
+                # A hand on an auto knob takes it over: the engine switched auto off in
+                # the same call; show it now, not at the next snapshot.
+                self.set_auto(False)
+                if self.on_switched is not None:
+                    self.on_switched(self.switch, False)
             if self.unused is not None and not self._unused_told:
                 self._unused_told = True  # once per dimming: a drag must not flood toasts
                 self.app.notify(
@@ -296,14 +349,75 @@ class KnobsPanel(Vertical):
     ) -> None:
         super().__init__(id=id)
         self.rows = {
-            knob.key: KnobRow(knob, knob.read(knobs), apply, self._show_title)
+            knob.key: KnobRow(knob, knob.read(knobs), apply, self._show_title, self._switched)
             for knob in knob_defs()
         }
+        # The reason line under the slider each switch shows `auto` on first (maxsize, not
+        # batch_max, for the maxsize switch), keyed by switch.
+        self.reasons: dict[str, AutoReason] = {}
+        self._reason_under: dict[str, AutoReason] = {}  # row key -> the line under it
+        for key, row in self.rows.items():
+            if row.switch is not None and DRIVES[row.switch][0] == row.knob.spec.name:
+                line = AutoReason(id=f"reason-{key}")
+                self.reasons[row.switch] = self._reason_under[key] = line
+        self._on: dict[str, bool] = {}
+        for row in self.rows.values():  # the switches as loaded are the saved ones
+            row.saved_auto = bool(knobs.get(row.switch, False)) if row.switch else False
+        self._tracks: dict[str, AutoKnobSnapshot] = {}
+        # Per switch, its value line and its signal line (shown once it has history).
+        labels = {row.knob.spec.name: row.knob.label for row in self.rows.values()}
+        self.plot_lines = [
+            PlotLine(switch, part, labels.get(knobs_of[0], switch), id=f"plot-{name}-{part}")
+            for switch, knobs_of in DRIVES.items()
+            for name in (switch.partition(".")[2],)
+            for part in ("value", "signal")
+        ]
         self.border_title = TITLE
+        self.sync_auto(knobs)
 
     def compose(self) -> ComposeResult:
-        """One row per knob."""
-        yield from self.rows.values()
+        """One row per knob (an auto knob's reason line under it), then the plot lines."""
+        for key, row in self.rows.items():
+            yield row
+            if key in self._reason_under:
+                yield self._reason_under[key]
+        yield from self.plot_lines
+
+    def on_mount(self) -> None:
+        """Reason lines and the plot stay hidden until a knob is auto."""
+        for switch, reason in self.reasons.items():
+            reason.show(self._on.get(switch, False), None)
+        for line in self.plot_lines:
+            line.show(None)
+
+    def sync_auto(self, knobs: Mapping[str, Any]) -> None:
+        """Mark the rows whose switch is on in `knobs` as auto (a row held by the user keeps
+        its state until the engine has seen the move)."""
+        self._on = {switch: bool(knobs.get(switch, False)) for switch in DRIVES}
+        for row in self.rows.values():
+            if row.switch is not None and not (row.slider.dragging or row.slider.pending):
+                row.set_auto(self._on[row.switch])
+        if self.is_mounted:
+            self._show_reasons()
+
+    def show_auto(self, tracks: tuple[AutoKnobSnapshot, ...]) -> None:
+        """The snapshot's auto-tune tracks: the reason lines and the plot."""
+        self._tracks = {track.switch: track for track in tracks}
+        self._show_reasons()
+        for line in self.plot_lines:
+            line.show(self._tracks.get(line.switch))
+
+    def _show_reasons(self) -> None:
+        for switch, reason in self.reasons.items():
+            reason.show(self._on.get(switch, False), self._tracks.get(switch))
+
+    def _switched(self, switch: str, on: bool) -> None:
+        """A row turned `switch` on or off: every row it drives and its reason line follow."""
+        self._on[switch] = on
+        for row in self.rows.values():
+            if row.switch == switch:
+                row.set_auto(on)
+        self._show_reasons()
 
     @property
     def unsaved(self) -> list[str]:
@@ -318,12 +432,15 @@ class KnobsPanel(Vertical):
     def mark_saved(self, knobs: Mapping[str, Any]) -> None:
         """`knobs` were just written to the config file: no knob is unsaved any more."""
         for row in self.rows.values():
-            row.mark_saved(row.knob.read(knobs))
+            auto = bool(knobs.get(row.switch, False)) if row.switch else False
+            row.mark_saved(row.knob.read(knobs), auto)
 
     def sync(self, knobs: Mapping[str, Any]) -> None:
-        """Follow the engine's knobs (changed by a workload, calibration or a refused set)."""
+        """Follow the engine's knobs (changed by a workload, calibration, auto-tune or a
+        refused set), the auto switches included."""
         for row in self.rows.values():
             row.sync(row.knob.read(knobs))
+        self.sync_auto(knobs)
 
     def row(self, key: str) -> KnobRow:
         """The row of knob `key` (e.g. 'limit-demo')."""

@@ -103,6 +103,7 @@ class Slider(Widget, can_focus=True):
         self._value = value
         self._dragging = False
         self._inactive = False
+        self._auto = False
         self.pending = False  # a user change not yet handled by the owner
         # Called at once with the new value when the user moves the slider (Changed follows
         # as a message): an owner showing the value repaints it in the slider's own frame.
@@ -129,6 +130,17 @@ class Slider(Widget, can_focus=True):
     def inactive(self, inactive: bool) -> None:
         if inactive != self._inactive:
             self._inactive = inactive
+            self.refresh()
+
+    @property
+    def auto(self) -> bool:
+        """True while auto-tune moves the value: the track is drawn cyan, marked `auto`."""
+        return self._auto
+
+    @auto.setter
+    def auto(self, auto: bool) -> None:
+        if auto != self._auto:
+            self._auto = auto
             self.refresh()
 
     def set_value(self, value: float, *, user: bool = False) -> None:
@@ -188,12 +200,17 @@ class Slider(Widget, can_focus=True):
         if self._inactive:
             fill_style, knob_style, rest_style = "grey50", "grey62", "grey30"
         else:
-            fill_style = "bold green" if focused else "green"
+            colour = "cyan" if self._auto else "green"
+            fill_style = f"bold {colour}" if focused else colour
             knob_style = "bold white" if focused else "bright_white"
             rest_style = "grey50"
         text.append("━" * knob, style=fill_style)
         text.append("●" if focused else "○", style=knob_style)
         text.append("─" * (width - knob - 1), style=rest_style)
+        if self._auto and width >= 10:
+            # `auto` over the end of the track away from the knob, so the knob stays visible.
+            at = 0 if knob > width // 2 else width - 4
+            text = text[:at] + Text("auto", style="bold reverse cyan") + text[at + 4 :]
         return text
 
     def on_focus(self) -> None:

@@ -7,7 +7,7 @@ path: normal end, backend error, consumer error, cancellation.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol, runtime_checkable
 
 from sluice.engine.chunk import Chunk
@@ -55,12 +55,16 @@ class StreamInfo:
     from the wire, the model that answered and why it stopped. The agent backend adds what its
     final result says (`cost_usd`, `turns`) and counts the deltas it does not deliver as text
     (`tool_deltas`, `thinking_deltas`); None where a backend does not know or count them.
+    They also `report` what auto-tune reads (engine/autotune/): `sent` as each request goes
+    out, a throttle (`429`, `529`, `overloaded`) with the server's retry-after in seconds, a
+    `timeout`.
     """
 
     __slots__ = (
         "attempts",
         "cost_usd",
         "input_tokens",
+        "listener",
         "model",
         "output_tokens",
         "stop_reason",
@@ -79,6 +83,13 @@ class StreamInfo:
         self.turns: int | None = None
         self.tool_deltas: int | None = None
         self.thinking_deltas: int | None = None
+        # Set by the session when someone listens: called with (kind, value).
+        self.listener: Callable[[str, float | None], None] | None = None
+
+    def report(self, kind: str, value: float | None = None) -> None:
+        """Tell the session's listener, if any, that `kind` happened (see the class doc)."""
+        if self.listener is not None:
+            self.listener(kind, value)
 
 
 @runtime_checkable

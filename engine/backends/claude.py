@@ -21,6 +21,7 @@ the session with a one-line reason, so a consumer never gets the same text twice
 from __future__ import annotations
 
 import contextvars
+import math
 import sys
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -31,11 +32,11 @@ from anthropic import AsyncStream
 from anthropic.types import RawMessageStreamEvent
 
 from sluice.engine.backends.base import BackendError, StreamInfo, StreamTruncated, describe_cause
-from sluice.engine.backends.idle import IdleClock
+from sluice.engine.backends.idle import ContentIdle, IdleClock
 from sluice.engine.backends.remote import RemoteBackend, tries
 from sluice.engine.chunk import Chunk
 
-__all__ = ["ClaudeBackend"]
+__all__ = ["ClaudeBackend", "retry_after"]
 
 # The StreamInfo of the stream whose request is being sent, read by the attempt counter.
 # The SDK runs its retry loop (and so its middleware) in the task that opens the stream.
@@ -57,12 +58,40 @@ _PROGRESS = frozenset(
 )
 
 
+THROTTLED = (429, 529)  # what auto-tune's AIMD backs off on (with `overloaded`, `timeout`)
+
+
 async def _count_attempt(request: Any, call_next: Any) -> Any:
-    """Client middleware: the SDK calls it once per HTTP attempt, retries included."""
+    """Client middleware: the SDK calls it once per HTTP attempt, retries included. Each
+    attempt is counted, and reported (sent, throttled with its retry-after, timed out)."""
     info = _OPENING.get()
-    if info is not None:
-        info.attempts = request.retries_taken + 1
-    return await call_next(request)
+    if info is None:
+        return await call_next(request)
+    info.attempts = request.retries_taken + 1
+    info.report("sent")
+    try:
+        response = await call_next(request)
+    except anthropic.APITimeoutError:
+        info.report("timeout")
+        raise
+    if response.status_code in THROTTLED:
+        info.report(str(response.status_code), retry_after(response.headers))
+    return response
+
+
+def retry_after(headers: Any) -> float | None:
+    """The wait a throttled response asks for, in seconds: `retry-after-ms`, else
+    `retry-after` in seconds (an HTTP date is not read); None when absent or unreadable."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        text = headers.get(name)
+        if text:
+            try:
+                seconds = float(text) * scale
+            except ValueError:
+                continue
+            if seconds >= 0 and math.isfinite(seconds):
+                return seconds
+    return None
 
 
 class ClaudeBackend(RemoteBackend[anthropic.AsyncAnthropic]):
@@ -183,6 +212,7 @@ class ClaudeBackend(RemoteBackend[anthropic.AsyncAnthropic]):
         except Exception as exc:
             if stopped:
                 return  # the answer was whole; only reading on to the end of the body failed
+            _report_midstream(info, exc)
             error = self._midstream(exc, count)
             if error is None:
                 raise
@@ -195,6 +225,14 @@ class ClaudeBackend(RemoteBackend[anthropic.AsyncAnthropic]):
                 f"stream ended after {count} chunks without message_stop (truncated)",
                 StreamTruncated,
             )
+
+
+def _report_midstream(info: StreamInfo, exc: BaseException) -> None:
+    """An `overloaded_error` event or a content timeout inside a stream, for auto-tune."""
+    if isinstance(exc, anthropic.APIStatusError) and "overloaded" in _status_text(exc):
+        info.report("overloaded")
+    elif isinstance(exc, (ContentIdle, httpx2.TimeoutException)):
+        info.report("timeout")
 
 
 def _read_usage(info: StreamInfo, usage: Any) -> None:

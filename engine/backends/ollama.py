@@ -91,6 +91,7 @@ class OllamaBackend(RemoteBackend[ollama.AsyncClient]):
         while True:
             attempt += 1
             info.attempts = attempt
+            info.report("sent")
             parts: AsyncIterator[Any] = await self._client.chat(
                 model=self.model, messages=messages, stream=True
             )

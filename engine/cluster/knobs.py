@@ -176,7 +176,10 @@ class KnobSync:
         try:
             for name, value in values.items():  # one by one: a refused value spoils no other
                 try:
-                    self.engine.set_knob(name, value)
+                    # With a reason: a value from the cluster is no hand on this node, so it
+                    # leaves this node's auto-tune switches alone (a hand move elsewhere
+                    # arrives with its switch change, which is synced like any knob).
+                    self.engine.set_knobs({name: value}, reason=f"from cluster node {source}")
                 except KnobError as exc:
                     log.warning("cluster: knob from %s refused: %s", source, exc)
                     continue

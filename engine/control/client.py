@@ -27,7 +27,7 @@ import aiohttp
 from sluice.engine.control.bind import TOKEN_ENV, token_from_env
 from sluice.engine.control.wire import one_line
 from sluice.engine.redact import redact_url
-from sluice.engine.settings import url_problem
+from sluice.engine.settings import SETTINGS, url_problem
 from sluice.engine.snapshot import EngineSnapshot, SessionSnapshot
 
 __all__ = [
@@ -147,7 +147,11 @@ def check_snapshot(snap: EngineSnapshot) -> None:
     for part in (snap.totals, snap.process, *snap.backends, *snap.sessions):
         _check(part)
     for name, value in snap.knobs.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
+        setting = SETTINGS.get(name)
+        if setting is not None and setting.kind is bool:  # the auto-tune switches
+            if not isinstance(value, bool):
+                raise TypeError(f"knobs.{name}")
+        elif not isinstance(value, (int, float)) or isinstance(value, bool):
             raise TypeError(f"knobs.{name}")
 
 

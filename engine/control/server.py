@@ -247,7 +247,10 @@ class ControlServer:
         cluster = self.engine.cluster
         if cluster is not None and cluster.applying:
             return  # from another node: the cluster link logs it, naming the node
-        if self._actor is None:  # the API logs its own changes, one line per request
+        reason = self.engine.change_reason
+        if reason is not None:
+            log.info("knob %s set to %s by auto-tune (%s)", name, value, one_line(reason))
+        elif self._actor is None:  # the API logs its own changes, one line per request
             log.info("knob %s set to %s in-process (not through the API)", name, value)
 
     def _on_session_end(self, session: Session) -> None:

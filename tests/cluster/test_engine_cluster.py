@@ -100,6 +100,28 @@ async def test_a_knob_changed_on_one_node_reaches_the_others_once(
             await client.aclose()
 
 
+async def test_a_move_from_another_node_keeps_auto_tune_on_and_a_hand_move_turns_it_off(
+    redis_server: RedisServer, cluster_name: str
+) -> None:
+    """A value that arrives from the cluster is no person's hand on this node: it must not
+    switch this node's auto-tune off (and spread that switch to every node). A hand move on
+    any node does take the knob over, everywhere."""
+    configs = [node_config(redis_server.url, cluster_name, n) for n in "ab"]
+    async with Engine(configs[0]) as a, Engine(configs[1]) as b:
+        for e in (a, b):
+            await until(lambda e=e: e.cluster is not None and e.cluster.connected)  # type: ignore[misc]
+        a.set_knob("autotune.maxsize", True)
+        await until(lambda: b.knob("autotune.maxsize") is True, 2.0)
+        a.set_knobs({"queue.maxsize": 48}, reason="test: an auto move on node a")
+        await until(lambda: b.knob("queue.maxsize") == 48, 2.0)
+        await asyncio.sleep(0.3)  # a wrongly switched-off auto would have spread by now
+        assert a.knob("autotune.maxsize") is True and b.knob("autotune.maxsize") is True
+        b.set_knob("queue.maxsize", 20)  # a person on node b
+        await until(lambda: a.knob("queue.maxsize") == 20, 2.0)
+        await until(lambda: a.knob("autotune.maxsize") is False, 2.0)
+        assert b.knob("autotune.maxsize") is False
+
+
 async def test_a_joining_node_adopts_the_clusters_values_and_supplies_the_missing_ones(
     redis_server: RedisServer, cluster_name: str
 ) -> None:

@@ -180,10 +180,9 @@ def test_three_serve_nodes_share_a_claude_limit_of_4_through_kill_and_redis_rest
         assert http["n1"].patch("/v1/knobs", json={"queue.maxsize": 33}).status_code == 200
         for name in ("n2", "n3"):
             wait_for(
-                lambda name=name: http[name].get("/v1/knobs").json()["knobs"]["queue.maxsize"][
-                    "value"
-                ]
-                == 33,
+                lambda name=name: (
+                    http[name].get("/v1/knobs").json()["knobs"]["queue.maxsize"]["value"] == 33
+                ),
                 1.0,
                 f"the knob on {name}",
             )
@@ -197,12 +196,10 @@ def test_three_serve_nodes_share_a_claude_limit_of_4_through_kill_and_redis_rest
         wait_for(lambda: live_nodes(client, keys) == 3, 10, "the nodes back in Redis")
 
         # SIGKILL a node while it holds permits: they come back within lease_s + 1 s.
-        assert any(
-            s["state"] == "queued" for n in ("n1", "n2") for s in snapshot(n)["sessions"]
-        ), "the run ended too soon; make it longer"
-        wait_for(
-            lambda: any(t.startswith("n3/") for t in holders(client, keys)), 30, "n3 holding"
+        assert any(s["state"] == "queued" for n in ("n1", "n2") for s in snapshot(n)["sessions"]), (
+            "the run ended too soon; make it longer"
         )
+        wait_for(lambda: any(t.startswith("n3/") for t in holders(client, keys)), 30, "n3 holding")
         nodes["n3"][0].send_signal(signal.SIGKILL)
         killed = time.monotonic()
         wait_for(

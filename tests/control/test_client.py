@@ -61,6 +61,7 @@ async def test_follows_the_event_stream_with_the_session_list(
         assert client.status.name == server.node
         snap = client.snapshot()
         assert snap is not None and snap.knobs["queue.maxsize"] == 16
+        assert snap.knobs["autotune.maxsize"] is False  # a switch is a bool, not a number
         assert client.knob_entries["queue.maxsize"]["max"] == 1024
         light = client.snapshot(sessions=False)
         assert light is not None and light.sessions == ()

@@ -92,6 +92,22 @@ BAD_VALUES = [
     ("cluster", "shared", '["gpt"]', "must be a list of distinct names from 'claude'"),
     ("cluster", "shared", '"claude"', "must be a list of distinct names"),
     ("cluster", "lease_s", "0", "must be a number from 1 to 600"),
+    ("autotune", "claude", "1", "must be true or false"),
+    ("autotune", "ollama", '"yes"', "must be true or false"),
+    ("autotune", "maxsize", "0", "must be true or false"),
+    ("autotune", "window_s", "0", "must be a number from 0.05 to 600"),
+    ("autotune", "backoff", "1", "must be a number from 0.5 to 0.99"),
+    ("autotune", "claude_min", "0", "must be an integer from 1 to 10000"),
+    ("autotune", "claude_max", "2.5", "must be an integer from 1 to 10000"),
+    ("autotune", "ollama_min", "-1", "must be an integer from 1 to 10000"),
+    ("autotune", "ollama_max", "true", "must be an integer"),
+    ("autotune", "headroom", "-1", "must be a number from 0 to 100"),
+    ("autotune", "tolerance", "nan", "must be a number from 0 to 10"),
+    ("autotune", "baseline_s", "0.5", "must be a number from 1 to 86400"),
+    ("autotune", "probe_limit", "0", "must be an integer from 1 to 10000"),
+    ("autotune", "target_buffer_ms", "0", "must be a number from 1 to 600000"),
+    ("autotune", "memory_ceiling_mb", "-1", "must be a number from 0 to 1000000 (MiB; 0 ="),
+    ("autotune", "hysteresis", "1", "must be a number from 0 to 0.9"),
 ]
 
 

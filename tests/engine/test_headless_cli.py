@@ -82,7 +82,7 @@ PROCESS_KEYS = (
     "rss", "cpu_percent", "memory_limit", "machine_memory", "loop_lag", "loop_lag_p99", "peak_rss",
     "loop_lag_p99_10s",
 )  # fmt: skip
-KNOB_KEYS = ("maxsize", "batch_max", "limits", "delay_ms", "rate", "sessions")
+KNOB_KEYS = ("maxsize", "batch_max", "limits", "delay_ms", "rate", "sessions", "autotune")
 
 
 def write_config(
@@ -109,11 +109,14 @@ def check_schema(doc: dict[str, Any]) -> None:
         "process",
         "knobs",
         "backends",
+        "autotune",
         "wall_time",
         "dropped_queued",
         "stopped_by",
         "cluster",
     }
+    assert doc["autotune"] == []  # no [autotune] switch on in these runs
+    assert doc["knobs"]["autotune"] == {"claude": False, "ollama": False, "maxsize": False}
     assert isinstance(doc["wall_time"], float) and doc["wall_time"] > 0
     assert doc["stopped_by"] in (None, "SIGINT", "SIGTERM", "SIGHUP")
     assert doc["cluster"] is None  # standalone (tests/cluster/ checks the cluster's member)

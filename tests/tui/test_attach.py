@@ -162,15 +162,15 @@ async def test_attach_tunes_both_nodes_then_one_and_follows_a_node_that_dies_and
             await _knob_is(pilot, b, "queue.maxsize", 17)
 
             # Knobs to the first node only: only it changes, the other keeps its value.
-            await pilot.press("a")
+            await pilot.press("w")
             assert link.target is not None
             await _until(pilot, lambda: "◆ knobs" in screen_text(app))
             app.query_one("#knob-maxsize").focus()
             await pilot.press("right")
             await _knob_is(pilot, a, "queue.maxsize", 18)
             assert await asyncio.to_thread(b.knob, "queue.maxsize") == 17
-            await pilot.press("a")  # the second node alone
-            await pilot.press("a")  # every node again: they disagree now
+            await pilot.press("w")  # the second node alone
+            await pilot.press("w")  # every node again: they disagree now
             await _until(pilot, lambda: "mixed" in screen_text(app))
 
             # The second node dies: shown disconnected, the app keeps going.

@@ -1,0 +1,116 @@
+"""Auto knobs in the app: `auto` on the slider, the reason line, a hand move makes the knob
+manual at once, `a` gives it back to auto-tune; the plot of the auto knobs' history."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.app import App, ComposeResult
+
+from sluice.engine.config import Config
+from sluice.engine.snapshot import AutoKnobSnapshot
+from sluice.tui.app import SluiceApp
+from sluice.tui.autotune import AutoReason, PlotLine, spark_text
+from sluice.tui.knobs import KnobRow, KnobsPanel
+from sluice.tui.slider import Slider
+from tests.fakes import wait_until
+
+
+def test_spark_text_scales_and_leaves_gaps() -> None:
+    assert spark_text([1.0, None, 8.0], 3) == "▁ █"
+    assert spark_text([5.0, 5.0], 4) == "▁▁"
+    assert spark_text([None, None], 2) == "  "
+
+
+async def test_a_hand_move_makes_the_knob_manual_and_a_gives_it_back(fast_config: Config) -> None:
+    config = fast_config.with_values({"autotune.maxsize": True, "autotune.window_s": 0.2})
+    app = SluiceApp(config=config)
+    async with app.run_test(size=(160, 48)) as pilot:
+        engine = app.engine
+        slider = app.query_one("#knob-maxsize", Slider)
+        batch = app.query_one("#knob-batch_max", Slider)
+        reason = app.query_one("#reason-maxsize", AutoReason)
+        assert slider.auto and batch.auto and reason.display
+        assert "auto" in reason.plain
+        assert "auto" in slider.render().plain
+        # It moves by itself: the engine's calibration reaches the slider and the reason line.
+        await wait_until(
+            lambda: engine.autotune.last_reason("queue.maxsize") is not None, pause=pilot.pause
+        )
+        await wait_until(lambda: slider.value == engine.knob("queue.maxsize"), pause=pilot.pause)
+        await wait_until(lambda: "target 500 ms" in reason.plain, pause=pilot.pause)
+        plot = app.query_one("#plot-maxsize-value", PlotLine)
+        await wait_until(lambda: plot.display, pause=pilot.pause)
+        assert app.query_one("#plot-maxsize-signal", PlotLine).display
+        assert not app.query_one("#plot-claude-value", PlotLine).display
+
+        panel = app.query_one("#knobs", KnobsPanel)
+        assert panel.unsaved == []  # values auto chose are not the user's changes
+        slider.focus()
+        await pilot.pause()
+        await pilot.press("left")
+        await pilot.pause()
+        assert engine.knob("autotune.maxsize") is False  # manual, at the value chosen
+        chosen = slider.value
+        assert engine.knob("queue.maxsize") == chosen
+        assert not slider.auto and not batch.auto  # shown at once
+        assert reason.plain.startswith("↳ manual")
+        assert not app.query_one("#row-maxsize", KnobRow).has_class("auto")
+        assert panel.unsaved == ["maxsize", "batch_max"]  # taken over: not what is saved
+        await asyncio.sleep(0.5)  # two auto windows: a manual knob stays where it was put
+        await pilot.pause()
+        assert engine.knob("queue.maxsize") == chosen == slider.value
+
+        await pilot.press("a")
+        await pilot.pause()
+        assert engine.knob("autotune.maxsize") is True
+        assert slider.auto and batch.auto
+        assert "manual" not in reason.plain and "target 500 ms" in reason.plain
+        assert panel.unsaved == []  # auto again, as the config file says
+
+
+async def test_a_on_a_knob_without_auto_says_so(fast_config: Config) -> None:
+    app = SluiceApp(config=fast_config)
+    notes: list[str] = []
+    original = app.notify
+    app.notify = lambda message, **kw: (notes.append(message), original(message, **kw))[1]  # type: ignore[method-assign]
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.query_one("#knob-delay_ms", Slider).focus()
+        await pilot.press("a")
+        await pilot.pause()
+        assert notes == ["delay ms has no auto mode"]
+        assert not app.query_one("#reason-maxsize", AutoReason).display
+
+
+async def test_the_plot_shows_value_and_signal() -> None:
+    track = AutoKnobSnapshot(
+        knob="limits.ollama",
+        switch="autotune.ollama",
+        on=True,
+        reason="x0.62: TTFT p75 290 ms vs baseline 160 ms",
+        moved_at=3.0,
+        signal="ttft p75 ms",
+        baseline=160.0,
+        retry_after=None,
+        points=((1.0, 8.0, 150.0), (2.0, 9.0, None), (3.0, 5.0, 290.0)),
+    )
+
+    class Plot(App[None]):
+        def compose(self) -> ComposeResult:
+            yield PlotLine("autotune.ollama", "value", "ollama lim", id="value")
+            yield PlotLine("autotune.ollama", "signal", "ollama lim", id="signal")
+
+    app = Plot()
+    async with app.run_test(size=(60, 4)) as pilot:
+        value = app.query_one("#value", PlotLine)
+        signal = app.query_one("#signal", PlotLine)
+        value.show(None)
+        assert not value.display  # nothing to plot: hidden
+        value.show(track)
+        signal.show(track)
+        await pilot.pause()
+        assert value.display and signal.display
+        line = value.render().plain
+        assert line.startswith("ollama lim") and line.rstrip().endswith("5")
+        assert "290 vs 160 ms" in signal.render().plain
+        assert signal.region.y == value.region.y + 1  # stacked: the signal under the value

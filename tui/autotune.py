@@ -1,0 +1,124 @@
+"""The app's auto-tune views: the reason line under an auto knob's slider, and the plot lines
+of each auto knob's value over the last minutes beside the signal that drives it.
+
+Both are fed the snapshot's `autotune` tracks (engine/snapshot.py `AutoKnobSnapshot`), so
+they show a remote engine's auto knobs as well as the one in this process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.widget import Widget
+
+from sluice.engine.snapshot import AutoKnobSnapshot
+from sluice.tui import fmt
+from sluice.tui.panels import bar_levels
+from sluice.tui.readout import Readout
+
+__all__ = ["AutoReason", "PlotLine", "spark_text"]
+
+BARS = "▁▂▃▄▅▆▇█"
+LABEL_WIDTH = 12
+VALUE_WIDTH = 16
+
+
+def spark_text(values: Sequence[float | None], width: int) -> str:
+    """The last `width` values as a one-line sparkline (a gap for a missing value)."""
+    tail = list(values)[-width:] if width > 0 else []
+    known = [v for v in tail if v is not None]
+    if not known:
+        return " " * len(tail)
+    levels = iter(bar_levels(known, len(BARS)))
+    return "".join(BARS[next(levels)] if v is not None else " " for v in tail)
+
+
+class AutoReason(Readout):
+    """One line under an auto knob's slider with the reason of its last move (`↳ -10%: 429
+    at 18:04:12`), or `↳ manual` once a hand took it over; hidden for a knob never auto in
+    this run. Where the knobs panel is a two-column grid (narrow screens) it takes the cell
+    beside its knob."""
+
+    DEFAULT_CSS = """
+    AutoReason {
+        height: 1;
+        padding-left: 1;
+        color: $text-muted;
+    }
+    """
+
+    def show(self, on: bool, track: AutoKnobSnapshot | None) -> None:
+        """Redraw for the switch's state and its track (None: no move yet)."""
+        reason = track.reason if track is not None else None
+        text = Text("↳ ", style="cyan")
+        if on:
+            detail = reason or "auto: waiting for a full window of signals"
+            if track is not None and track.retry_after:
+                detail += f" (retry-after {track.retry_after:.1f}s)"
+            text.append(fmt.clean(detail))
+        else:
+            text.append("manual", style="bold")
+            if reason:
+                text.append(" (set by hand); last auto move " + fmt.clean(reason))
+        self.update(text)
+        self.display = on or track is not None
+
+
+class PlotLine(Widget):
+    """One line of the auto plot: an auto knob's value over the last minutes (`part`
+    "value"), or the signal that drives it ("signal": 429s per point, TTFT p50 with the
+    baseline, consumer call ms), as a sparkline with the latest figure. One line each, so
+    they stack under the knobs on a wide screen and sit side by side, value beside signal,
+    where the knobs panel is a two-column grid."""
+
+    DEFAULT_CSS = """
+    PlotLine {
+        height: 1;
+    }
+    """
+
+    def __init__(self, switch: str, part: str, label: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.switch = switch
+        self.part = part
+        self.label = label
+        self.track: AutoKnobSnapshot | None = None
+
+    def show(self, track: AutoKnobSnapshot | None) -> None:
+        """Redraw for `track` (hidden while there is none or it has no points yet)."""
+        shown = track if track is not None and track.points else None
+        self.display = shown is not None
+        if shown != self.track:
+            self.track = shown
+            self.refresh()
+
+    def render(self) -> Text:
+        """Label, sparkline, latest figure."""
+        out = Text(no_wrap=True, overflow="crop")
+        track = self.track
+        if track is None:
+            return out
+        width = max(4, (self.size.width or 40) - LABEL_WIDTH - VALUE_WIDTH)
+        if self.part == "value":
+            values: list[float | None] = [p[1] for p in track.points]
+            out.append(f"{self.label[: LABEL_WIDTH - 1]:<{LABEL_WIDTH}}", style="bold")
+            out.append(spark_text(values, width), style="cyan" if track.on else "grey50")
+            figure = fmt.knob_value(track.points[-1][1], True)
+        else:
+            values = [p[2] for p in track.points]
+            out.append(f"{'↳ ' + track.signal[: LABEL_WIDTH - 3]:<{LABEL_WIDTH}}")
+            out.append(spark_text(values, width), style="yellow")
+            figure = _signal_figure(track)
+        out.append(f" {figure:>{VALUE_WIDTH - 1}}")
+        return out
+
+
+def _signal_figure(track: AutoKnobSnapshot) -> str:
+    """The latest signal, with the TTFT baseline beside it: `412 vs 180 ms`."""
+    latest = next((p[2] for p in reversed(track.points) if p[2] is not None), None)
+    if latest is None:
+        return "-"
+    if track.baseline is not None:
+        return f"{latest:.0f} vs {track.baseline:.0f} ms"
+    return f"{latest:.0f}" if track.signal == "429s" else f"{latest:.3g} ms"
