@@ -27,7 +27,7 @@ from textual.widgets import Input, Label
 from sluice.engine.engine import Engine
 from sluice.engine.settings import Setting, live_settings
 from sluice.engine.snapshot import EngineSnapshot
-from sluice.tui.fmt import knob_value
+from sluice.tui.fmt import clean, knob_value
 from sluice.tui.readout import Readout
 from sluice.tui.slider import Slider
 
@@ -123,17 +123,17 @@ def unused_reason(
 
 
 def parse_knob_value(knob: KnobDef, text: str) -> float:
-    """Parse a typed value; raise ValueError with the one-line reason if it is not allowed."""
+    """Parse a typed value; raise ValueError if it is not allowed, with one plain line
+    quoting what was typed (as typed, not Python's repr) and saying what is allowed."""
     spec = knob.spec
-    cleaned = text.strip().replace("_", "")
+    typed = text.strip()
+    cleaned = typed.replace("_", "")
     try:
         value: float = int(cleaned) if spec.integer else float(cleaned)
-    except ValueError:
-        raise ValueError(f"{knob.key} = {text.strip()!r}: {spec.describe()}") from None
-    try:
         spec.coerce(value)
     except ValueError:
-        raise ValueError(f"{knob.key} = {text.strip()!r}: {spec.describe()}") from None
+        said = f'you typed "{clean(typed, limit=40)}"' if typed else "nothing typed"
+        raise ValueError(f"{knob.label}: {said}; {spec.describe()}") from None
     return value
 
 
