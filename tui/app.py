@@ -25,7 +25,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 from textual.widgets._footer import FooterKey
 
 from sluice.engine.config import Config, ConfigChanged, ConfigError, FileStamp, load_config
@@ -38,6 +38,7 @@ from sluice.engine.tuning import Recommendation
 from sluice.tui import fmt, gcpolicy
 from sluice.tui.calibrate import recommend_for
 from sluice.tui.detail import DetailScreen
+from sluice.tui.footer import SluiceFooter
 from sluice.tui.help import HelpScreen
 from sluice.tui.knobs import KNOB_BY_KEY, KnobDef, KnobRow, KnobsPanel, unused_reason
 from sluice.tui.panels import BackendsBar, ProcessBar, SparkHistory, SparkPanel
@@ -201,7 +202,7 @@ class SluiceApp(App[int]):
                 spark.border_title = "last minute"
                 yield spark
                 yield KnobsPanel(self.latest.knobs, self.apply_knob, id="knobs")
-        yield Footer()
+        yield SluiceFooter()
 
     def on_mount(self) -> None:
         """Start the engine worker and the refresh timers; draw the first frame."""

@@ -36,6 +36,7 @@ __all__ = [
     "KNOB_BY_KEY",
     "ApplyKnob",
     "KnobDef",
+    "KnobEditor",
     "KnobRow",
     "KnobsPanel",
     "knob_defs",
@@ -137,10 +138,16 @@ def parse_knob_value(knob: KnobDef, text: str) -> float:
     return value
 
 
+class KnobEditor(Input):
+    """The box a knob's exact value is typed in; the footer says Enter applies it."""
+
+    BINDINGS = [Binding("enter", "submit", "apply")]
+
+
 class KnobRow(Horizontal):
     """Label, slider, exact value; Enter on the slider swaps the value for an input box."""
 
-    BINDINGS = [Binding("escape", "cancel_edit", "cancel", show=False)]
+    BINDINGS = [Binding("escape", "cancel_edit", "cancel")]  # shown only while editing
 
     def __init__(
         self,
@@ -161,7 +168,7 @@ class KnobRow(Horizontal):
             value, low, high, knob.step, integer=knob.spec.integer, id=f"knob-{knob.key}"
         )
         self.value_label = Readout("", classes="knob-value")
-        self.editor = Input(
+        self.editor = KnobEditor(
             classes="knob-input", id=f"input-{knob.key}", compact=True, select_on_focus=True
         )
 
@@ -177,6 +184,12 @@ class KnobRow(Horizontal):
         self.editor.display = False
         self.slider.on_move = lambda _value: self.show_value()
         self.show_value()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Esc (and its footer hint) belongs to the editor: offered only while it is open."""
+        if action == "cancel_edit":
+            return self.editing
+        return True
 
     @property
     def editing(self) -> bool:
