@@ -295,6 +295,37 @@ async def test_the_column_chooser_shows_and_hides_columns() -> None:
         await pilot.press("q")
 
 
+async def test_the_chooser_marks_ticks_visibly_and_names_a_ticked_column_with_no_room() -> None:
+    app = frozen_app([frozen.snapshot(3)])
+    async with app.run_test(size=(80, 30)) as pilot:
+        app.refresh_now()
+        table = table_of(app)
+        await pilot.press("C")
+        await pilot.pause()
+
+        def line_of(label: str) -> str:
+            lines = screen_text(app).splitlines()
+            return next(line for line in lines if f" {label} " in line and "│" in line)
+
+        # a mark a user can see without colour: ticked lines show it, unticked ones do not
+        assert "✓" in line_of("mem") and "✓" not in line_of("tries")
+        assert "no room" not in line_of("mem")
+        keys = [c.key for c in COLUMNS if c.key != "id"]
+        for _ in range(keys.index("attempts")):
+            await pilot.press("down")
+        await pilot.press("space")  # tick "tries": 80 columns have no room for it
+        await pilot.pause()
+        assert "attempts" in table.chosen and "attempts" in table.left_out
+        assert "✓" in line_of("tries") and "no room" in line_of("tries")
+        note = str(app.screen.query_one("#chooser-note").render())
+        assert "tries" in note and "no room" in note, note
+        await pilot.press("space")  # untick it: no word about it any more
+        await pilot.pause()
+        assert "✓" not in line_of("tries") and "no room" not in line_of("tries")
+        assert "tries" not in str(app.screen.query_one("#chooser-note").render())
+        await pilot.press("escape", "q")
+
+
 # -- how it ended, what was lost ---------------------------------------------------------
 
 
