@@ -253,6 +253,14 @@ class SparkPanel(Vertical):
                 yield Readout("-", id=f"spark-value-{key}", classes="spark-value")
                 yield Sparkline([], id=f"spark-{key}", classes="spark")
 
+    def column_seconds(self, history: SparkHistory) -> float | None:
+        """Seconds of history one column of the sparklines spans (a sample more often shows
+        nothing new), or None while they are hidden (a narrow screen)."""
+        if not self.display:
+            return None
+        width = min(spark.size.width or SPARK_WIDTH for spark in self.query(Sparkline))
+        return history.window / max(width, 1)
+
     def show(self, history: SparkHistory, *, values: bool = True) -> None:
         """Redraw the sparklines from `history` (each only if its columns changed), and with
         `values` the latest figure beside each."""
