@@ -505,8 +505,10 @@ class SluiceApp(App[int]):
     def action_toggle_pause(self) -> None:
         """Freeze or resume the display; the engine keeps running either way."""
         self.paused = not self.paused
-        self._show_pause_word()
-        self._draw_fast()
+        # The header alone first, a strip: with the footer's word (the bottom line) or the
+        # sparklines in the same frame, that frame would span the whole screen.
+        self._draw_fast(sparks=False)
+        self.call_after_refresh(self._show_pause_word)
         if not self.paused:
             # The header's change first; the table (a bigger frame) right after it.
             self.set_timer(0.02, partial(self._draw_table_now, sample=True))

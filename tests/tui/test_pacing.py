@@ -100,3 +100,36 @@ async def test_periodic_work_waits_for_the_frame_of_a_key_just_pressed(
         await pilot.pause(1.5)
         assert done == ["idle", "after key"]  # then done, once
         await pilot.press("q")
+
+
+async def test_p_draws_the_header_strip_alone_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frame that shows PAUSED spans the header only: with the footer's word or the
+    sparklines in it, it would span the screen and take longer to reach it."""
+    from textual._compositor import Compositor
+    from textual.geometry import Region
+
+    crops: list[Region] = []
+    original = Compositor.render_partial_update
+
+    def recording(self: Compositor) -> object:
+        if self._dirty_regions:
+            crops.append(Region.from_union(list(self._dirty_regions)))
+        return original(self)
+
+    monkeypatch.setattr(Compositor, "render_partial_update", recording)
+    app = SluiceApp(
+        config=Config(),
+        engine=Engine(Config()),
+        source=FrozenSource([frozen.snapshot(t) for t in range(3)]),
+        continuous=False,
+        live=False,
+    )
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.refresh_now()
+        await pilot.pause()
+        crops.clear()
+        await pilot.press("p")
+        await pilot.pause()
+        assert app.paused and crops
+        assert crops[0].y == 0 and crops[0].height <= 2, crops  # the header's two lines
+        await pilot.press("q")
