@@ -6,8 +6,7 @@ header, backends and knobs, for the sparklines as often as a column of theirs ca
 (never while hidden; tui/pacing.py), every session at 1 Hz (half a second later) for the
 table; periodic work that lands just after a key press waits for the key's frame. Every
 part repaints only when what it shows changed (a repaint is a frame Textual composes, most
-of the app's CPU). Tests inject a snapshot source and a
-clock to freeze what is shown.
+of the app's CPU). Tests inject a snapshot source and a clock to freeze what is shown.
 """
 
 from __future__ import annotations
@@ -324,8 +323,8 @@ class SluiceApp(App[int]):
                 sparks.show(self.history)
 
     def _tick_header(self) -> None:
-        """The header from a sample of the totals at most half a period old (its own when
-        the sparklines' sampling is slower or off); the sparklines keep their own frame."""
+        """The header from a fresh sample of the totals (its own unless the sparklines'
+        took one within `fast_interval`); the sparklines keep their own frame."""
         if self.is_running and not self.paused:
             if time.perf_counter() - self._sampled_at > self.fast_interval:
                 self._sample(sessions=False)
