@@ -73,25 +73,36 @@ def counting_app(source: CountingSource, fast_interval: float = 0.01) -> SluiceA
 
 
 @pytest.mark.parametrize(("width", "hidden"), [(80, True), (160, False)])
-async def test_no_sampling_for_sparklines_that_are_hidden(width: int, hidden: bool) -> None:
+async def test_no_sampling_for_sparklines_that_are_hidden(
+    width: int, hidden: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()  # the pace's clock: it moves only when the test moves it
+    monkeypatch.setattr(app_module, "Pace", lambda: Pace(clock=clock))
     source = CountingSource([frozen.snapshot(t) for t in range(3)])
     app = counting_app(source)
     async with app.run_test(size=(width, 40)) as pilot:
         if hidden:
             await pilot.pause(0.4)  # forty ticks of the sparklines' timer
+            clock.now += 60.0
+            await pilot.pause(0.2)
             assert source.totals_samples == 0  # under 100 columns nothing shows them
         else:
             await wait_until(lambda: source.totals_samples >= 1, pause=pilot.pause)
             first = source.totals_samples
-            await pilot.pause(0.4)  # forty more ticks
-            assert source.totals_samples == first  # a column spans ~2 s: not one a tick
+            await pilot.pause(0.4)  # forty more ticks, no time passed for the pace
+            assert source.totals_samples == first
+            clock.now += 0.5  # less than half a column (a column spans ~2 s)
+            await pilot.pause(0.2)
+            assert source.totals_samples == first
+            clock.now += 5.0
+            await wait_until(lambda: source.totals_samples > first, pause=pilot.pause)
         await pilot.press("q")
 
 
 async def test_periodic_work_waits_for_the_frame_of_a_key_just_pressed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(app_module, "KEY_FIRST_S", 1.0)
+    monkeypatch.setattr(app_module, "KEY_FIRST_S", 3.0)  # longer than a press, however slow
     app = counting_app(CountingSource([frozen.snapshot(0)]), fast_interval=60)
     done: list[str] = []
     async with app.run_test(size=(160, 40)) as pilot:
@@ -100,7 +111,8 @@ async def test_periodic_work_waits_for_the_frame_of_a_key_just_pressed(
         await pilot.press("j")
         app._after_keys(lambda: done.append("after key"))
         assert done == ["idle"]  # put off: the key's effect is drawn first
-        await pilot.pause(1.5)
+        await wait_until(lambda: len(done) > 1, pause=pilot.pause)
+        await pilot.pause(0.1)
         assert done == ["idle", "after key"]  # then done, once
         await pilot.press("q")
 
