@@ -352,3 +352,42 @@ async def test_a_cut_or_refused_answer_is_marked_in_the_table() -> None:
                 assert cell.plain.strip() == "end_turn" and not cell.style
             assert cell.plain.strip() in lines[s.id]
         await pilot.press("q")
+
+
+async def test_a_new_row_lays_the_screen_out_only_when_a_scrollbar_comes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from textual.screen import Screen
+
+    layouts: list[None] = []
+    original = Screen._refresh_layout
+
+    def counting(self: Screen[Any], *args: Any, **kwargs: Any) -> None:
+        layouts.append(None)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Screen, "_refresh_layout", counting)
+    sizes = [12, 12, 13, 14, 15, 80, 81]  # the app takes the first when it starts
+    app = frozen_app([frozen.snapshot(3, sessions=n) for n in sizes])
+    async with app.run_test(size=(160, 48)) as pilot:
+        table = table_of(app)
+        app.refresh_now()  # 12 rows
+        await pilot.pause()
+        assert not table.show_vertical_scrollbar
+        layouts.clear()
+        for _ in range(3):  # 13, 14, 15 rows: all fit, no scrollbar either way
+            app.refresh_now()
+            await pilot.pause()
+        assert table.row_count == 15 and layouts == []  # no layout of the whole screen
+        app.refresh_now()  # 80 rows: the scrollbar comes, so the screen is laid out
+        await pilot.pause()
+        assert layouts and table.show_vertical_scrollbar
+        layouts.clear()
+        app.refresh_now()  # 81: still a scrollbar, no layout; the end is reachable
+        await pilot.pause()
+        assert layouts == [] and table.row_count == 81
+        await pilot.press("end")
+        await pilot.pause()
+        assert table.cursor_row == 80 and 80 in table.visible_rows()
+        assert table.scroll_y == table.max_scroll_y > 0
+        await pilot.press("q")
