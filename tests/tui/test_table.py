@@ -369,22 +369,31 @@ async def test_a_new_row_lays_the_screen_out_only_when_a_scrollbar_comes(
     monkeypatch.setattr(Screen, "_refresh_layout", counting)
     sizes = [12, 12, 13, 14, 15, 80, 81]  # the app takes the first when it starts
     app = frozen_app([frozen.snapshot(3, sessions=n) for n in sizes])
+
+    async def settle(pilot: Any) -> None:
+        """Pause until no layout came for a while (what a change set off has ended)."""
+        for _ in range(50):
+            seen = len(layouts)
+            await pilot.pause(0.05)
+            if len(layouts) == seen:
+                return
+
     async with app.run_test(size=(160, 48)) as pilot:
         table = table_of(app)
         app.refresh_now()  # 12 rows
-        await pilot.pause()
+        await settle(pilot)
         assert not table.show_vertical_scrollbar
         layouts.clear()
         for _ in range(3):  # 13, 14, 15 rows: all fit, no scrollbar either way
             app.refresh_now()
-            await pilot.pause()
+            await settle(pilot)
         assert table.row_count == 15 and layouts == []  # no layout of the whole screen
         app.refresh_now()  # 80 rows: the scrollbar comes, so the screen is laid out
-        await pilot.pause()
+        await settle(pilot)
         assert layouts and table.show_vertical_scrollbar
         layouts.clear()
         app.refresh_now()  # 81: still a scrollbar, no layout; the end is reachable
-        await pilot.pause()
+        await settle(pilot)
         assert layouts == [] and table.row_count == 81
         await pilot.press("end")
         await pilot.pause()
