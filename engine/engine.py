@@ -12,6 +12,7 @@ import collections
 import difflib
 import functools
 import itertools
+import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -60,6 +61,16 @@ __all__ = ["Engine", "KnobError"]
 
 class KnobError(ValueError):
     """A knob was given a value outside its range; the message says what is allowed."""
+
+
+def _spelled(value: object, limit: int = 60) -> str:
+    """`value` as a knob error quotes it: in JSON (`true`, `null`, `"32"`), the spelling the
+    control API was sent and config.toml uses, not Python's repr; at most `limit` characters."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Engine:
@@ -220,7 +231,7 @@ class Engine:
             try:
                 value = setting.coerce(setting.default if limit is None else limit)
             except SettingError as exc:
-                raise KnobError(f"{setting.name} = {limit!r}: {exc}") from None
+                raise KnobError(f"{setting.name} = {_spelled(limit)}: {exc}") from None
             self.limiters[backend.name] = AdjustableLimiter(value)
             self._knob_values[setting.name] = value
         elif limit is not None:
@@ -423,7 +434,7 @@ class Engine:
             try:
                 checked[name] = (setting, setting.coerce(value))
             except SettingError as exc:
-                raise KnobError(f"{name} = {value!r}: {exc}") from None
+                raise KnobError(f"{name} = {_spelled(value)}: {exc}") from None
         if reason is None:
             for switch in manual_overrides(checked, self._knob_values):
                 checked[switch] = (SETTINGS[switch], False)

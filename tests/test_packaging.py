@@ -53,3 +53,19 @@ def test_package_imports_by_its_one_name() -> None:
     code = "import sluice.engine, sluice.tui, sluice.cli.main; print(sluice.engine.Engine)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert result.returncode == 0, result.stderr
+
+
+def test_textual_is_pinned_below_the_next_major_of_the_one_installed() -> None:
+    """tui/cells.py relies on DataTable internals: the requirement must keep the app on the
+    Textual major its tests ran with (pyproject.toml says why)."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    textual = next(Requirement(d) for d in deps["dependencies"] if d.startswith("textual"))
+    major = int(version("textual").split(".")[0])
+    assert version("textual") in textual.specifier
+    assert f"{major + 1}.0" not in textual.specifier  # no next major
+    assert f"{major - 1}.99" not in textual.specifier  # no older one either

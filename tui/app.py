@@ -1,11 +1,12 @@
 """SluiceApp: the live Textual monitor of every session, with sliders that retune the engine.
 
 The engine runs inside the app as a Textual worker on the same event loop; the UI never gets
-a message per token. It pulls frozen snapshots on timers instead: totals at 5 Hz for the
-sparklines and at 1 Hz for the header, backends and knobs, every session at 1 Hz (half a
-second later) for the table. Every part repaints only when what it shows changed (a repaint
-is a frame Textual composes, most of the app's CPU). Tests inject a snapshot source and a
-clock to freeze what is shown.
+a message per token. It pulls frozen snapshots on timers instead: totals at 1 Hz for the
+header, backends and knobs, for the sparklines as often as a column of theirs can change
+(never while hidden; tui/pacing.py), every session at 1 Hz (half a second later) for the
+table; periodic work that lands just after a key press waits for the key's frame. Every
+part repaints only when what it shows changed (a repaint is a frame Textual composes, most
+of the app's CPU). Tests inject a snapshot source and a clock to freeze what is shown.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 from textual.widgets._footer import FooterKey
 
 from sluice.engine.config import Config, load_config
@@ -35,10 +36,12 @@ from sluice.engine.tuning import Recommendation
 from sluice.tui import fmt, gcpolicy
 from sluice.tui.calibrate import recommend_for
 from sluice.tui.detail import DetailScreen
+from sluice.tui.footer import SluiceFooter
 from sluice.tui.help import HelpScreen
 from sluice.tui.knobs import KNOB_BY_KEY, KnobDef, KnobRow, KnobsPanel
 from sluice.tui.link import Link, LocalLink, Outcome, Workload
 from sluice.tui.nodes import NodesBar
+from sluice.tui.pacing import Pace
 from sluice.tui.panels import BackendsBar, ProcessBar, SparkHistory, SparkPanel
 from sluice.tui.readout import Readout
 from sluice.tui.slider import Slider
@@ -50,6 +53,7 @@ __all__ = ["FilterBox", "SluiceApp", "Workload"]
 PAUSE_WORDS = ("pause ", "resume")  # the footer's `p`: live, paused
 
 SAVE_CONFIRM_S = 5.0  # a second `s` this soon after "changed on disk" overwrites the file
+KEY_FIRST_S = 0.1  # periodic work this soon after a key press waits this long: the key first
 
 
 class FilterBox(Input):
@@ -176,6 +180,9 @@ class SluiceApp(App[int]):
         self._stopping: asyncio.Task[None] | None = None
         self._last_slider: Slider | None = None
         self._save_refused_at = -math.inf  # when `s` last met a file changed on disk
+        self._fast_pace = Pace()  # the sparklines' samples and frames (tui/pacing.py)
+        self._sampled_at = -math.inf  # when the newest sample was taken (time.perf_counter)
+        self._key_at = -math.inf  # when the last key arrived (time.perf_counter)
 
     @property
     def engine(self) -> Engine:
@@ -222,7 +229,7 @@ class SluiceApp(App[int]):
                 spark.border_title = "last minute"
                 yield spark
                 yield KnobsPanel(self.latest.knobs, self.apply_knob, id="knobs")
-        yield Footer()
+        yield SluiceFooter()
 
     def on_mount(self) -> None:
         """Start the engine worker and the refresh timers; draw the first frame."""
@@ -234,8 +241,13 @@ class SluiceApp(App[int]):
         self._draw_table()
         self.query_one("#sessions", SessionTable).focus()
         if self.live:
-            self._every(self.fast_interval, self._tick_fast, "fast-refresh")
             self._every(self.header_interval or self.table_interval, self._tick_header, "header")
+            # A quarter of its period later: the sparklines' frame is not the header's (the
+            # two together would be a frame of the whole screen between them).
+            self.set_timer(
+                self.fast_interval / 4,
+                partial(self._every, self.fast_interval, self._tick_fast, "fast-refresh"),
+            )
             # Half a period later than the others: the table's work (a sample of every
             # session, its rows, their frame) never lands in the same moment as theirs.
             self.set_timer(
@@ -245,8 +257,24 @@ class SluiceApp(App[int]):
 
     def _every(self, interval: float, work: Callable[[], None], name: str) -> None:
         """Do `work` every `interval` seconds, as a message of the app's own queue: a key
-        pressed before it is handled first (a timer's callback would run ahead of keys)."""
-        self.set_interval(interval, partial(self.call_later, work), name=name)
+        pressed before it is handled first (a timer's callback would run ahead of keys),
+        and its effect drawn first too (`_after_keys`)."""
+        self.set_interval(interval, partial(self.call_later, self._after_keys, work), name=name)
+
+    def _after_keys(self, work: Callable[[], None]) -> None:
+        """Do `work` now, or KEY_FIRST_S later if a key just arrived: the key's frame (one
+        slider line, the header's PAUSED) is not kept waiting behind a sample of every
+        session and a table frame. Put off once, so held keys cannot starve it."""
+        if time.perf_counter() - self._key_at < KEY_FIRST_S:
+            self.set_timer(KEY_FIRST_S, partial(self.call_later, work))
+        else:
+            work()
+
+    async def on_event(self, event: events.Event) -> None:
+        """Note when a key arrives (see `_after_keys`), then handle it as usual."""
+        if isinstance(event, events.Key):
+            self._key_at = time.perf_counter()
+        await super().on_event(event)
 
     # -- the engine ------------------------------------------------------------------------
 
@@ -282,6 +310,7 @@ class SluiceApp(App[int]):
     def _sample(self, *, sessions: bool) -> EngineSnapshot:
         """Take a snapshot (with every session, or totals only) and record it."""
         snap = self.source.snapshot(sessions=sessions)
+        self._sampled_at = time.perf_counter()
         self.latest = snap
         if sessions:
             self.latest_full = snap
@@ -289,16 +318,28 @@ class SluiceApp(App[int]):
         return snap
 
     def _tick_fast(self) -> None:
-        """Sample the totals; redraw the sparklines whose columns changed."""
+        """Sample the totals and redraw the sparklines (those whose columns changed) and
+        their figures: as often as a column can show something new (half a column's span;
+        never while they are hidden) and within the sample's share of a core."""
         if not self.is_running:
             return  # shutting down: the widgets are being taken apart
-        self._sample(sessions=False)
-        if not self.paused:
-            self.query_one("#sparks", SparkPanel).show(self.history, values=False)
+        sparks = self.query_one("#sparks", SparkPanel)
+        span = sparks.column_seconds(self.history)
+        if span is None or not self._fast_pace.due(max(span / 2, self.fast_interval)):
+            return
+        with self._fast_pace.run():
+            if time.perf_counter() - self._sampled_at > span / 4:  # else the header's will do
+                self._sample(sessions=False)
+            if not self.paused:
+                sparks.show(self.history)
 
     def _tick_header(self) -> None:
+        """The header from a fresh sample of the totals (its own unless the sparklines'
+        took one within `fast_interval`); the sparklines keep their own frame."""
         if self.is_running and not self.paused:
-            self._draw_fast()
+            if time.perf_counter() - self._sampled_at > self.fast_interval:
+                self._sample(sessions=False)
+            self._draw_fast(sparks=False)
 
     def _tick_table(self) -> None:
         """Sample every session, then (once keys already waiting got their turn) the table.
@@ -313,14 +354,17 @@ class SluiceApp(App[int]):
             if self.latest_full.taken_at != self._table_at:
                 self.call_later(self._draw_table_now)
 
-    def _draw_fast(self) -> None:
-        """The header, backends, sparklines with their figures, and the knobs."""
+    def _draw_fast(self, *, sparks: bool = True) -> None:
+        """The header, backends, the knobs and (with `sparks`) the sparklines with their
+        figures. Without them a frame of the header is the header's strip, not the screen
+        from the header down to the sparklines."""
         snap = self.latest
         self.query_one("#process", ProcessBar).show(
             snap, uptime=self.clock() - self.started_at, paused=self.paused
         )
         self.query_one("#backends", BackendsBar).show(snap)
-        self.query_one("#sparks", SparkPanel).show(self.history)
+        if sparks:
+            self.query_one("#sparks", SparkPanel).show(self.history)
         knobs = self.query_one("#knobs", KnobsPanel)
         if self._knobs_stale_at is None or snap.taken_at > self._knobs_stale_at:
             knobs.sync(snap.knobs)
@@ -520,8 +564,10 @@ class SluiceApp(App[int]):
     def action_toggle_pause(self) -> None:
         """Freeze or resume the display; the engine keeps running either way."""
         self.paused = not self.paused
-        self._show_pause_word()
-        self._draw_fast()
+        # The header alone first, a strip: with the footer's word (the bottom line) or the
+        # sparklines in the same frame, that frame would span the whole screen.
+        self._draw_fast(sparks=False)
+        self.call_after_refresh(self._show_pause_word)
         if not self.paused:
             # The header's change first; the table (a bigger frame) right after it.
             self.set_timer(0.02, partial(self._draw_table_now, sample=True))

@@ -36,7 +36,8 @@ from rich.style import Style
 from rich.text import Text
 from textual.cache import LRUCache
 from textual.coordinate import Coordinate
-from textual.geometry import Region
+from textual.geometry import Region, Size
+from textual.reactive import Reactive
 from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets._data_table import default_cell_formatter
@@ -101,6 +102,24 @@ def _columns_in_view(widths: tuple[int, ...], x1: int, x2: int) -> tuple[int, in
 
 class CellCachedTable(DataTable[Any]):
     """A DataTable whose cells and rows render again only when their content or look changed."""
+
+    # A row added or removed changes the virtual size, and Textual's reactive for it lays the
+    # whole screen out (~17 ms with this app's screen): once a second with a live demo. Only
+    # a scrollbar that comes or goes needs that; otherwise the scrollbars are updated here.
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
+
+    def watch_virtual_size(self, old: Size, new: Size) -> None:
+        """Lay the screen out if a scrollbar comes or goes, else update the scrollbars."""
+        region = self.scrollable_content_region
+        if not region.area or self._bars_for(old, region.size) != self._bars_for(new, region.size):
+            self.refresh(layout=True)
+            return
+        self._scroll_update(new)  # the rows themselves are repainted where they changed
+
+    @staticmethod
+    def _bars_for(virtual: Size, view: Size) -> tuple[bool, bool]:
+        """Whether content of size `virtual` overflows a view of size `view` (across, down)."""
+        return virtual.width > view.width, virtual.height > view.height
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Set first: DataTable's own set-up may already clear caches.

@@ -35,7 +35,7 @@ from sluice.engine.engine import Engine
 from sluice.engine.settings import SETTINGS, Setting, live_settings
 from sluice.engine.snapshot import AutoKnobSnapshot, EngineSnapshot
 from sluice.tui.autotune import AutoReason, PlotLine
-from sluice.tui.fmt import knob_value
+from sluice.tui.fmt import clean, knob_value
 from sluice.tui.readout import Readout
 from sluice.tui.slider import Slider
 
@@ -44,6 +44,7 @@ __all__ = [
     "KNOB_BY_KEY",
     "ApplyKnob",
     "KnobDef",
+    "KnobEditor",
     "KnobRow",
     "KnobsPanel",
     "knob_defs",
@@ -132,25 +133,31 @@ def unused_reason(
 
 
 def parse_knob_value(knob: KnobDef, text: str) -> float:
-    """Parse a typed value; raise ValueError with the one-line reason if it is not allowed."""
+    """Parse a typed value; raise ValueError if it is not allowed, with one plain line
+    quoting what was typed (as typed, not Python's repr) and saying what is allowed."""
     spec = knob.spec
-    cleaned = text.strip().replace("_", "")
+    typed = text.strip()
+    cleaned = typed.replace("_", "")
     try:
         value: float = int(cleaned) if spec.integer else float(cleaned)
-    except ValueError:
-        raise ValueError(f"{knob.key} = {text.strip()!r}: {spec.describe()}") from None
-    try:
         spec.coerce(value)
     except ValueError:
-        raise ValueError(f"{knob.key} = {text.strip()!r}: {spec.describe()}") from None
+        said = f'you typed "{clean(typed, limit=40)}"' if typed else "nothing typed"
+        raise ValueError(f"{knob.label}: {said}; {spec.describe()}") from None
     return value
+
+
+class KnobEditor(Input):
+    """The box a knob's exact value is typed in; the footer says Enter applies it."""
+
+    BINDINGS = [Binding("enter", "submit", "apply")]
 
 
 class KnobRow(Horizontal):
     """Label, slider, exact value; Enter on the slider swaps the value for an input box."""
 
     BINDINGS = [
-        Binding("escape", "cancel_edit", "cancel", show=False),
+        Binding("escape", "cancel_edit", "cancel"),  # shown only while editing
         Binding("a", "toggle_auto", "auto on/off", show=False),
     ]
 
@@ -178,7 +185,7 @@ class KnobRow(Horizontal):
             value, low, high, knob.step, integer=knob.spec.integer, id=f"knob-{knob.key}"
         )
         self.value_label = Readout("", classes="knob-value")
-        self.editor = Input(
+        self.editor = KnobEditor(
             classes="knob-input", id=f"input-{knob.key}", compact=True, select_on_focus=True
         )
 
@@ -194,6 +201,12 @@ class KnobRow(Horizontal):
         self.editor.display = False
         self.slider.on_move = lambda _value: self.show_value()
         self.show_value()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Esc (and its footer hint) belongs to the editor: offered only while it is open."""
+        if action == "cancel_edit":
+            return self.editing
+        return True
 
     @property
     def auto(self) -> bool:

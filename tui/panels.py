@@ -16,7 +16,7 @@ from textual.widgets import Label, Sparkline
 
 from sluice.engine.snapshot import EngineSnapshot
 from sluice.tui import fmt
-from sluice.tui.readout import Fitted, Readout
+from sluice.tui.readout import Fitted, Part, Readout
 
 __all__ = ["BackendsBar", "ProcessBar", "SparkHistory", "SparkPanel", "bar_levels"]
 
@@ -35,10 +35,17 @@ def _pair(label: str, value: str, style: str = "bold") -> Text:
     return text
 
 
+def _decor(prio: int, text: Text) -> Part:
+    """A part that says nothing a figure beside it does not (a title, a bar): it goes
+    without a sign on a narrow screen."""
+    return Part(prio, text, named=False)
+
+
 class ProcessBar(Readout):
     """Two lines: memory, CPU and loop lag; then sessions by state, total rates, tokens lost.
 
-    On a narrow terminal the least important figures are left out whole (`Fitted`)."""
+    On a narrow terminal the least important figures take a shorter form or are left out
+    whole, and a line that left one out ends with `…` (`Fitted`)."""
 
     def show(self, snap: EngineSnapshot, *, uptime: float, paused: bool) -> None:
         """Redraw from `snap`."""
@@ -47,46 +54,48 @@ class ProcessBar(Readout):
         limit_name = "cgroup" if limit else "machine"
         limit = limit or proc.machine_memory
         fill = proc.rss / limit if limit else 0.0
-        first: list[tuple[int, Text]] = []
+        first: list[Part] = []
         if paused:
-            first.append((0, _part("PAUSED ", "bold reverse yellow")))
+            first.append(Part(0, _part("PAUSED ", "bold reverse yellow")))
         first += [
-            (8, _part("Sluice ", "bold")),
-            (0, _pair("RSS ", f"{fmt.nbytes(proc.rss)}/{fmt.nbytes(limit)}")),
-            (6, _part(f" {limit_name}", "bold")),
-            (7, _part(" " + fmt.bar(fill, 6), "red" if fill > 0.8 else "green")),
-            (3, _part(f" {fmt.pct(fill)}")),
-            (1, _pair("  CPU ", f"{proc.cpu_percent:.0f}%")),
-            (2, _pair("  lag ", fmt.seconds(proc.loop_lag))),
+            _decor(9, _part("Sluice ", "bold")),
+            Part(0, _pair("RSS ", f"{fmt.nbytes(proc.rss)}/{fmt.nbytes(limit)}")),
+            Part(6, _part(f" {limit_name}", "bold")),
+            _decor(8, _part(" " + fmt.bar(fill, 6), "red" if fill > 0.8 else "green")),
+            Part(3, _part(f" {fmt.pct(fill)}")),
+            Part(1, _pair("  CPU ", f"{proc.cpu_percent:.0f}%")),
+            Part(2, _pair("  lag ", fmt.seconds(proc.loop_lag))),
         ]
         if proc.loop_lag_p99_10s is not None:  # the last 10 s, not the whole run
-            first.append((4, _pair("  lag p99 10s ", fmt.seconds(proc.loop_lag_p99_10s))))
-        first.append((9, _part(f"  up {fmt.seconds(uptime)}", "dim")))
+            p99 = fmt.seconds(proc.loop_lag_p99_10s)
+            first.append(Part(4, _pair("  lag p99 10s ", p99), short=_pair(" p99 10s ", p99)))
+        first.append(_decor(7, _part(f"  up {fmt.seconds(uptime)}", "dim")))
         first += self._cluster_parts(snap)
         self.update(Group(Fitted(first), Fitted(self._sessions_line(snap))))
 
     @staticmethod
-    def _cluster_parts(snap: EngineSnapshot) -> list[tuple[int, Text]]:
+    def _cluster_parts(snap: EngineSnapshot) -> list[Part]:
         """`cluster NAME: N nodes`, or in red (never left out) `cluster: disconnected since
         HH:MM:SS`: shared backends admit nobody new until Redis is back."""
         cluster = snap.cluster
         if cluster is None:
             return []
         if cluster.state == "connecting":
-            return [(5, _part(f"  cluster: {cluster.state}", "dim"))]
+            return [Part(5, _part(f"  cluster: {cluster.state}", "dim"))]
         if not cluster.connected:
-            return [(0, _part(f"  cluster: {cluster.state}", "bold red"))]
+            return [Part(0, _part(f"  cluster: {cluster.state}", "bold red"))]
         text = fmt.plain(f"  cluster {cluster.name}", limit=40)
         text.end = ""
         text.append(f": {cluster.nodes} node{'s' if cluster.nodes != 1 else ''}", style="bold")
-        return [(5, text)]
+        return [Part(5, text)]
 
     @staticmethod
-    def _sessions_line(snap: EngineSnapshot) -> list[tuple[int, Text]]:
+    def _sessions_line(snap: EngineSnapshot) -> list[Part]:
         totals = snap.totals
         states = totals.states
-        parts: list[tuple[int, Text]] = [
-            (0, _part(f"{fmt.count(totals.sessions)} sessions:", "bold"))
+        count = fmt.count(totals.sessions)
+        parts: list[Part] = [
+            Part(0, _part(f"{count} sessions:", "bold"), short=_part(f"{count} sess.:", "bold"))
         ]
         for state, prio in (
             ("streaming", 1),
@@ -99,45 +108,77 @@ class ProcessBar(Readout):
             n = states.get(state, 0)
             if n or state in ("streaming", "queued"):
                 style = "red" if state == "failed" and n else ""
-                parts.append((prio, _part(f" {n} {state}", style)))
-        parts.append((3, _pair("  in ", f"{fmt.rate(totals.rate_in)}/s")))
-        parts.append((3, _pair(" out ", f"{fmt.rate(totals.rate_out)}/s")))
+                parts.append(Part(prio, _part(f" {n} {state}", style)))
+        rate_in, rate_out = f"{fmt.rate(totals.rate_in)}/s", f"{fmt.rate(totals.rate_out)}/s"
+        rates = [_pair(gap + "in ", rate_in) + _pair(" out ", rate_out) for gap in ("  ", " ")]
+        parts.append(Part(3, rates[0], short=rates[1]))  # in and out, kept together
         # Chunks a user's cancel dropped were dropped on request: shown apart, not in red.
         cancelled = totals.tokens_lost_cancelled
         lost = totals.tokens_lost - cancelled
-        parts.append((0, _pair("  lost ", fmt.count(lost), "bold red" if lost else "bold green")))
+        style = "bold red" if lost else "bold green"
+        parts.append(Part(0, _pair("  lost ", fmt.count(lost), style)))
         if cancelled:
-            parts.append((2, _part(f" (+{fmt.count(cancelled)} dropped by cancel)", "dim")))
+            dropped = fmt.count(cancelled)
+            parts.append(
+                Part(
+                    4,
+                    _part(f" (+{dropped} dropped by cancel)", "dim"),
+                    short=_part(f" (+{dropped} by cancel)", "dim"),
+                )
+            )
         return parts
 
 
 class BackendsBar(Readout):
     """One line: each backend's permits in use against its limit, and sessions waiting.
 
-    Narrow: the bars go first, then the idle backends; names are shown as plain text."""
+    Narrow: the title and bars go first, then idle backends (the line then ends with `…`);
+    names are shown as plain text, long ones cut shorter."""
 
     def show(self, snap: EngineSnapshot) -> None:
         """Redraw from `snap`."""
-        parts: list[tuple[int, Text]] = [(9, _part("backends", "bold"))]
+        parts: list[Part] = [_decor(9, _part("backends", "bold"))]
         caps = {cap.backend: cap for cap in snap.cluster.shared} if snap.cluster else {}
         for backend in snap.backends:
             fill = backend.in_use / backend.limit if backend.limit else 0.0
             busy = backend.in_use or backend.waiting
-            figures = fmt.plain(f"  {backend.name} ", limit=26)
-            figures.end = ""
-            figures.append(f"{backend.in_use}/{backend.limit}", style="bold")
-            parts.append((0 if busy else 3, figures))
-            parts.append((6, _part(" " + fmt.bar(fill, 4), "yellow" if fill >= 1 else "green")))
+            in_use = f"{backend.in_use}/{backend.limit}"
+            figures, short = (fmt.plain(f"  {backend.name} ", limit=n) for n in (26, 12))
+            for text in (figures, short):
+                text.end = ""
+                text.append(in_use, style="bold")
+            parts.append(Part(0 if busy else 3, figures, short=short))
+            parts.append(
+                _decor(6, _part(" " + fmt.bar(fill, 4), "yellow" if fill >= 1 else "green"))
+            )
             if backend.in_use > backend.limit:
                 # A lowered limit never preempts: say why in-use exceeds it for a while.
-                parts.append((7, _part(" (over: running ones finish)", "dim")))
+                parts.append(
+                    Part(
+                        7,
+                        _part(" (over: running ones finish)", "dim"),
+                        short=_part(" (over)", "dim"),
+                    )
+                )
             if backend.waiting:
-                parts.append((1, _part(f" +{backend.waiting} waiting", "yellow")))
+                waiting = f" +{backend.waiting}"
+                parts.append(
+                    Part(
+                        1,
+                        _part(f"{waiting} waiting", "yellow"),
+                        short=_part(f"{waiting} wait", "yellow"),
+                    )
+                )
             cap = caps.get(backend.name)
             if cap is not None and snap.cluster is not None:  # counted across the cluster
                 nodes = snap.cluster.nodes
+                across = f"{cap.in_use}/{cap.limit} across {nodes} nodes"
                 parts.append(
-                    (2, _pair(" cluster ", f"{cap.in_use}/{cap.limit} across {nodes} nodes"))
+                    Part(
+                        2,
+                        _pair(" cluster ", across),
+                        short=_pair(" ", f"{cap.in_use}/{cap.limit} on {nodes}"),
+                    )
                 )
         self.update(Fitted(parts))
 
@@ -240,6 +281,14 @@ class SparkPanel(Vertical):
                 yield Label(label, classes="spark-name")
                 yield Readout("-", id=f"spark-value-{key}", classes="spark-value")
                 yield Sparkline([], id=f"spark-{key}", classes="spark")
+
+    def column_seconds(self, history: SparkHistory) -> float | None:
+        """Seconds of history one column of the sparklines spans (a sample more often shows
+        nothing new), or None while they are hidden (a narrow screen)."""
+        if not self.display:
+            return None
+        width = min(spark.size.width or SPARK_WIDTH for spark in self.query(Sparkline))
+        return history.window / max(width, 1)
 
     def show(self, history: SparkHistory, *, values: bool = True) -> None:
         """Redraw the sparklines from `history` (each only if its columns changed), and with

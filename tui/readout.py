@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.text import Text
@@ -18,7 +19,7 @@ from textual.widget import Widget
 
 from sluice.tui.textkey import render_key
 
-__all__ = ["Fitted", "Readout"]
+__all__ = ["MORE", "Fitted", "Part", "Readout"]
 
 
 class Readout(Widget):
@@ -69,15 +70,40 @@ class Readout(Widget):
         return self._content
 
 
-class Fitted:
-    """One line made of parts, each with a priority (0 = always kept): at render time the
-    parts with the highest numbers go first until the line fits the width it is given, so a
-    narrow terminal loses whole figures, never half a number."""
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One piece of a `Fitted` line. `prio` 0 is always kept; higher numbers go first.
+    `short` is a shorter form used before anything is left out. `named`: a figure the user
+    looks for (the README names it), so leaving it out puts MORE at the line's end; an
+    unnamed part (a title, a bar drawing what a number beside it says) goes silently."""
 
-    def __init__(self, parts: Sequence[tuple[int, Text]]) -> None:
-        self.parts = list(parts)
+    prio: int
+    text: Text
+    short: Text | None = None
+    named: bool = True
+
+
+MORE = " …"  # ends a line that left out a figure: a wider terminal shows it
+
+
+class Fitted:
+    """One line made of parts, each with a priority (0 = always kept): at render time, until
+    the line fits the width it is given, the least important parts take their short form or
+    (if unnamed) go, then named ones go too and the line ends with MORE. A narrow terminal
+    loses whole figures, never half a number, and never without a sign.
+
+    A `(prio, text)` pair is an unnamed part without a short form."""
+
+    def __init__(self, parts: Sequence[tuple[int, Text] | Part]) -> None:
+        self.parts = [
+            part if isinstance(part, Part) else Part(part[0], part[1], named=False)
+            for part in parts
+        ]
         # Equal parts render alike: a Readout then skips the repaint (see `render_key`).
-        self._key = tuple((prio, render_key(part)) for prio, part in self.parts)
+        self._key = tuple(
+            (p.prio, render_key(p.text), None if p.short is None else render_key(p.short), p.named)
+            for p in self.parts
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Fitted) and other._key == self._key
@@ -87,17 +113,39 @@ class Fitted:
 
     def fit(self, width: int) -> Text:
         """The line for `width` cells."""
-        keep = list(self.parts)
-        total = sum(part.cell_len for _, part in keep)
-        while total > width:
-            worst = max(prio for prio, _ in keep)
-            if worst == 0:
+        parts = self.parts
+        texts: list[Text | None] = [part.text for part in parts]
+        total = sum(part.text.cell_len for part in parts)
+        # least important first; of equal ones, the rightmost first
+        order = sorted(range(len(parts)), key=lambda i: (-parts[i].prio, -i))
+        for i in order:  # 1: short forms, and unnamed parts left out
+            if total <= width:
                 break
-            at = max(i for i, (prio, _) in enumerate(keep) if prio == worst)
-            total -= keep.pop(at)[1].cell_len
+            part, text = parts[i], texts[i]
+            if part.short is not None:
+                replacement: Text | None = part.short
+            elif part.named or part.prio == 0:
+                continue
+            else:
+                replacement = None
+            texts[i] = replacement
+            total += (replacement.cell_len if replacement else 0) - (text.cell_len if text else 0)
+        lost = False
+        for i in order:  # 2: named parts left out, with the sign
+            if total + (len(MORE) if lost else 0) <= width or parts[i].prio == 0:
+                break
+            text = texts[i]
+            if text is None:
+                continue
+            texts[i] = None
+            total -= text.cell_len
+            lost = True
         line = Text(no_wrap=True, overflow="ellipsis")
-        for _, part in keep:
-            line.append_text(part)
+        for text in texts:
+            if text is not None:
+                line.append_text(text)
+        if lost:
+            line.append(MORE, style="bold")
         return line
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:

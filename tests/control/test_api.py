@@ -170,6 +170,28 @@ async def test_a_bad_patch_changes_nothing_and_answers_422_naming_the_problem(
 
 
 @pytest.mark.parametrize(
+    ("body", "spelled"),
+    [
+        (b'{"queue.maxsize": true}', "queue.maxsize = true: "),
+        (b'{"queue.maxsize": false}', "queue.maxsize = false: "),
+        (b'{"queue.maxsize": null}', "queue.maxsize = null: "),
+        (b'{"queue.maxsize": "32"}', 'queue.maxsize = "32": '),
+        (b'{"queue.maxsize": [32]}', "queue.maxsize = [32]: "),
+        (b'{"limits.demo": {"n": 1}}', 'limits.demo = {"n": 1}: '),
+        (b'{"queue.maxsize": 32.5}', "queue.maxsize = 32.5: "),
+    ],
+)
+async def test_a_refused_value_is_named_as_the_json_it_was_sent_as(
+    served: Served, body: bytes, spelled: str
+) -> None:
+    _, _, client = served
+    response = await client.patch("/v1/knobs", content=body)
+    assert response.status_code == 422
+    message = _error_of(response)
+    assert message.startswith(spelled), message  # JSON spelling, not Python's True/None/'32'
+
+
+@pytest.mark.parametrize(
     "raw", [b"", b"{", b"{'queue.maxsize': 1}", b'{"queue.maxsize": NaN}', b"\xff\xfe", b"[1,"]
 )
 async def test_a_body_that_is_not_json_gets_422(served: Served, raw: bytes) -> None:

@@ -6,6 +6,8 @@ limiter's `limit`, ...) right away, with no session restarted.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from sluice.engine.config import Config
@@ -85,7 +87,7 @@ async def test_knob_by_keyboard_mouse_and_typing(key: str, fast_config: Config) 
             assert slider.value == float(good), bad
             assert reached_engine(app, knob, float(good)), bad
             assert notes and notes[-1][1].get("title") == "value refused", bad
-            assert key in notes[-1][0]
+            assert notes[-1][0].startswith(f'{knob.label}: you typed "{bad}"; '), bad
             await pilot.press("escape")
             assert app.focused is slider
 
@@ -160,10 +162,30 @@ async def test_slider_range_widens_to_a_larger_configured_value(fast_config: Con
 def test_typed_values_are_checked_against_the_shared_ranges(knob: KnobDef) -> None:
     assert parse_knob_value(knob, " 3 ") == 3
     for bad in ("", "abc", "-5", "1e99", "nan", "inf", "99999999"):
-        with pytest.raises(ValueError, match=knob.key):
+        with pytest.raises(ValueError, match=re.escape(knob.label)):
             parse_knob_value(knob, bad)
     if knob.spec.integer:
         with pytest.raises(ValueError, match="integer"):
             parse_knob_value(knob, "2.5")
     else:
         assert parse_knob_value(knob, "2.5") == 2.5
+
+
+async def test_a_refused_typed_value_is_quoted_as_typed_with_what_is_allowed() -> None:
+    app = SluiceApp(config=Config(), continuous=False)
+    notes = record_notes(app)
+    knob = BY_KEY["maxsize"]
+    allowed = knob.spec.describe()
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.query_one("#knob-maxsize", Slider).focus()
+        for typed, shown in (
+            ("abc", 'maxsize: you typed "abc"; ' + allowed),
+            ("[b]7[/b]", 'maxsize: you typed "[b]7[/b]"; ' + allowed),  # never markup
+            ("", "maxsize: nothing typed; " + allowed),
+        ):
+            await pilot.press("enter", "backspace", *typed, "enter")
+            assert notes[-1][0] == shown
+            assert notes[-1][1].get("markup", False) is False
+            await pilot.press("escape")
+        assert app.engine.knob("queue.maxsize") == 16  # nothing changed
+        await pilot.press("q")

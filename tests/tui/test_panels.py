@@ -8,6 +8,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Sequence
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from rich.text import Text
@@ -16,14 +17,21 @@ from sluice.engine import Chunk, Engine
 from sluice.engine.backends.base import StreamInfo
 from sluice.engine.config import Config
 from sluice.engine.histogram import Percentiles
-from sluice.engine.snapshot import ClusterSnapshot, SessionDetail, SharedCap
+from sluice.engine.snapshot import (
+    BackendSnapshot,
+    ClusterSnapshot,
+    EngineSnapshot,
+    SessionDetail,
+    SharedCap,
+)
 from sluice.tui.app import SluiceApp
 from sluice.tui.detail import render_summary
 from sluice.tui.panels import ProcessBar
-from sluice.tui.readout import Fitted, Readout
+from sluice.tui.readout import MORE, Fitted, Part, Readout
 from sluice.tui.source import FrozenSource
 
 from . import frozen
+from .helpers import screen_text
 
 PARTS = st.lists(st.tuples(st.integers(0, 9), st.integers(1, 8)), max_size=20)
 
@@ -42,6 +50,127 @@ def test_fitted_keeps_whole_parts_in_order_dropping_the_least_important(
     assert len(line) <= max(width, must)
     if dropped:  # only parts less important than (or as important as) every kept one
         assert min(prio for prio, _ in dropped) >= max((p for p, _ in kept if p), default=0)
+
+
+def test_fitted_shortens_first_then_leaves_out_with_a_sign_but_decor_silently() -> None:
+    parts = [
+        Part(0, Text("RSS 1G")),
+        Part(9, Text(" Sluice"), named=False),
+        Part(4, Text(" lag p99 10s 3ms"), short=Text(" p99 10s 3ms")),
+        Part(5, Text(" 7 done")),
+    ]
+    line = Fitted(parts)
+    assert line.fit(80).plain == "RSS 1G Sluice lag p99 10s 3ms 7 done"
+    assert line.fit(29).plain == "RSS 1G lag p99 10s 3ms 7 done"  # decor went silently
+    assert line.fit(25).plain == "RSS 1G p99 10s 3ms 7 done"  # then the short form
+    assert line.fit(24).plain == "RSS 1G p99 10s 3ms" + MORE  # a figure gone: the sign
+    assert line.fit(6).plain.startswith("RSS 1G")  # priority 0 stays
+
+
+# Every figure of the header the README names, as the header spells it (long or short).
+NAMED = (
+    "RSS ",
+    "CPU ",
+    "lag ",
+    "p99 10s ",
+    "sess",
+    "streaming",
+    "draining",
+    "queued",
+    "done",
+    "failed",
+    "cancelled",
+    "in ",
+    "out ",
+    "lost ",
+    "by cancel",
+    "claude ",
+    "ollama ",
+    "demo ",
+    "waiting",
+)
+
+
+def busy_snapshot() -> EngineSnapshot:
+    """Every state, every backend busy and waiting, chunks dropped by a cancel."""
+    snap = frozen.snapshot(3)
+    states = {
+        "streaming": 64,
+        "draining": 3,
+        "queued": 900,
+        "done": 30,
+        "failed": 1,
+        "cancelled": 2,
+    }
+    totals = dataclasses.replace(
+        snap.totals, sessions=1000, states=states, tokens_lost=45, tokens_lost_cancelled=45
+    )
+    backends = tuple(
+        BackendSnapshot(name, limit=4, in_use=4, waiting=12)
+        for name in ("claude", "ollama", "demo")
+    )
+    return dataclasses.replace(snap, totals=totals, backends=backends)
+
+
+@pytest.mark.parametrize("width", [60, 80, 120, 160, 200])
+async def test_the_header_shows_each_named_figure_or_says_some_are_left_out(width: int) -> None:
+    snap = busy_snapshot()
+    app = SluiceApp(
+        config=Config(),
+        engine=Engine(Config()),
+        source=FrozenSource([snap]),
+        continuous=False,
+        live=False,
+    )
+    async with app.run_test(size=(width, 40)) as pilot:
+        app.refresh_now()
+        await pilot.pause()
+        header = screen_text(app).splitlines()[:3]
+        for line in header:
+            assert len(line.rstrip()) <= width
+        expected = [
+            [n for n in NAMED[:4] if n != "p99 10s "],
+            ["sess", *NAMED[5:15]],
+            list(NAMED[15:]),
+        ]
+        for line, names in zip(header, expected, strict=True):
+            missing = [n for n in names if n not in line]
+            assert not missing or line.rstrip().endswith(MORE), (missing, line)
+        if width >= 160:  # room for all: nothing left out, no sign
+            assert not any(line.rstrip().endswith("…") for line in header), header
+        await pilot.press("q")
+
+
+async def test_the_shipped_screen_at_80_columns_leaves_no_figure_out() -> None:
+    app = SluiceApp(
+        config=Config(),
+        engine=Engine(Config()),
+        source=FrozenSource([frozen.snapshot(3)]),
+        continuous=False,
+        live=False,
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.refresh_now()
+        await pilot.pause()
+        header = "\n".join(screen_text(app).splitlines()[:3])
+        assert "…" not in header, header
+        for name in (
+            "RSS ",
+            "CPU ",
+            "lag ",
+            "lag p99 10s ",
+            "sessions:",
+            "streaming",
+            "queued",
+            "in ",
+            "out ",
+            "lost ",
+            "claude ",
+            "ollama ",
+            "demo ",
+        ):
+            assert name in header, (name, header)
+        await pilot.press("q")
 
 
 def styles_of(text: Text, needle: str) -> list[str]:
@@ -67,11 +196,11 @@ async def test_chunks_dropped_by_a_cancel_are_not_shown_as_loss() -> None:
         plain = app.query_one("#process", Readout).plain
         assert "lost 0 (+30 dropped by cancel)" in plain
         line = ProcessBar._sessions_line(dataclasses.replace(snap, totals=totals))
-        lost = next(part for _, part in line if "lost" in part.plain)
+        lost = next(part.text for part in line if "lost" in part.text.plain)
         assert "bold green" in styles_of(lost, "0")
         totals = dataclasses.replace(totals, tokens_lost=42)  # 12 lost by a fault
         line = ProcessBar._sessions_line(dataclasses.replace(snap, totals=totals))
-        lost = next(part for _, part in line if "lost" in part.plain)
+        lost = next(part.text for part in line if "lost" in part.text.plain)
         assert lost.plain == "  lost 12" and "bold red" in styles_of(lost, "12")
         await pilot.press("q")
     s = dataclasses.replace(cancelled.sessions[0], state="cancelled", tokens_lost=5)
@@ -167,12 +296,12 @@ async def test_the_header_shows_the_cluster_and_a_lost_redis_in_red() -> None:
         assert "cluster prod: 3 nodes" in app.query_one("#process", Readout).plain
         assert "cluster 4/4 across 3 nodes" in app.query_one("#backends", Readout).plain
         parts = ProcessBar._cluster_parts(dataclasses.replace(snap, cluster=down))
-        assert [(prio, part.plain) for prio, part in parts] == [
+        assert [(part.prio, part.text.plain) for part in parts] == [
             (0, "  cluster: disconnected since 12:03:04")
         ]
-        assert str(parts[0][1].style) == "bold red"
+        assert str(parts[0].text.style) == "bold red"
         assert ProcessBar._cluster_parts(snap) == []  # standalone: nothing
         starting = dataclasses.replace(down, error=None)  # the first attempt under way
         (part,) = ProcessBar._cluster_parts(dataclasses.replace(snap, cluster=starting))
-        assert part[1].plain == "  cluster: connecting"
+        assert part.text.plain == "  cluster: connecting"
         await pilot.press("q")

@@ -298,6 +298,37 @@ async def test_the_column_chooser_shows_and_hides_columns() -> None:
         await pilot.press("q")
 
 
+async def test_the_chooser_marks_ticks_visibly_and_names_a_ticked_column_with_no_room() -> None:
+    app = frozen_app([frozen.snapshot(3)])
+    async with app.run_test(size=(80, 30)) as pilot:
+        app.refresh_now()
+        table = table_of(app)
+        await pilot.press("C")
+        await pilot.pause()
+
+        def line_of(label: str) -> str:
+            lines = screen_text(app).splitlines()
+            return next(line for line in lines if f" {label} " in line and "│" in line)
+
+        # a mark a user can see without colour: ticked lines show it, unticked ones do not
+        assert "✓" in line_of("mem") and "✓" not in line_of("tries")
+        assert "no room" not in line_of("mem")
+        keys = [c.key for c in COLUMNS if c.key != "id"]
+        for _ in range(keys.index("attempts")):
+            await pilot.press("down")
+        await pilot.press("space")  # tick "tries": 80 columns have no room for it
+        await pilot.pause()
+        assert "attempts" in table.chosen and "attempts" in table.left_out
+        assert "✓" in line_of("tries") and "no room" in line_of("tries")
+        note = str(app.screen.query_one("#chooser-note").render())
+        assert "tries" in note and "no room" in note, note
+        await pilot.press("space")  # untick it: no word about it any more
+        await pilot.pause()
+        assert "✓" not in line_of("tries") and "no room" not in line_of("tries")
+        assert "tries" not in str(app.screen.query_one("#chooser-note").render())
+        await pilot.press("escape", "q")
+
+
 # -- how it ended, what was lost ---------------------------------------------------------
 
 
@@ -323,4 +354,52 @@ async def test_a_cut_or_refused_answer_is_marked_in_the_table() -> None:
             elif s.stop_reason == "end_turn":
                 assert cell.plain.strip() == "end_turn" and not cell.style
             assert cell.plain.strip() in lines[s.id]
+        await pilot.press("q")
+
+
+async def test_a_new_row_lays_the_screen_out_only_when_a_scrollbar_comes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from textual.screen import Screen
+
+    layouts: list[None] = []
+    original = Screen._refresh_layout
+
+    def counting(self: Screen[Any], *args: Any, **kwargs: Any) -> None:
+        layouts.append(None)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Screen, "_refresh_layout", counting)
+    sizes = [12, 12, 13, 14, 15, 80, 81]  # the app takes the first when it starts
+    app = frozen_app([frozen.snapshot(3, sessions=n) for n in sizes])
+
+    async def settle(pilot: Any) -> None:
+        """Pause until no layout came for a while (what a change set off has ended)."""
+        for _ in range(50):
+            seen = len(layouts)
+            await pilot.pause(0.05)
+            if len(layouts) == seen:
+                return
+
+    async with app.run_test(size=(160, 48)) as pilot:
+        table = table_of(app)
+        app.refresh_now()  # 12 rows
+        await settle(pilot)
+        assert not table.show_vertical_scrollbar
+        layouts.clear()
+        for _ in range(3):  # 13, 14, 15 rows: all fit, no scrollbar either way
+            app.refresh_now()
+            await settle(pilot)
+        assert table.row_count == 15 and layouts == []  # no layout of the whole screen
+        app.refresh_now()  # 80 rows: the scrollbar comes, so the screen is laid out
+        await settle(pilot)
+        assert layouts and table.show_vertical_scrollbar
+        layouts.clear()
+        app.refresh_now()  # 81: still a scrollbar, no layout; the end is reachable
+        await settle(pilot)
+        assert layouts == [] and table.row_count == 81
+        await pilot.press("end")
+        await pilot.pause()
+        assert table.cursor_row == 80 and 80 in table.visible_rows()
+        assert table.scroll_y == table.max_scroll_y > 0
         await pilot.press("q")
