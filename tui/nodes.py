@@ -97,15 +97,15 @@ def registry_line(registry: RegistryStatus, attached: int) -> Fitted:
         return Fitted(
             [(0, _part("◌ ", "yellow")), (0, where), (0, _part("  connecting", "yellow"))]
         )
-    why = fmt.plain(f"  ({registry.error})" if registry.error else "", "red", limit=120)
+    why = fmt.plain(f"  ({registry.error})" if registry.error else "", "red", limit=60)
     why.end = ""
     return Fitted(
         [
             (0, _part("○ ", "bold red")),
             (0, where),
-            (0, _part(f"  disconnected since {since}", "bold red")),
-            (2, why),
-            (1, _part("; retrying, attached nodes still followed", "dim")),
+            (0, _part(f"  disconnected since {since}, retrying", "bold red")),
+            (1, why),
+            (2, _part("  attached nodes still followed", "dim")),
         ]
     )
 

@@ -10,19 +10,28 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from sluice.cli.attach import cluster_to_watch
 from sluice.cli.command import CommandIO
 from sluice.cli.main import build_parser, run_command
-from sluice.engine.cluster import viewer_options
+from sluice.engine import Engine
+from sluice.engine.cluster import ClusterOptions, viewer_options
+from sluice.engine.config import Config
 from sluice.engine.control.client import CONNECTED, DISCONNECTED, ControlClient
+from sluice.engine.histogram import Percentiles
+from sluice.engine.settings import CLUSTER_NAME
+from sluice.engine.snapshot import BackendSnapshot, ClusterSnapshot, SharedCap
 from sluice.tui.app import SluiceApp
 from sluice.tui.link import NOT_SERVED
+from sluice.tui.merge import merge
 from sluice.tui.readout import Readout
 from sluice.tui.registry_link import SERVE_HINT, RegistryLink
 from tests.cluster.fixtures import cluster_name, redis_server  # noqa: F401 (fixtures)
+from tests.cluster.helpers import node_config
 from tests.cluster.redis_server import RedisServer, free_port
 from tests.tui.test_attach import SERVED_TOML, SIZE, Served, _knob_is, _until
 
@@ -136,8 +145,6 @@ async def test_a_node_without_a_control_api_is_listed_not_attached(
     redis_server: RedisServer,  # noqa: F811
     cluster_name: str,  # noqa: F811
 ) -> None:
-    from sluice.engine import Engine
-    from tests.cluster.helpers import node_config
 
     async with Engine(node_config(redis_server.url, cluster_name, "quiet")) as engine:
         await asyncio.wait_for(engine.cluster.wait_connected(), 10)  # type: ignore[union-attr]
@@ -169,3 +176,78 @@ def test_bad_registry_input_is_one_line_and_exit_2(argv: list[str], shown: str) 
     line = err.getvalue()
     assert line.count("\n") == 1 and line.startswith("sluice attach: ")
     assert shown in line and "hunter2" not in line
+
+
+def _cluster(node: str, *, in_use: int, mine: int, since: float | None = None) -> ClusterSnapshot:
+    cap = SharedCap("demo", limit=4, in_use=in_use, waiting=1, node_in_use=mine, node_waiting=1)
+    return ClusterSnapshot(
+        name="prod",
+        node=node,
+        redis="redis://***@r:6379/0",
+        connected=since is None,
+        disconnected_since=since,
+        nodes=3,
+        lease_s=2.0,
+        shared=(cap,),
+        grant_latency=Percentiles.empty(),
+        error=None if since is None else f"ConnectionError: {node} lost it",
+    )
+
+
+def test_merged_cluster_views_keep_one_cap_sum_the_nodes_parts_and_say_who_is_down() -> None:
+    base = Engine(Config()).snapshot()
+    snaps = [
+        replace(base, backends=(BackendSnapshot("demo", 4, mine, 0),), cluster=c)
+        for mine, c in (
+            (1, _cluster("a", in_use=3, mine=1)),
+            (2, _cluster("b", in_use=2, mine=2, since=200.0)),
+            (0, _cluster("c", in_use=3, mine=0, since=100.0)),
+        )
+    ]
+    merged = merge(snaps, [], base.knobs, 1.0)
+    assert merged.backends == (BackendSnapshot("demo", 4, 3, 0),)  # one limit, not 12
+    cluster = merged.cluster
+    assert cluster is not None
+    (cap,) = cluster.shared
+    assert (cap.limit, cap.in_use) == (4, 3)  # the connected node's answer from Redis
+    assert (cap.node_in_use, cap.node_waiting) == (3, 3)  # this view's nodes' parts summed
+    assert not cluster.connected and cluster.disconnected_since == 100.0
+    assert cluster.error == "ConnectionError: c lost it"
+    up = merge(snaps[:1], [], base.knobs, 1.0).cluster
+    assert up is not None and up.connected and up.shared == snaps[0].cluster.shared  # type: ignore[union-attr]
+
+
+def test_a_redis_password_comes_from_the_environment_for_the_same_host_only() -> None:
+    def watched(url: str, env: str) -> ClusterOptions | None:
+        args = build_parser().parse_args(["attach", url])
+        environ = {"SLUICE_REDIS_URL": env}
+        return cluster_to_watch(args, Config(), environ)
+
+    same = watched("redis://r.internal:6379/2", "redis://:hunter2@r.internal/0")
+    assert same is not None and same.url == "redis://:hunter2@r.internal:6379/2"
+    assert "hunter2" not in same.shown_url and "hunter2" not in repr(same)
+    other = watched("redis://r.internal:6380/0", "redis://:hunter2@r.internal:6379/0")
+    assert other is not None and other.url == "redis://r.internal:6380/0"
+    given = watched("redis://me:typed@r.internal:6379/0", "redis://:hunter2@r.internal:6379/0")
+    assert given is not None and given.url == "redis://me:typed@r.internal:6379/0"
+    assert watched("redis://r:1/0", "").name == Config()[CLUSTER_NAME]  # type: ignore[union-attr]
+
+
+async def test_a_password_protected_registry_is_read_and_the_password_never_shown(
+    tmp_path: Path,
+    cluster_name: str,  # noqa: F811
+) -> None:
+    server = RedisServer(tmp_path, password="hunter2").start()
+    try:
+        wrong = SluiceApp(link=_link(server.url, cluster_name))  # no password: refused
+        async with wrong.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: "AuthenticationError" in screen_text(wrong))
+            await pilot.press("q")
+        right = SluiceApp(link=_link(server.secret_url, cluster_name))
+        async with right.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: "0 live nodes" in screen_text(right))
+            text = screen_text(right)
+            assert "hunter2" not in text and f"redis://***@127.0.0.1:{server.port}/0" in text
+            await pilot.press("q")
+    finally:
+        server.stop()
