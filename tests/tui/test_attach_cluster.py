@@ -20,6 +20,7 @@ from sluice.cli.command import CommandIO
 from sluice.cli.main import build_parser, run_command
 from sluice.engine import Engine
 from sluice.engine.cluster import ClusterOptions, viewer_options
+from sluice.engine.cluster.registry import NodeInfo
 from sluice.engine.config import Config
 from sluice.engine.control.client import CONNECTED, DISCONNECTED, ControlClient
 from sluice.engine.histogram import Percentiles
@@ -251,3 +252,20 @@ async def test_a_password_protected_registry_is_read_and_the_password_never_show
             await pilot.press("q")
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "expected"),
+    [
+        ("http://127.0.0.1:8321", "web-3", "http://127.0.0.1:8321"),
+        ("http://0.0.0.0:8321", "web-3", "http://web-3:8321"),  # --bind 0.0.0.0:8321
+        ("http://[::]:8321", "web-3", "http://web-3:8321"),
+        (None, "web-3", None),
+        ("http://[bad", "web-3", None),
+    ],
+)
+def test_a_cards_url_is_made_reachable_from_elsewhere(
+    url: str | None, host: str, expected: str | None
+) -> None:
+    info = NodeInfo("n", "n/1", url, 0.0, 0.0, 1, host, (), 2.0)
+    assert info.attach_url == expected
