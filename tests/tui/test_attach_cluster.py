@@ -22,6 +22,7 @@ from sluice.engine import Engine
 from sluice.engine.cluster import ClusterOptions, viewer_options
 from sluice.engine.cluster.registry import NodeInfo
 from sluice.engine.config import Config
+from sluice.engine.control import serve_control
 from sluice.engine.control.client import CONNECTED, DISCONNECTED, ControlClient
 from sluice.engine.histogram import Percentiles
 from sluice.engine.settings import CLUSTER_NAME
@@ -31,7 +32,7 @@ from sluice.tui.link import NOT_SERVED
 from sluice.tui.merge import merge
 from sluice.tui.readout import Readout
 from sluice.tui.registry_link import SERVE_HINT, RegistryLink
-from tests.cluster.fixtures import cluster_name, redis_server  # noqa: F401 (fixtures)
+from tests.cluster.fixtures import cluster_name, own_redis, redis_server  # noqa: F401 (fixtures)
 from tests.cluster.helpers import node_config
 from tests.cluster.redis_server import RedisServer, free_port
 from tests.tui.test_attach import SERVED_TOML, SIZE, Served, _knob_is, _until
@@ -269,3 +270,31 @@ def test_a_cards_url_is_made_reachable_from_elsewhere(
 ) -> None:
     info = NodeInfo("n", "n/1", url, 0.0, 0.0, 1, host, (), 2.0)
     assert info.attach_url == expected
+
+
+async def test_redis_lost_mid_run_keeps_the_attached_nodes_followed_and_is_found_again(
+    own_redis: RedisServer,  # noqa: F811
+    cluster_name: str,  # noqa: F811
+) -> None:
+    async with (
+        Engine(node_config(own_redis.url, cluster_name, "web-1")) as engine,
+        serve_control(engine, token=None, node="web-1") as server,
+    ):
+        assert engine.cluster is not None
+        engine.cluster.advertise(server.url)
+        link = _link(own_redis.url, cluster_name)
+        app = SluiceApp(link=link)
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: _attached(link) == {"web-1": CONNECTED})
+            await _until(pilot, lambda: "1 live node, 1 attached" in screen_text(app))
+            own_redis.stop()
+            await _until(pilot, lambda: "disconnected since" in screen_text(app))
+            assert "cluster: disconnected since" in screen_text(app)
+            for _ in range(20):  # a while without the registry: the node stays followed
+                await pilot.pause(0.05)
+                assert _attached(link) == {"web-1": CONNECTED}
+            await asyncio.to_thread(own_redis.start)
+            await _until(pilot, lambda: "1 live node, 1 attached" in screen_text(app))
+            assert _attached(link) == {"web-1": CONNECTED}
+            await pilot.press("q")
+        assert app.return_code == 0
