@@ -378,7 +378,7 @@ class SluiceApp(App[int]):
         where a knob change goes (under the knobs)."""
         link = self.link
         nodes = link.nodes()
-        self.query_one("#nodes", NodesBar).show(nodes, self.clock(), link.target)
+        self.query_one("#nodes", NodesBar).show(nodes, self.clock(), link.target, link.registry())
         table = self.query_one("#sessions", SessionTable)
         if len(nodes) > 1 and not self._node_column:
             self._node_column = True  # once: the user may take it away with `C`

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sluice.engine import settings as S
+from sluice.engine.cluster.registry import RegistryStatus
 from sluice.engine.config import ConfigChanged, ConfigError, FileStamp
 from sluice.engine.config_save import save_config
 from sluice.engine.control.client import CONNECTED, ClientError, ControlClient, NodeStatus
@@ -40,6 +41,7 @@ from sluice.tui.merge import NodeSession, merge, split_key, with_node
 from sluice.tui.source import SnapshotSource
 
 __all__ = [
+    "NOT_SERVED",
     "Done",
     "Link",
     "LocalLink",
@@ -52,6 +54,7 @@ __all__ = [
 Workload = Callable[[Engine], Awaitable[object]]
 Report = Callable[[str, str], None]  # (title, message): an error worth a toast
 EXPECT_S = 3.0  # how long a sent knob value overrides a node's frames until they show it
+NOT_SERVED = "not served"  # a NodeView's state: a cluster node with no control API to attach to
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,11 @@ class Link(SnapshotSource, Protocol):
 
     def nodes(self) -> Sequence[NodeView]:
         """The served engines, in order (none for the app's own engine)."""
+        ...
+
+    def registry(self) -> RegistryStatus | None:
+        """The cluster registry the nodes were found in (`sluice attach redis://...`), or
+        None when the nodes were given by URL (or it is the app's own engine)."""
         ...
 
     @property
@@ -218,6 +226,10 @@ class LocalLink:
     def nodes(self) -> Sequence[NodeView]:
         """No served engines."""
         return ()
+
+    def registry(self) -> RegistryStatus | None:
+        """No registry."""
+        return None
 
     def next_target(self) -> str | None:
         """One engine: it is always the target."""
@@ -439,6 +451,10 @@ class RemoteLink:
             NodeView(n.key, n.client.status, n.client.snapshot(sessions=False))
             for n in self._nodes.values()
         ]
+
+    def registry(self) -> RegistryStatus | None:
+        """Nodes given by URL: no registry."""
+        return None
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         try:

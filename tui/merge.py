@@ -3,7 +3,10 @@
 Counts, rates, bytes and depths are summed; the high water and the loop lag are the largest;
 a latency summary keeps the summed count, the count-weighted mean and the worst node's
 percentiles (percentiles of different nodes cannot be merged exactly without their
-histograms, and the worst is the figure that matters). Backends are summed by name. Each
+histograms, and the worst is the figure that matters). Backends are summed by name, except
+a cluster-wide cap's limit (one limit for every node: the largest is kept, not the sum). The
+cluster member: shared caps as one node's answer from Redis (the cluster's own figures),
+this view's nodes' parts summed; disconnected when any node is, since the earliest. Each
 session becomes a `NodeSession`, the same snapshot plus the node it runs on and a row key
 unique across nodes (ids may repeat from node to node).
 """
@@ -11,20 +14,21 @@ unique across nodes (ids may repeat from node to node).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import Any
 
 from sluice.engine.histogram import Percentiles
 from sluice.engine.snapshot import (
     BackendSnapshot,
+    ClusterSnapshot,
     EngineSnapshot,
     ProcessSnapshot,
     SessionSnapshot,
     Totals,
 )
 
-__all__ = ["NodeSession", "merge", "row_key", "split_key", "with_node"]
+__all__ = ["NodeSession", "merge", "merge_clusters", "row_key", "split_key", "with_node"]
 
 KEY_SEP = "\x1f"  # between a node's key and a session id in a row key (never in a node key)
 
@@ -116,15 +120,52 @@ def _process(parts: Sequence[ProcessSnapshot]) -> ProcessSnapshot:
     )
 
 
-def _backends(parts: Sequence[Sequence[BackendSnapshot]]) -> tuple[BackendSnapshot, ...]:
+def _backends(
+    parts: Sequence[Sequence[BackendSnapshot]], shared: frozenset[str] = frozenset()
+) -> tuple[BackendSnapshot, ...]:
     by_name: dict[str, list[int]] = {}
     for backends in parts:
         for b in backends:
             sums = by_name.setdefault(b.name, [0, 0, 0])
-            sums[0] += b.limit
+            # A cluster-wide cap is one limit, not one per node.
+            sums[0] = max(sums[0], b.limit) if b.name in shared else sums[0] + b.limit
             sums[1] += b.in_use
             sums[2] += b.waiting
     return tuple(BackendSnapshot(name, *sums) for name, sums in by_name.items())
+
+
+def merge_clusters(parts: Sequence[ClusterSnapshot]) -> ClusterSnapshot:
+    """Several nodes' views of their cluster as one (at least one). The cluster's own
+    figures (caps, live nodes) come from a connected node's last answer from Redis (the
+    first such node), this view's nodes' parts (`node_in_use`, `node_waiting`) are summed;
+    disconnected when any node is (since the earliest, with its reason)."""
+    up = [c for c in parts if c.connected]
+    base = up[0] if up else parts[0]
+    mine: dict[str, list[int]] = {}
+    for c in parts:
+        for cap in c.shared:
+            sums = mine.setdefault(cap.backend, [0, 0])
+            sums[0] += cap.node_in_use
+            sums[1] += cap.node_waiting
+    shared = tuple(
+        replace(cap, node_in_use=mine[cap.backend][0], node_waiting=mine[cap.backend][1])
+        for cap in base.shared
+    )
+    down = [c for c in parts if not c.connected and c.disconnected_since is not None]
+    failed = [c for c in down if c.error is not None]
+    worst = min(failed or down, key=lambda c: c.disconnected_since or 0.0, default=None)
+    return ClusterSnapshot(
+        name=base.name,
+        node=", ".join(dict.fromkeys(c.node for c in parts)),
+        redis=base.redis,
+        connected=worst is None,
+        disconnected_since=worst.disconnected_since if worst is not None else None,
+        nodes=max(c.nodes for c in up) if up else base.nodes,
+        lease_s=max(c.lease_s for c in parts),
+        shared=shared,
+        grant_latency=_percentiles([c.grant_latency for c in parts]),
+        error=worst.error if worst is not None else None,
+    )
 
 
 def merge(
@@ -135,13 +176,22 @@ def merge(
 ) -> EngineSnapshot:
     """One snapshot of several nodes: `sessions` (already marked with their nodes) and
     `knobs` as given, the rest merged; `taken_at` on the viewer's clock. At least one."""
+    clusters = [s.cluster for s in snapshots if s.cluster is not None]
+    cluster = merge_clusters(clusters) if clusters else None
     if len(snapshots) == 1:
         only = snapshots[0]
         backends, process, totals = only.backends, only.process, only.totals
     else:
-        backends = _backends([s.backends for s in snapshots])
+        shared = frozenset(cap.backend for c in clusters for cap in c.shared)
+        backends = _backends([s.backends for s in snapshots], shared)
         process = _process([s.process for s in snapshots])
         totals = _totals([s.totals for s in snapshots])
     return EngineSnapshot(
-        taken_at, tuple(sessions), backends, MappingProxyType(dict(knobs)), process, totals
+        taken_at,
+        tuple(sessions),
+        backends,
+        MappingProxyType(dict(knobs)),
+        process,
+        totals,
+        cluster,
     )

@@ -2,8 +2,9 @@
 
 A custom `prometheus_client` collector reads one engine snapshot and the merged latency
 histograms when Prometheus asks, so nothing is counted twice and the engine's hot path does
-no Prometheus work at all. Histogram buckets are the engine's own log buckets summed at
-powers of two (exact: every power of two is an engine bucket bound), never invented values.
+no Prometheus work at all; a cluster node adds `sluice_cluster_*` gauges. Histogram buckets
+are the engine's own log buckets summed at powers of two (exact: every power of two is an
+engine bucket bound), never invented values.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from prometheus_client.registry import CollectorRegistry
 from sluice.engine.engine import Engine
 from sluice.engine.histogram import Histogram
 from sluice.engine.session import SUMMARY_REFRESH
+from sluice.engine.snapshot import ClusterSnapshot
 
 __all__ = [
     "BUCKET_BOUNDS",
     "CONTENT_TYPE",
     "EngineCollector",
     "MetricsRenderer",
+    "cluster_families",
     "histogram_family",
 ]
 
@@ -71,6 +74,29 @@ def histogram_family(name: str, documentation: str, hist: Histogram) -> Histogra
         cumulative.append((_le(bound), float(seen)))
     cumulative.append(("+Inf", float(hist.count)))
     return HistogramMetricFamily(name, documentation, buckets=cumulative, sum_value=hist.total)
+
+
+def cluster_families(cluster: ClusterSnapshot) -> Iterator[Metric]:
+    """A cluster node's view of its cluster: Redis reachable, live nodes, and each shared
+    backend's cap across every node (as of Redis's last answer)."""
+    yield GaugeMetricFamily(
+        "sluice_cluster_connected",
+        "1 while this node reaches the cluster's Redis (0: shared backends admit nobody new)",
+        value=1 if cluster.connected else 0,
+    )
+    yield GaugeMetricFamily(
+        "sluice_cluster_nodes", "live nodes in the cluster's registry", value=cluster.nodes
+    )
+    shared_gauges = (
+        ("sluice_cluster_shared_in_use", "permits held across every node", "in_use"),
+        ("sluice_cluster_shared_limit", "the cap across every node (limits.<backend>)", "limit"),
+        ("sluice_cluster_shared_waiting", "sessions of every node waiting", "waiting"),
+    )
+    for name, doc, attr in shared_gauges:
+        family = GaugeMetricFamily(name, f"shared backend: {doc}", labels=["backend"])
+        for cap in cluster.shared:
+            family.add_metric([cap.backend], getattr(cap, attr))
+        yield family
 
 
 class EngineCollector:
@@ -165,6 +191,9 @@ class EngineCollector:
             "how late the event loop ran a 0.1 s timer",
             engine.sampler.lag_histogram,
         )
+
+        if snap.cluster is not None:
+            yield from cluster_families(snap.cluster)
 
         yield GaugeMetricFamily(
             "sluice_process_resident_memory_bytes",

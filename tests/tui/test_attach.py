@@ -73,12 +73,13 @@ def _readline(stream: IO[str], timeout: float) -> str:
 
 
 class Served:
-    """One `sluice serve --demo` subprocess in its own folder, restartable on its port."""
+    """One `sluice serve --demo` subprocess in its own folder (its config `toml`),
+    restartable on its port."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, toml: str = SERVED_TOML) -> None:
         folder.mkdir()
         self.folder = folder
-        (folder / "config.toml").write_text(SERVED_TOML)
+        (folder / "config.toml").write_text(toml)
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
