@@ -28,7 +28,7 @@ def run_app(app: SluiceApp) -> int:
     130, 143 or 129); the terminal is restored either way. Returns the exit code."""
 
     async def main() -> int:
-        with stop_signals(lambda sig: app.stop(ExitCode.stopped_by(sig))):
+        with stop_signals(lambda sig: app.stop(ExitCode.stopped_by(sig)), terminal=True):
             await app.run_async()
         return int(app.return_code or 0)
 
