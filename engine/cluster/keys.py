@@ -79,6 +79,11 @@ class Keys:
         return self.prefix + "knobs"
 
     @property
+    def autotune_leader(self) -> str:
+        """The auto-tune leader's lease: its node id, expiring unless renewed (leader.py)."""
+        return self.prefix + "autotune:leader"
+
+    @property
     def wake_prefix(self) -> str:
         """Pub/sub `<prefix>wake:` + node id: "a permit may be yours" (the backend's name)."""
         return self.prefix + "wake:"
