@@ -234,6 +234,7 @@ class AutotuneRunner:
                     self._track("autotune.ollama").signal_samples.append(ttft)
                     self._gradient.sample(signal.at, ttft)
         if self._aimd is not None:
+            self._remote_throttles(now)
             in_use = self._in_use("claude")
             self._limit_move(self._track("autotune.claude"), self._aimd.observe(now, in_use))
         if self._gradient is not None:
@@ -254,14 +255,26 @@ class AutotuneRunner:
 
     def _watch(self, now: float) -> None:
         """A tick of a node that does not lead: count the signals for the history only."""
+        cluster = self._engine.cluster
         for signal in self._engine.signals.drain():
             if signal.backend == "claude" and signal.kind in OVERLOADS:
                 self._track("autotune.claude").signal_count += 1
+                if cluster is not None and self._aimd is not None:
+                    cluster.leader.report()  # the leader's cut reacts to it
             elif signal.kind == "ttft" and signal.backend == "ollama" and signal.value:
                 self._track("autotune.ollama").signal_samples.append(signal.value)
         if now - self._last_point >= POINT_EVERY:
             self._last_point = now
             self._add_points(now)
+
+    def _remote_throttles(self, now: float) -> None:
+        """The claude throttles other nodes of the cluster saw: one overload for the lot."""
+        cluster = self._engine.cluster
+        count = cluster.leader.take_remote() if cluster is not None else 0
+        if count and self._aimd is not None:
+            track = self._track("autotune.claude")
+            track.signal_count += count
+            self._limit_move(track, self._aimd.overload(now, _throttles_text(count)))
 
     def _in_use(self, backend: str) -> int:
         """Permits in use of `backend`: cluster-wide for a shared cap (the knob is its
@@ -410,6 +423,11 @@ class AutotuneRunner:
                 )
             )
         return tuple(out)
+
+
+def _throttles_text(count: int) -> str:
+    """The cause of a cut for throttles other nodes saw: `2 throttles on other nodes`."""
+    return f"{count} throttle{'' if count == 1 else 's'} on other nodes"
 
 
 def _bounds(low: int, high: int) -> tuple[int, int]:

@@ -190,9 +190,10 @@ class ClusterLink:
                 await self._resign()
             self.leader.lost()
             return
+        keys = [self.keys.autotune_leader, self.keys.autotune_throttles]
         await self.leader.beat(
-            lambda: self._script("lead")(
-                keys=[self.keys.autotune_leader], args=[self.node_id, self.lease_ms]
+            lambda pending: self._script("lead")(
+                keys=keys, args=[self.node_id, self.lease_ms, pending]
             )
         )
 
