@@ -159,3 +159,28 @@ async def test_a_leader_that_stops_beating_steps_down_before_another_takes_over(
         await until(lambda: second.knob("limits.claude") == LIMIT - 1, 5.0)
         await settle(a, b, seconds=0.3)
         assert first.knob("limits.claude") == LIMIT  # cut off from the cluster: not told
+
+
+async def test_the_leader_grows_a_shared_cap_that_other_nodes_fill(
+    redis_server: RedisServer, cluster_name: str
+) -> None:
+    """The window is at the cap when the cluster's permits are all in use, whichever nodes
+    hold them: the leader holds none here, and still grows the limit by one."""
+    extra = {"cluster.shared": ["claude"], "limits.claude": 2, "autotune.claude_max": 3}
+    url = redis_server.url
+    a_cfg = auto_node(url, cluster_name, "a").with_values(extra)
+    b_cfg = auto_node(url, cluster_name, "b").with_values(extra)
+    async with Engine(a_cfg) as a, Engine(b_cfg) as b:
+        await until(lambda: leader_of(a, b) is not None, 5.0)
+        leader = leader_of(a, b)
+        other = b if leader is a else a
+        assert leader is not None
+        limiter = other.limiters["claude"]
+        for holder in ("x1", "x2"):
+            await asyncio.wait_for(limiter.acquire_on_behalf_of(holder), 5.0)
+        await until(lambda: all(e.knob("limits.claude") == 3 for e in (a, b)), 5.0)
+        assert leader.limiters["claude"].in_use == 0
+        reason = leader.autotune.last_reason("limits.claude")
+        assert reason == "+1: limit reached, no errors"
+        for holder in ("x1", "x2"):
+            limiter.release_on_behalf_of(holder)
