@@ -317,6 +317,7 @@ class ClusterSnapshot:
     shared: tuple[SharedCap, ...]
     grant_latency: Percentiles
     error: str | None = None
+    autotune_leader: str | None = None  # the node whose auto-tune moves the knobs, if any
 
     @property
     def state(self) -> str:
@@ -364,6 +365,7 @@ class AutoKnobSnapshot:
     baseline: float | None
     retry_after: float | None
     points: tuple[tuple[float, float, float | None], ...]
+    led_by: str | None = None  # in a cluster, on a node that is not the leader: the leader
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (points as lists of three)."""

@@ -36,7 +36,8 @@ def spark_text(values: Sequence[float | None], width: int) -> str:
 
 class AutoReason(Readout):
     """One line under an auto knob's slider with the reason of its last move (`↳ -10%: 429
-    at 18:04:12`), or `↳ manual` once a hand took it over; hidden for a knob never auto in
+    at 18:04:12`), `↳ auto (led by web-2)` on a cluster node whose auto-tune leader is
+    another node, or `↳ manual` once a hand took it over; hidden for a knob never auto in
     this run. Where the knobs panel is a two-column grid (narrow screens) it takes the cell
     beside its knob."""
 
@@ -52,7 +53,9 @@ class AutoReason(Readout):
         """Redraw for the switch's state and its track (None: no move yet)."""
         reason = track.reason if track is not None else None
         text = Text("↳ ", style="cyan")
-        if on:
+        if on and track is not None and track.led_by:
+            text.append(fmt.clean(f"auto (led by {track.led_by})"))
+        elif on:
             detail = reason or "auto: waiting for a full window of signals"
             if track is not None and track.retry_after:
                 detail += f" (retry-after {track.retry_after:.1f}s)"

@@ -8,6 +8,11 @@ read as differences between ticks, so a call costs nothing extra); bytes per chu
 live buffers. A switch turned on builds its controller from the knob's value now; turned off
 (by hand: a person who moves the knob takes it over) drops it. The last move's reason and a
 few minutes of (value, signal) history per knob are kept for the snapshot.
+
+In a cluster only the auto-tune leader's runner moves knobs (engine/cluster/leader.py);
+the others keep their history but feed no controller and move nothing. A node that becomes
+leader rebuilds its controllers from the knobs' values then, so it starts from the value the
+last leader left.
 """
 
 from __future__ import annotations
@@ -85,6 +90,7 @@ class AutotuneRunner:
         self._calls_seen: dict[str, tuple[int, float]] = {}
         self._chunk_bytes = 0
         self._last_point = -math.inf
+        self._leading = True  # standalone: always; in a cluster: as of the last tick
         engine.on_knob_change(self._on_knob)
 
     # -- switching -------------------------------------------------------------------------
@@ -157,9 +163,22 @@ class AutotuneRunner:
             )
             self._calls_seen = {}
 
+    def leads(self) -> bool:
+        """True when this runner may move knobs: always standalone, in a cluster only on
+        the node that holds the auto-tune lease."""
+        cluster = self._engine.cluster
+        return cluster is None or cluster.leads_autotune
+
+    def _led_by(self) -> str | None:
+        """The leading node's name, on a cluster node that is not the leader."""
+        cluster = self._engine.cluster
+        if cluster is None or cluster.leads_autotune:
+            return None
+        return cluster.leader.leader if cluster.connected else None
+
     def _bring_within(self, track: _Track, limit: int) -> None:
         """A limit outside the auto bounds is brought inside them as the switch goes on."""
-        if self._engine.knob(track.knob) != limit:
+        if self._leading and self.leads() and self._engine.knob(track.knob) != limit:
             now = self._clock()
             self._apply(track, {track.knob: limit}, f"={limit}: within the auto bounds", now)
 
@@ -196,6 +215,13 @@ class AutotuneRunner:
         """One round: feed every controller that is on what happened since the last tick,
         apply their moves, and add a history point now and then."""
         engine = self._engine
+        leading, was_leading = self.leads(), self._leading
+        self._leading = leading
+        if leading and not was_leading:
+            self._rebuild()
+        if not leading:
+            self._watch(now)
+            return
         for signal in engine.signals.drain():
             if signal.backend == "claude" and signal.kind in OVERLOADS and self._aimd:
                 track = self._track("autotune.claude")
@@ -208,16 +234,54 @@ class AutotuneRunner:
                     self._track("autotune.ollama").signal_samples.append(ttft)
                     self._gradient.sample(signal.at, ttft)
         if self._aimd is not None:
-            in_use = engine.limiters["claude"].in_use
+            self._remote_throttles(now)
+            in_use = self._in_use("claude")
             self._limit_move(self._track("autotune.claude"), self._aimd.observe(now, in_use))
         if self._gradient is not None:
-            in_use = engine.limiters["ollama"].in_use
+            in_use = self._in_use("ollama")
             self._limit_move(self._track("autotune.ollama"), self._gradient.observe(now, in_use))
         if self._tuner is not None:
             self._tune_buffers(now)
         if now - self._last_point >= POINT_EVERY:
             self._last_point = now
             self._add_points(now)
+
+    def _rebuild(self) -> None:
+        """Controllers anew from the knobs' values now (this node just became leader)."""
+        for switch in DRIVES:
+            if self._engine.knobs.get(switch):
+                self._switch_off(switch)
+                self._switch_on(switch)
+
+    def _watch(self, now: float) -> None:
+        """A tick of a node that does not lead: count the signals for the history only."""
+        cluster = self._engine.cluster
+        for signal in self._engine.signals.drain():
+            if signal.backend == "claude" and signal.kind in OVERLOADS:
+                self._track("autotune.claude").signal_count += 1
+                if cluster is not None and self._aimd is not None:
+                    cluster.leader.report()  # the leader's cut reacts to it
+            elif signal.kind == "ttft" and signal.backend == "ollama" and signal.value:
+                self._track("autotune.ollama").signal_samples.append(signal.value)
+        if now - self._last_point >= POINT_EVERY:
+            self._last_point = now
+            self._add_points(now)
+
+    def _remote_throttles(self, now: float) -> None:
+        """The claude throttles other nodes of the cluster saw: one overload for the lot."""
+        cluster = self._engine.cluster
+        count = cluster.leader.take_remote() if cluster is not None else 0
+        if count and self._aimd is not None:
+            track = self._track("autotune.claude")
+            track.signal_count += count
+            self._limit_move(track, self._aimd.overload(now, _throttles_text(count)))
+
+    def _in_use(self, backend: str) -> int:
+        """Permits in use of `backend`: cluster-wide for a shared cap (the knob is its
+        cluster-wide limit), else this node's."""
+        limiter = self._engine.limiters[backend]
+        cluster_in_use = getattr(limiter, "cluster_in_use", None)
+        return limiter.in_use if cluster_in_use is None else max(cluster_in_use, limiter.in_use)
 
     def _limit_move(self, track: _Track, move: Move | None) -> None:
         if move is not None:
@@ -330,6 +394,7 @@ class AutotuneRunner:
     def snapshot(self, now: float) -> tuple[AutoKnobSnapshot, ...]:
         """Every knob that is or was auto in this run, as frozen data."""
         knobs = self._engine.knobs
+        led_by = self._led_by()
         out = []
         for switch, track in self._tracks.items():
             if len(track.frozen) != len(track.points) or (
@@ -354,9 +419,15 @@ class AutotuneRunner:
                     baseline=baseline,
                     retry_after=retry,
                     points=track.frozen,
+                    led_by=led_by,
                 )
             )
         return tuple(out)
+
+
+def _throttles_text(count: int) -> str:
+    """The cause of a cut for throttles other nodes saw: `2 throttles on other nodes`."""
+    return f"{count} throttle{'' if count == 1 else 's'} on other nodes"
 
 
 def _bounds(low: int, high: int) -> tuple[int, int]:

@@ -79,6 +79,16 @@ class Keys:
         return self.prefix + "knobs"
 
     @property
+    def autotune_leader(self) -> str:
+        """The auto-tune leader's lease: its node id, expiring unless renewed (leader.py)."""
+        return self.prefix + "autotune:leader"
+
+    @property
+    def autotune_throttles(self) -> str:
+        """Claude throttles the nodes that do not lead saw, until the leader takes them."""
+        return self.prefix + "autotune:throttles"
+
+    @property
     def wake_prefix(self) -> str:
         """Pub/sub `<prefix>wake:` + node id: "a permit may be yours" (the backend's name)."""
         return self.prefix + "wake:"

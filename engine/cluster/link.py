@@ -29,6 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sluice.engine.cluster import scripts
 from sluice.engine.cluster.keys import Keys, SemaphoreKeys
 from sluice.engine.cluster.knobs import KnobSync
+from sluice.engine.cluster.leader import LEAD, RESIGN, AutotuneLeader
 from sluice.engine.cluster.limiter import ClusterLimiter
 from sluice.engine.cluster.options import ClusterOptions
 from sluice.engine.cluster.registry import NodeInfo, read_nodes
@@ -49,6 +50,9 @@ UNREACHABLE: tuple[type[Exception], ...] = (
     OSError,
     TimeoutError,
 )
+
+
+_LEADER_SCRIPTS = {"lead": LEAD, "resign": RESIGN}
 
 
 class _Broken(RedisConnectionError):
@@ -88,6 +92,8 @@ class ClusterLink:
         self.grant_latency = Histogram()
         self.limiters: dict[str, ClusterLimiter] = {}
         self.knobs = KnobSync(self, engine) if engine is not None else None
+        self.leader = AutotuneLeader(self.node_id, options.lease_s)
+        self._engine = engine
         self.live_nodes = 0
         self.epoch = ""
         self.connected = False
@@ -158,6 +164,7 @@ class ClusterLink:
         if self.connected and self._client is not None:
             try:
                 await asyncio.wait_for(self._leave(), 2.0)
+                await asyncio.wait_for(self._resign(), 2.0)
             except Exception:
                 pass  # the card and the heartbeat expire by themselves
         task, self._task = self._task, None
@@ -165,6 +172,30 @@ class ClusterLink:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         await self._drop_client()
+
+    async def _resign(self) -> None:
+        """Give the auto-tune lease back so another node leads without waiting a lease."""
+        self.leader.lost()
+        await self._script("resign")(keys=[self.keys.autotune_leader], args=[self.node_id])
+
+    @property
+    def leads_autotune(self) -> bool:
+        """True while this node is the one whose auto-tune moves the cluster's knobs."""
+        return self.connected and self.leader.leading
+
+    async def _lead(self) -> None:
+        """Take or renew the auto-tune lease while an auto switch is on (leader.py)."""
+        if self._engine is None or not self._engine.autotune.any_on():
+            if self.leader.leading:
+                await self._resign()
+            self.leader.lost()
+            return
+        keys = [self.keys.autotune_leader, self.keys.autotune_throttles]
+        await self.leader.beat(
+            lambda pending: self._script("lead")(
+                keys=keys, args=[self.node_id, self.lease_ms, pending]
+            )
+        )
 
     async def _leave(self) -> None:
         await self._script("leave")(
@@ -182,9 +213,11 @@ class ClusterLink:
         """A call found Redis unreachable: disconnected until the link reconnects."""
         if self._broken is not None:
             self._broken.set()
+        self.leader.lost()
         self._set_down(exc)
 
     def _set_down(self, exc: BaseException, *, first: bool = False) -> None:
+        self.leader.lost()
         self.last_error = redact(f"{type(exc).__name__}: {exc}")
         if not (self.connected or first):
             return
@@ -310,7 +343,8 @@ class ClusterLink:
             raise RedisConnectionError("not connected")
         script = self._scripts.get(name)
         if script is None:
-            script = self._client.register_script(getattr(scripts, name.upper()))
+            source = _LEADER_SCRIPTS.get(name) or getattr(scripts, name.upper())
+            script = self._client.register_script(source)
             self._scripts[name] = script
         return script
 
@@ -374,6 +408,7 @@ class ClusterLink:
                 limiter.poke()
         if self.knobs is not None:
             self.knobs.check_version(int(knob_version))
+        await self._lead()
 
     async def call_acquire(
         self, keys: SemaphoreKeys, backend: str, limit: int, tickets: list[str]
@@ -455,4 +490,5 @@ class ClusterLink:
             shared=caps,
             grant_latency=self.grant_latency.summary(),
             error=self.last_error,
+            autotune_leader=self.leader.leader if self.connected else None,
         )

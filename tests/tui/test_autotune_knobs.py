@@ -114,3 +114,31 @@ async def test_the_plot_shows_value_and_signal() -> None:
         assert line.startswith("ollama lim") and line.rstrip().endswith("5")
         assert "290 vs 160 ms" in signal.render().plain
         assert signal.region.y == value.region.y + 1  # stacked: the signal under the value
+
+
+async def test_a_cluster_node_that_does_not_lead_names_the_leader() -> None:
+    track = AutoKnobSnapshot(
+        knob="limits.claude",
+        switch="autotune.claude",
+        on=True,
+        reason="-10%: 429 at 10:00:00",  # a move from when this node led: not the news now
+        moved_at=1.0,
+        signal="429s",
+        baseline=None,
+        retry_after=None,
+        points=(),
+        led_by="web-2",
+    )
+
+    class Reason(App[None]):
+        def compose(self) -> ComposeResult:
+            yield AutoReason(id="reason")
+
+    app = Reason()
+    async with app.run_test(size=(60, 3)) as pilot:
+        line = app.query_one("#reason", AutoReason)
+        line.show(True, track)
+        await pilot.pause()
+        assert line.plain.rstrip() == "↳ auto (led by web-2)"
+        line.show(False, track)  # a hand took it over: manual, whoever led
+        assert line.plain.startswith("↳ manual")
