@@ -71,6 +71,9 @@ class FilterBox(Input):
         self.post_message(self.Cleared())
 
 
+TARGET_KEY = "w"  # attached to several nodes: where knob changes go (the frame names it)
+
+
 class SluiceApp(App[int]):
     """The Sluice app. It reads and acts only through `app.link` (tui/link.py): its own
     engine (`app.engine`; `source` may replace what the screen reads), or with
@@ -92,7 +95,7 @@ class SluiceApp(App[int]):
         Binding("s", "save", "save"),
         Binding("n", "add_sessions", "add"),
         Binding("c", "cancel_selected", "cancel"),
-        Binding("w", "knob_target", "knobs to"),
+        Binding(TARGET_KEY, "knob_target", "knobs to"),
         # Two bindings on `p` so the footer says what the key will do now; words of one
         # width, so the footer's key can change its word in place (no new layout).
         Binding("p", "pause_display", PAUSE_WORDS[0]),
@@ -395,7 +398,7 @@ class SluiceApp(App[int]):
         shown = (link.target, link.target_label() if len(nodes) > 1 else "")
         if shown != self._shown_target:
             self._shown_target = shown
-            knobs.border_subtitle = f"to {shown[1]} (a: switch)" if shown[1] else ""
+            knobs.border_subtitle = f"to {shown[1]} ({TARGET_KEY}: switch)" if shown[1] else ""
 
     def _mark_unused_knobs(self, knobs: KnobsPanel, snap: EngineSnapshot) -> None:
         """Dim the knobs that reach none of the sessions (the link knows which)."""

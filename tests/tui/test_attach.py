@@ -154,7 +154,7 @@ async def test_attach_tunes_both_nodes_then_one_and_follows_a_node_that_dies_and
             await _until(pilot, lambda: table.row_count == 6)
             assert "node" in [c.key for c, _ in table.shown]
             text = screen_text(app)
-            assert text.count("demo-0001") == 2 and "all 2 nodes" in text
+            assert text.count("demo-0001") == 2 and "to all 2 nodes (w: switch)" in text
 
             # A slider moves: both engines get the new maxsize.
             app.query_one("#knob-maxsize").focus()
