@@ -172,7 +172,7 @@ class BackendsBar(Readout):
             cap = caps.get(backend.name)
             if cap is not None and snap.cluster is not None:  # counted across the cluster
                 nodes = snap.cluster.nodes
-                across = f"{cap.in_use}/{cap.limit} across {nodes} nodes"
+                across = f"{cap.in_use}/{cap.limit} across {nodes} node{'' if nodes == 1 else 's'}"
                 parts.append(
                     Part(
                         2,

@@ -305,3 +305,31 @@ async def test_the_header_shows_the_cluster_and_a_lost_redis_in_red() -> None:
         (part,) = ProcessBar._cluster_parts(dataclasses.replace(snap, cluster=starting))
         assert part.text.plain == "  cluster: connecting"
         await pilot.press("q")
+
+
+async def test_a_cluster_of_one_node_is_not_called_nodes() -> None:
+    snap = frozen.snapshot(3)
+    alone = ClusterSnapshot(
+        name="prod",
+        node="web-1",
+        redis="redis://redis:6379/0",
+        connected=True,
+        disconnected_since=None,
+        nodes=1,
+        lease_s=10.0,
+        shared=(SharedCap("claude", 4, 2, 0, 2, 0),),
+        grant_latency=Percentiles.empty(),
+    )
+    app = SluiceApp(
+        config=Config(),
+        engine=Engine(Config()),
+        source=FrozenSource([dataclasses.replace(snap, cluster=alone)]),
+        continuous=False,
+        live=False,
+    )
+    async with app.run_test(size=(160, 40)) as pilot:
+        app.refresh_now()
+        await pilot.pause()
+        line = app.query_one("#backends", Readout).plain
+        assert "cluster 2/4 across 1 node" in line and "1 nodes" not in line
+        await pilot.press("q")
