@@ -76,6 +76,9 @@ class GradientLimit:
         self._window_start: float | None = None
         self._samples: list[float] = []
         self._reached = False
+        # After a raise: when it came in, and the TTFTs of requests sent since (judged early).
+        self._raised_at: float | None = None
+        self._fresh: list[float] = []
         # (limit, when) of the last window whose TTFT showed a queue: the limit does not grow
         # back to that level for HOLD_WINDOWS windows (a noisy window locks nothing for long).
         self._queued: tuple[int, float] | None = None
@@ -102,6 +105,8 @@ class GradientLimit:
         if self._probe is not None and at - ttft < self._probe[0]:
             return
         self._samples.append(ttft)
+        if self._raised_at is not None and at - ttft >= self._raised_at:
+            self._fresh.append(ttft)
 
     def observe(self, at: float, in_use: int) -> Move | None:
         """A look at the limiter at `at`; closes the window when it is over and enough
@@ -110,19 +115,33 @@ class GradientLimit:
         self._start(at)
         assert self._window_start is not None
         move = None
-        if at - self._window_start >= self.window and len(self._samples) >= self.min_samples:
-            move = self._close(at)
+        if self._raise_queued():
+            move = self._close(at, quantile(self._fresh))
+        elif at - self._window_start >= self.window and len(self._samples) >= self.min_samples:
+            move = self._close(at, quantile(self._samples))
         if in_use >= self.limit:
             self._reached = True
         return move
 
-    def _close(self, at: float) -> Move | None:
-        """The window is over: its TTFT p75 moves the limit (or ends or starts a probe)."""
-        middle = quantile(self._samples)
+    def _raise_queued(self) -> bool:
+        """True once `min_samples` requests sent after a raise show a queue (their p75 over
+        the tolerance): the raise is cut then, not at the window's end, so a step above the
+        capacity queues a few requests instead of a whole window of them."""
+        if self._raised_at is None or self.baseline is None:
+            return False
+        if len(self._fresh) < self.min_samples:
+            return False
+        return quantile(self._fresh) > self.baseline * (1 + self.tolerance)
+
+    def _close(self, at: float, middle: float) -> Move | None:
+        """The window is over (or a raise queued): `middle`, its TTFT p75, moves the limit
+        (or ends or starts a probe)."""
         reached = self._reached
         self._window_start = at
         self._samples = []
         self._reached = False
+        self._raised_at = None
+        self._fresh = []
         self.last_median = middle
         if self._probe is not None:
             return self._end_probe(at, middle)
@@ -152,6 +171,7 @@ class GradientLimit:
             return None
         ms = f"TTFT p75 {middle * 1000:.0f} ms vs baseline {self.baseline * 1000:.0f} ms"
         if after > before:
+            self._raised_at = at
             return Move(after, f"+{after - before}", f"{ms}, limit reached", at)
         return Move(after, f"x{gradient:.2f}", ms, at)
 
