@@ -10,10 +10,11 @@ only in a window that reached the limit (a cap nobody presses on is not raised) 
 no queue, and never back up to a level that queued within the last 30 windows: so the
 limit settles just under the capacity instead of keeping a standing queue of `headroom`
 requests, and probes above it once every 30 windows (each probe queues a few requests).
-Every
-`baseline_every` seconds the baseline is measured afresh: one window at `probe_limit`,
-whose requests find no queue, then the limit returns to where it was. Pure: the caller
-passes every sample's time.
+A raise is judged early: once `min_samples` requests sent after it show a queue, it is cut
+at that look, not at the window's end (a step above the capacity then queues a few
+requests, not a window of them). Every `baseline_every` seconds the baseline is measured
+afresh: one window at `probe_limit`, whose requests find no queue, then the limit returns
+to where it was. Pure: the caller passes every sample's time.
 """
 
 from __future__ import annotations
