@@ -87,12 +87,18 @@ class GradientLimit:
     @property
     def limit(self) -> int:
         """The limit now (the probe's while a baseline is being measured)."""
-        return self.probe_limit if self._probe is not None else self._value()
+        return self._probe_level() if self._probe is not None else self._value()
 
     @property
     def probing(self) -> bool:
         """True while a window at `probe_limit` measures the baseline."""
         return self._probe is not None
+
+    def _probe_level(self) -> int:
+        """A probe's limit: `probe_limit`, or the limit in force if lower (a probe measures
+        an unqueued TTFT, so it never raises the concurrency)."""
+        assert self._probe is not None
+        return min(self.probe_limit, self._probe[1])
 
     def _value(self) -> int:
         return min(max(math.floor(self._estimate + 1e-9), self.minimum), self.maximum)
@@ -178,18 +184,18 @@ class GradientLimit:
 
     def _start_probe(self, at: float) -> Move | None:
         self._probe = (at, self._value())
-        if self.probe_limit == self._probe[1]:
+        if self._probe_level() == self._probe[1]:
             return None
-        return Move(self.probe_limit, "probe", "re-measuring the TTFT baseline", at)
+        return Move(self._probe_level(), "probe", "re-measuring the TTFT baseline", at)
 
     def _end_probe(self, at: float, middle: float) -> Move | None:
         assert self._probe is not None
-        back = self._probe[1]
+        back, level = self._probe[1], self._probe_level()
         self._probe = None
         self.baseline = middle
         self._baseline_at = at
         self._queued = None  # a fresh baseline: probe upward again
-        if back == self.probe_limit:
+        if back == level:
             return None
         return Move(back, "back", f"baseline re-measured: {middle * 1000:.0f} ms", at)
 

@@ -244,3 +244,16 @@ def test_a_raise_that_does_not_queue_waits_for_the_window() -> None:
     assert g.limit == 9
     move = g.observe(2.0, in_use=9)
     assert move is not None and move.value == 10
+
+
+def test_a_probe_never_raises_the_limit_in_force() -> None:
+    """A limit already under `probe_limit` is probed where it is: no window above it."""
+    g = GradientLimit(3, window=1.0, headroom=0.0, baseline_every=2.0, probe_limit=6)
+    g.observe(0.0, in_use=3)
+    for t in range(1, 4):  # baseline at 1.0; the probe starts at 3.0
+        feed(g, t - 0.9, 0.100)
+        assert g.observe(float(t), in_use=3) is None
+    assert g.probing and g.limit == 3
+    feed(g, 3.1, 0.120)
+    assert g.observe(4.0, in_use=3) is None  # back to 3: nothing moved
+    assert not g.probing and g.limit == 3 and g.baseline == pytest.approx(0.120)
