@@ -10,10 +10,11 @@ only in a window that reached the limit (a cap nobody presses on is not raised) 
 no queue, and never back up to a level that queued within the last 30 windows: so the
 limit settles just under the capacity instead of keeping a standing queue of `headroom`
 requests, and probes above it once every 30 windows (each probe queues a few requests).
-Every
-`baseline_every` seconds the baseline is measured afresh: one window at `probe_limit`,
-whose requests find no queue, then the limit returns to where it was. Pure: the caller
-passes every sample's time.
+A raise is judged early: once `min_samples` requests sent after it show a queue, it is cut
+at that look, not at the window's end (a step above the capacity then queues a few
+requests, not a window of them). Every `baseline_every` seconds the baseline is measured
+afresh: one window at `probe_limit`, whose requests find no queue, then the limit returns
+to where it was. Pure: the caller passes every sample's time.
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ class GradientLimit:
         self._window_start: float | None = None
         self._samples: list[float] = []
         self._reached = False
+        # After a raise: when it came in, and the TTFTs of requests sent since (judged early).
+        self._raised_at: float | None = None
+        self._fresh: list[float] = []
         # (limit, when) of the last window whose TTFT showed a queue: the limit does not grow
         # back to that level for HOLD_WINDOWS windows (a noisy window locks nothing for long).
         self._queued: tuple[int, float] | None = None
@@ -83,12 +87,18 @@ class GradientLimit:
     @property
     def limit(self) -> int:
         """The limit now (the probe's while a baseline is being measured)."""
-        return self.probe_limit if self._probe is not None else self._value()
+        return self._probe_level() if self._probe is not None else self._value()
 
     @property
     def probing(self) -> bool:
         """True while a window at `probe_limit` measures the baseline."""
         return self._probe is not None
+
+    def _probe_level(self) -> int:
+        """A probe's limit: `probe_limit`, or the limit in force if lower (a probe measures
+        an unqueued TTFT, so it never raises the concurrency)."""
+        assert self._probe is not None
+        return min(self.probe_limit, self._probe[1])
 
     def _value(self) -> int:
         return min(max(math.floor(self._estimate + 1e-9), self.minimum), self.maximum)
@@ -102,6 +112,8 @@ class GradientLimit:
         if self._probe is not None and at - ttft < self._probe[0]:
             return
         self._samples.append(ttft)
+        if self._raised_at is not None and at - ttft >= self._raised_at:
+            self._fresh.append(ttft)
 
     def observe(self, at: float, in_use: int) -> Move | None:
         """A look at the limiter at `at`; closes the window when it is over and enough
@@ -110,19 +122,33 @@ class GradientLimit:
         self._start(at)
         assert self._window_start is not None
         move = None
-        if at - self._window_start >= self.window and len(self._samples) >= self.min_samples:
-            move = self._close(at)
+        if self._raise_queued():
+            move = self._close(at, quantile(self._fresh))
+        elif at - self._window_start >= self.window and len(self._samples) >= self.min_samples:
+            move = self._close(at, quantile(self._samples))
         if in_use >= self.limit:
             self._reached = True
         return move
 
-    def _close(self, at: float) -> Move | None:
-        """The window is over: its TTFT p75 moves the limit (or ends or starts a probe)."""
-        middle = quantile(self._samples)
+    def _raise_queued(self) -> bool:
+        """True once `min_samples` requests sent after a raise show a queue (their p75 over
+        the tolerance): the raise is cut then, not at the window's end, so a step above the
+        capacity queues a few requests instead of a whole window of them."""
+        if self._raised_at is None or self.baseline is None:
+            return False
+        if len(self._fresh) < self.min_samples:
+            return False
+        return quantile(self._fresh) > self.baseline * (1 + self.tolerance)
+
+    def _close(self, at: float, middle: float) -> Move | None:
+        """The window is over (or a raise queued): `middle`, its TTFT p75, moves the limit
+        (or ends or starts a probe)."""
         reached = self._reached
         self._window_start = at
         self._samples = []
         self._reached = False
+        self._raised_at = None
+        self._fresh = []
         self.last_median = middle
         if self._probe is not None:
             return self._end_probe(at, middle)
@@ -152,23 +178,24 @@ class GradientLimit:
             return None
         ms = f"TTFT p75 {middle * 1000:.0f} ms vs baseline {self.baseline * 1000:.0f} ms"
         if after > before:
+            self._raised_at = at
             return Move(after, f"+{after - before}", f"{ms}, limit reached", at)
         return Move(after, f"x{gradient:.2f}", ms, at)
 
     def _start_probe(self, at: float) -> Move | None:
         self._probe = (at, self._value())
-        if self.probe_limit == self._probe[1]:
+        if self._probe_level() == self._probe[1]:
             return None
-        return Move(self.probe_limit, "probe", "re-measuring the TTFT baseline", at)
+        return Move(self._probe_level(), "probe", "re-measuring the TTFT baseline", at)
 
     def _end_probe(self, at: float, middle: float) -> Move | None:
         assert self._probe is not None
-        back = self._probe[1]
+        back, level = self._probe[1], self._probe_level()
         self._probe = None
         self.baseline = middle
         self._baseline_at = at
         self._queued = None  # a fresh baseline: probe upward again
-        if back == self.probe_limit:
+        if back == level:
             return None
         return Move(back, "back", f"baseline re-measured: {middle * 1000:.0f} ms", at)
 

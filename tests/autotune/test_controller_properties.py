@@ -148,3 +148,33 @@ def test_buffer_slower_consumer_never_gives_a_bigger_buffer(calls: list[tuple[in
         fast.decide(t + 0.5, sessions=4, bytes_per_chunk=400)
         slow.decide(t + 0.5, sessions=4, bytes_per_chunk=400)
         assert slow.maxsize <= fast.maxsize
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 2000), st.integers(0, 80)), max_size=60),
+    bounds,
+    st.integers(1, 80),
+    st.integers(1, 80),
+)
+def test_gradient_a_probe_never_raises_the_limit(
+    steps: list[tuple[int, int]], b: tuple[int, int], start: int, probe: int
+) -> None:
+    """While the baseline is re-measured the limit is at most the one in force before."""
+    g = GradientLimit(
+        start,
+        minimum=b[0],
+        maximum=b[1],
+        window=1.0,
+        baseline_every=3.0,
+        probe_limit=probe,
+        min_samples=1,
+    )
+    g.observe(0.0, start)
+    before = g.limit
+    for t, (ttft_ms, in_use) in enumerate(steps, start=1):
+        g.sample(t - 0.5, ttft_ms / 1000)
+        g.observe(float(t), in_use)
+        if g.probing:
+            assert g.limit <= before
+        else:
+            before = g.limit

@@ -213,3 +213,47 @@ def test_no_growth_in_a_queued_window_nor_back_to_a_level_that_queued() -> None:
     t += 1.0
     g.observe(t, in_use=g.limit)
     assert g.limit == 10
+
+
+def test_a_raise_that_queues_is_cut_before_the_window_ends() -> None:
+    """Requests sent after a raise that show a queue cut it at once; older ones do not."""
+    g = GradientLimit(8, window=1.0, headroom=1.0, tolerance=0.1, min_samples=3)
+    g.observe(0.0, in_use=8)
+    feed(g, 0.1, 0.100)
+    assert g.observe(1.0, in_use=8) == Move(
+        9, "+1", "TTFT p75 100 ms vs baseline 100 ms, limit reached", 1.0
+    )
+    feed(g, 1.05, 0.150, n=3)  # sent before the raise (at 0.9): not the raise's doing
+    assert g.observe(1.2, in_use=9) is None
+    feed(g, 1.3, 0.150, n=2)  # sent after the raise, queued: two are not enough yet
+    assert g.observe(1.35, in_use=9) is None
+    g.sample(1.4, 0.150)
+    move = g.observe(1.45, in_use=9)  # a third: cut now, half a window early
+    # 9 x (100 x 1.1 / 150) = 6.6 -> 6
+    assert move is not None and move.value == 6 and move.change == "x0.73"
+    assert g.observe(1.9, in_use=6) is None  # a new window began at the cut
+
+
+def test_a_raise_that_does_not_queue_waits_for_the_window() -> None:
+    g = GradientLimit(8, window=1.0, headroom=1.0, tolerance=0.1, min_samples=3)
+    g.observe(0.0, in_use=8)
+    feed(g, 0.1, 0.100)
+    g.observe(1.0, in_use=8)  # 8 -> 9
+    feed(g, 1.3, 0.105)  # sent after the raise, within the tolerance
+    assert g.observe(1.5, in_use=9) is None
+    assert g.limit == 9
+    move = g.observe(2.0, in_use=9)
+    assert move is not None and move.value == 10
+
+
+def test_a_probe_never_raises_the_limit_in_force() -> None:
+    """A limit already under `probe_limit` is probed where it is: no window above it."""
+    g = GradientLimit(3, window=1.0, headroom=0.0, baseline_every=2.0, probe_limit=6)
+    g.observe(0.0, in_use=3)
+    for t in range(1, 4):  # baseline at 1.0; the probe starts at 3.0
+        feed(g, t - 0.9, 0.100)
+        assert g.observe(float(t), in_use=3) is None
+    assert g.probing and g.limit == 3
+    feed(g, 3.1, 0.120)
+    assert g.observe(4.0, in_use=3) is None  # back to 3: nothing moved
+    assert not g.probing and g.limit == 3 and g.baseline == pytest.approx(0.120)
