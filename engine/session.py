@@ -476,20 +476,26 @@ class Session:
             return self._final
         if now is None:
             now = self._clock()
+        # Built field by field rather than through figures(): this runs for every session
+        # every second in the app, and the percentiles are looked up once, not twice.
         itl, queue_wait, token_age, consumer_call = self._latency_summaries(now)
-        counts = self.figures(now)
         buffer = self.buffer
-        granted = self.granted_at
-        end = self.ended_at if self.ended_at is not None else now
-        streaming_time = (end - granted) if granted is not None else 0.0
-        stall = counts.stall
+        info = self.info
         running = not self.finished
+        granted = self.granted_at
+        ended = self.ended_at
+        end = ended if ended is not None else now
+        streaming_time = (end - granted) if granted is not None else 0.0
+        stall = buffer.stall_seconds
+        buffered = buffer.buffered_bytes
+        tokens_in = self.tokens_in
+        tokens_out = self.tokens_out
         snap = SessionSnapshot(
             id=self.id,
             backend=self.backend_name,
-            state=counts.state,
+            state=self.state,
             error=self.error,
-            attempts=self.info.attempts,
+            attempts=info.attempts,
             slot_wait=self.slot_wait(now),
             ttft=self.ttft(),
             itl=itl,
@@ -498,25 +504,25 @@ class Session:
             consumer_call=consumer_call,
             stall=stall,
             stall_ratio=(stall / streaming_time) if streaming_time > 0 else 0.0,
-            depth=counts.depth,
+            depth=buffer.depth,
             maxsize=buffer.maxsize,
-            high_water=counts.high_water,
-            buffered_bytes=counts.buffered_bytes,
-            tokens_in=counts.tokens_in,
-            tokens_out=counts.tokens_out,
-            tokens_lost=counts.tokens_lost,
-            rate_in=counts.rate_in,
-            rate_out=counts.rate_out,
-            memory_bytes=counts.memory_bytes,
+            high_water=buffer.high_water,
+            buffered_bytes=buffered,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            tokens_lost=self.tokens_lost,
+            rate_in=self._rate_in.rate(now, tokens_in) if running else 0.0,
+            rate_out=self._rate_out.rate(now, tokens_out) if running else 0.0,
+            memory_bytes=buffered + self._bookkeeping,
             elapsed=end - self.requested_at,
             streaming_time=streaming_time,
-            input_tokens=self.info.input_tokens,
-            output_tokens=self.info.output_tokens,
-            stop_reason=self.info.stop_reason,
-            cost_usd=self.info.cost_usd,
-            turns=self.info.turns,
-            tool_deltas=self.info.tool_deltas,
-            thinking_deltas=self.info.thinking_deltas,
+            input_tokens=info.input_tokens,
+            output_tokens=info.output_tokens,
+            stop_reason=info.stop_reason,
+            cost_usd=info.cost_usd,
+            turns=info.turns,
+            tool_deltas=info.tool_deltas,
+            thinking_deltas=info.thinking_deltas,
         )
         if not running and self.ended_at is not None and self._summary_at >= self.ended_at:
             self._final = snap  # its percentiles and memory are final too

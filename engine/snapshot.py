@@ -13,6 +13,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from sluice.engine.fastinit import fast_frozen_init
 from sluice.engine.histogram import Percentiles
 from sluice.engine.settings import SETTINGS
 
@@ -111,6 +112,7 @@ def _unflatten(cls: type[D], data: Mapping[str, Any]) -> D:
     return cls(**values)
 
 
+@fast_frozen_init  # built for every session every second: half the cost of the generated one
 @dataclass(frozen=True, slots=True)
 class SessionSnapshot:
     """One session's state and metrics at the moment of the snapshot (times in seconds)."""
