@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 import time
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sluice.bench.anthropic_sse import _event as sse_event
+from sluice.bench.threaded_server import ThreadedServer
 
 __all__ = ["LoopbackHTTP", "QueueingOllama", "ThrottlingAnthropic", "answer_length"]
 
@@ -34,47 +34,8 @@ def answer_length(body: dict[str, Any], mean: int) -> int:
     return max(1, mean // 2 + spread)
 
 
-class LoopbackHTTP:
+class LoopbackHTTP(ThreadedServer):
     """A tiny HTTP/1.1 server (keep-alive, chunked responses) on 127.0.0.1 in a thread."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.AbstractServer | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        """http://127.0.0.1:PORT"""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        """Listen on a free port and serve from the background thread."""
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
-
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        """Cancel every handler, close the listener, end the thread."""
-        if not self._thread.is_alive():
-            return
-
-        async def shutdown() -> None:
-            for task in list(self._handlers):
-                task.cancel()
-            await asyncio.gather(*self._handlers, return_exceptions=True)
-            if self._server is not None:
-                self._server.close()
-                await self._server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
 
     async def handle(
         self, body: dict[str, Any], send: Callable[[bytes], Awaitable[None]]

@@ -28,11 +28,12 @@ import asyncio
 import contextlib
 import json
 import socket
-import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from sluice.bench.threaded_server import ThreadedServer
 
 SEND_BUFFER = 4096  # bytes asked of the kernel per accepted socket (it may double it)
 
@@ -150,7 +151,7 @@ Handler = Callable[[_Conn, Request], Awaitable[None]]
 
 
 @dataclass
-class LoopbackServer:
+class LoopbackServer(ThreadedServer):
     """An HTTP/1.1 server on 127.0.0.1 in its own thread; subclasses add the routes."""
 
     pace: float = 0.0  # seconds between streamed chunks
@@ -173,54 +174,17 @@ class LoopbackServer:
     written: Counter[str] = field(default_factory=Counter)  # stream chunks sent, per prompt
 
     def __post_init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.AbstractServer | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
+        ThreadedServer.__init__(self)  # the dataclass's __init__ does not call it
         self._streaming_by_model: Counter[str] = Counter()
         self._gate: asyncio.Event | None = None
-        self.port = 0
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> LoopbackServer:
-        """Listen on a random loopback port and serve from a background thread."""
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
-        return self
-
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        """Cancel every handler, close the listener and end the thread."""
-        if not self._thread.is_alive():
-            return
-
-        async def shutdown() -> None:
-            for task in list(self._handlers):
-                task.cancel()
-            await asyncio.gather(*self._handlers, return_exceptions=True)
-            if self._server is not None:
-                self._server.close()
-                await self._server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
 
     def __enter__(self) -> LoopbackServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    @property
-    def url(self) -> str:
-        """http://127.0.0.1:PORT"""
-        return f"http://127.0.0.1:{self.port}"
 
     # -- scripting -------------------------------------------------------------------------
 
