@@ -18,6 +18,7 @@ from sluice.engine.demo_workload import ContinuousDemo
 from sluice.engine.engine import Engine
 from sluice.engine.report import format_seconds
 from sluice.engine.snapshot import EngineSnapshot
+from sluice.engine.tasks import cancel_and_wait
 
 __all__ = ["run_headless"]
 
@@ -49,8 +50,7 @@ async def run_headless(
         await engine.wait_idle()
     finally:
         if reporter is not None:
-            reporter.cancel()
-            await asyncio.gather(reporter, return_exceptions=True)
+            await cancel_and_wait([reporter])
             if progress is not None:
                 progress.write("\r\x1b[K")
                 progress.flush()

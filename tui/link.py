@@ -36,6 +36,7 @@ from sluice.engine.snapshot import (
     SessionSnapshot,
     Totals,
 )
+from sluice.engine.tasks import cancel_and_wait
 from sluice.tui.knobs import KnobDef, unused_reason
 from sluice.tui.merge import NodeSession, merge, split_key, with_node
 from sluice.tui.source import SnapshotSource
@@ -486,9 +487,7 @@ class RemoteLink:
         if self._closed:
             return
         self._closed = True
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks))
         clients = [*self._retired, *(n.client for n in self._nodes.values())]
         await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
 

@@ -22,6 +22,7 @@ from sluice.engine.cluster.registry import CONNECTED, NodeInfo, RegistryStatus, 
 from sluice.engine.control.client import ControlClient, NodeStatus, check_url
 from sluice.engine.histogram import Percentiles
 from sluice.engine.snapshot import ClusterSnapshot, EngineSnapshot
+from sluice.engine.tasks import cancel_and_wait
 from sluice.tui.link import NOT_SERVED, NodeView, RemoteLink, Report
 
 __all__ = ["SERVE_HINT", "RegistryLink"]
@@ -88,9 +89,7 @@ class RegistryLink(RemoteLink):
     async def aclose(self) -> None:
         """Stop reading the registry, then close every node's link (bounded)."""
         task, self._watching = self._watching, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait([task])
         await super().aclose()
 
     def snapshot(self, *, sessions: bool = True) -> EngineSnapshot:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sluice.engine.engine import KnobError
 from sluice.engine.settings import SETTINGS
+from sluice.engine.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from sluice.engine.cluster.link import ClusterLink
@@ -53,9 +54,7 @@ class KnobSync:
         if self._flush is not None and not self._flush.done():
             await asyncio.wait([self._flush], timeout=1.0)  # a change just made: written
         tasks = [*self._rereads, *([self._flush] if self._flush is not None else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
 
     @property
     def applying(self) -> bool:

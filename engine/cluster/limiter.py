@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sluice.engine.limiter import LimiterStats, check_limit
+from sluice.engine.tasks import cancel_and_wait, wait_event
 
 if TYPE_CHECKING:
     from sluice.engine.cluster.link import ClusterLink
@@ -175,9 +176,7 @@ class ClusterLimiter:
     async def stop(self) -> None:
         """Stop the worker; then hand back whatever can still be handed back (bounded)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait([task])
         self._to_release.update(self.held_tickets())
         self._to_release.update(t for t in self._waiters if t not in self._unsent)
         if self._to_release and self.link.connected:
@@ -204,10 +203,7 @@ class ClusterLimiter:
         assert self._poke is not None
         while True:
             timeout = self.link.poll_s if self._waiters else None
-            try:
-                await asyncio.wait_for(self._poke.wait(), timeout)
-            except TimeoutError:
-                pass
+            await wait_event(self._poke, timeout)
             self._poke.clear()
             if not self.link.connected:
                 await self.link.wait_connected()

@@ -36,6 +36,7 @@ from sluice.engine.cluster.registry import NodeInfo, read_nodes
 from sluice.engine.histogram import Histogram
 from sluice.engine.redact import redact
 from sluice.engine.snapshot import ClusterSnapshot, SharedCap
+from sluice.engine.tasks import cancel_and_wait, close_quietly, wait_event
 
 if TYPE_CHECKING:
     from sluice.engine.engine import Engine
@@ -155,22 +156,15 @@ class ClusterLink:
             return
         self._closed = True
         for limiter in self.limiters.values():
-            try:
-                await asyncio.wait_for(limiter.stop(), 2.0)
-            except TimeoutError:
-                pass
+            await close_quietly(limiter.stop(), 2.0)
         if self.knobs is not None:
             await self.knobs.aclose()
         if self.connected and self._client is not None:
-            try:
-                await asyncio.wait_for(self._leave(), 2.0)
-                await asyncio.wait_for(self._resign(), 2.0)
-            except Exception:
-                pass  # the card and the heartbeat expire by themselves
+            # On failure the card and the heartbeat expire by themselves.
+            await close_quietly(self._leave(), 2.0)
+            await close_quietly(self._resign(), 2.0)
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait([task])
         await self._drop_client()
 
     async def _resign(self) -> None:
@@ -279,10 +273,7 @@ class ClusterLink:
                 self._set_down(exc, first=first)
             finally:
                 if pubsub is not None:
-                    try:
-                        await asyncio.wait_for(pubsub.aclose(), 1.0)
-                    except Exception:
-                        pass
+                    await close_quietly(pubsub.aclose(), 1.0)
                 await self._drop_client()
             first = False
             await asyncio.sleep(self.retry_s)
@@ -290,10 +281,7 @@ class ClusterLink:
     async def _drop_client(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            try:
-                await asyncio.wait_for(client.aclose(), 1.0)
-            except Exception:
-                pass
+            await close_quietly(client.aclose(), 1.0)
 
     async def _until_broken(self, pubsub: Any) -> None:
         """Heartbeat and read messages until a call fails or the connection drops."""
@@ -305,9 +293,7 @@ class ClusterLink:
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
         for task in (beat, listen):
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
@@ -316,10 +302,7 @@ class ClusterLink:
     async def _beat_forever(self) -> None:
         assert self._beat_now is not None
         while True:
-            try:
-                await asyncio.wait_for(self._beat_now.wait(), self.heartbeat_s)
-            except TimeoutError:
-                pass
+            await wait_event(self._beat_now, self.heartbeat_s)
             self._beat_now.clear()
             await self._heartbeat()
 

@@ -21,6 +21,7 @@ from sluice.engine.cluster import scripts
 from sluice.engine.cluster.keys import Keys
 from sluice.engine.cluster.options import ClusterOptions
 from sluice.engine.redact import redact
+from sluice.engine.tasks import close_quietly
 
 __all__ = [
     "CONNECTED",
@@ -199,7 +200,4 @@ class RegistryWatch:
     async def _drop(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            try:
-                await asyncio.wait_for(client.aclose(), 1.0)
-            except Exception:
-                pass
+            await close_quietly(client.aclose(), 1.0)

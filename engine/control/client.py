@@ -29,6 +29,7 @@ from sluice.engine.control.wire import one_line
 from sluice.engine.redact import redact_url
 from sluice.engine.settings import SETTINGS, url_problem
 from sluice.engine.snapshot import EngineSnapshot, SessionSnapshot
+from sluice.engine.tasks import cancel_and_wait
 
 __all__ = [
     "CONNECTED",
@@ -338,8 +339,7 @@ class ControlClient:
         self._closed = True
         task = self._task
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait([task])
             self._task = None  # only once it ended: a second call waits for it too
         if self._http is not None:
             await self._http.close()

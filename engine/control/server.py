@@ -47,6 +47,7 @@ from sluice.engine.control.wire import (
 )
 from sluice.engine.engine import Engine, KnobError
 from sluice.engine.session import Session
+from sluice.engine.tasks import cancel_and_wait
 
 __all__ = ["MAX_BODY", "ControlServer", "serve_control", "start_control"]
 
@@ -221,9 +222,7 @@ class ControlServer:
                 viewer.abort()
         await runner.cleanup()
         building = list(self._building.values())
-        for task in building:
-            task.cancel()
-        await asyncio.gather(*building, return_exceptions=True)
+        await cancel_and_wait(building)
         log.info("control API on %s stopped", self._url)
 
     async def __aenter__(self) -> ControlServer:
