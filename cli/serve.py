@@ -30,6 +30,7 @@ from sluice.engine.control.wire import one_line
 from sluice.engine.demo_workload import ContinuousDemo
 from sluice.engine.engine import Engine
 from sluice.engine.report import format_seconds
+from sluice.engine.tasks import cancel_and_wait
 
 __all__ = ["COMMAND", "DEFAULT_SERVE_BIND"]
 
@@ -144,12 +145,11 @@ async def _serve(
                 )
             finally:
                 demo.stop()
-                if work is not None:
-                    work.cancel()
-                    await asyncio.gather(work, return_exceptions=True)
+                await cancel_and_wait([work])
                 await server.stop()
                 try:
-                    await asyncio.wait_for(engine.aclose(), SHUTDOWN_TIMEOUT)
+                    async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+                        await engine.aclose()
                 except TimeoutError:
                     log.error(
                         "sessions did not end within %gs of being cancelled", SHUTDOWN_TIMEOUT
