@@ -25,7 +25,14 @@ from typing import Any, TypeVar, overload
 import tomli_w
 
 from sluice.engine.redact import redact, redact_url
-from sluice.engine.settings import SETTINGS, Setting, SettingError, lookup, tables
+from sluice.engine.settings import (
+    SETTINGS,
+    Setting,
+    SettingError,
+    lookup,
+    tables,
+    unordered_pair,
+)
 
 __all__ = [
     "DEFAULT_PATH",
@@ -103,6 +110,8 @@ class Config:
                 merged[name] = setting.coerce(value)
             except SettingError as exc:
                 raise ValueError(f"{name} = {value!r}: {exc}") from None
+        if (problem := unordered_pair(merged)) is not None:
+            raise ValueError(problem)
         return replace(self, values=MappingProxyType(merged))
 
     def owned_values(self) -> dict[str, dict[str, Any]]:
@@ -217,6 +226,8 @@ def parse_config(data: Mapping[str, Any], label: str = "config.toml") -> Config:
                 raise ConfigError(
                     f"{label}: [{table}] {key} = {_shown(value, setting)}: {exc}"
                 ) from None
+    if (problem := unordered_pair(values)) is not None:
+        raise ConfigError(f"{label}: {problem}")
     return Config(MappingProxyType(values))
 
 

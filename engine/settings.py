@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BACKENDS",
     "BACKEND_LIMITS",
+    "ORDERED_PAIRS",
     "SETTINGS",
     "URL_RULE",
     "Setting",
@@ -34,6 +35,7 @@ __all__ = [
     "lookup",
     "register",
     "tables",
+    "unordered_pair",
     "unregister",
     "url_problem",
 ]
@@ -661,6 +663,26 @@ AUTOTUNE_OLLAMA_MAX = register(
         "autotune.ollama_max", int, 64, "the auto ollama limit's ceiling", minimum=1, maximum=10_000
     )
 )
+# Floor and ceiling pairs: a config whose floor is above its ceiling is refused (a swap
+# would hide a typo that decides how far a limit may move).
+ORDERED_PAIRS: tuple[tuple[Setting[int], Setting[int]], ...] = (
+    (AUTOTUNE_CLAUDE_MIN, AUTOTUNE_CLAUDE_MAX),
+    (AUTOTUNE_OLLAMA_MIN, AUTOTUNE_OLLAMA_MAX),
+)
+
+
+def unordered_pair(values: Mapping[str, Any]) -> str | None:
+    """The first floor/ceiling pair in `values` (setting name to value) whose floor is above
+    its ceiling, said in a line; None when every pair is in order."""
+    for low, high in ORDERED_PAIRS:
+        if values[low.name] > values[high.name]:
+            return (
+                f"{low.name} = {values[low.name]} is above {high.name} = {values[high.name]}; "
+                f"the floor must be at most the ceiling"
+            )
+    return None
+
+
 AUTOTUNE_HEADROOM = register(
     Setting(
         "autotune.headroom",

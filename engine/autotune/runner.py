@@ -131,7 +131,7 @@ class AutotuneRunner:
         knobs = self._engine.knobs
         track = self._track(switch)
         if switch == "autotune.claude" and self._aimd is None:
-            low, high = _bounds(cfg[S.AUTOTUNE_CLAUDE_MIN], cfg[S.AUTOTUNE_CLAUDE_MAX])
+            low, high = cfg[S.AUTOTUNE_CLAUDE_MIN], cfg[S.AUTOTUNE_CLAUDE_MAX]  # ordered: config
             self._aimd = AimdLimit(
                 knobs["limits.claude"],
                 minimum=low,
@@ -141,7 +141,7 @@ class AutotuneRunner:
             )
             self._bring_within(track, self._aimd.limit)
         elif switch == "autotune.ollama" and self._gradient is None:
-            low, high = _bounds(cfg[S.AUTOTUNE_OLLAMA_MIN], cfg[S.AUTOTUNE_OLLAMA_MAX])
+            low, high = cfg[S.AUTOTUNE_OLLAMA_MIN], cfg[S.AUTOTUNE_OLLAMA_MAX]
             self._gradient = GradientLimit(
                 knobs["limits.ollama"],
                 minimum=low,
@@ -428,8 +428,3 @@ class AutotuneRunner:
 def _throttles_text(count: int) -> str:
     """The cause of a cut for throttles other nodes saw: `2 throttles on other nodes`."""
     return f"{count} throttle{'' if count == 1 else 's'} on other nodes"
-
-
-def _bounds(low: int, high: int) -> tuple[int, int]:
-    """(floor, ceiling) whichever order the config gave them in."""
-    return min(low, high), max(low, high)

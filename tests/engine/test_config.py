@@ -362,6 +362,22 @@ def test_parse_config_accepts_every_boundary_value() -> None:
     assert cfg["ollama.host"] == "http://127.0.0.1:11434"
 
 
+@pytest.mark.parametrize("backend", ["claude", "ollama"])
+def test_an_auto_limits_floor_above_its_ceiling_exits_2_naming_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f"[autotune]\n{backend}_min = 50\n{backend}_max = 10\n")
+    code, out, err = run_cli(["--config", str(path), "run", "--headless", *NO_RUN], capsys)
+    assert (code, out, err.count("\n")) == (2, "", 1)
+    assert f"autotune.{backend}_min = 50 is above autotune.{backend}_max = 10" in err
+    assert "the floor must be at most the ceiling" in err and str(path) in err
+    equal = parse_config({"autotune": {f"{backend}_min": 10, f"{backend}_max": 10}})
+    assert equal[f"autotune.{backend}_min"] == 10
+    with pytest.raises(ValueError, match="is above"):
+        Config().with_values({f"autotune.{backend}_min": 65})  # above the default 64
+
+
 # -- saving ---------------------------------------------------------------------------------
 
 USER_FILE = """\
