@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +29,7 @@ import redis.asyncio as aioredis
 
 from sluice.bench.cluster_upstream import Upstream
 from sluice.bench.measure import child_env, median
+from sluice.bench.redis_server import REDIS_SERVER, RedisServer
 from sluice.engine.cluster.keys import Keys
 
 __all__ = ["ClusterFigures", "ClusterResult", "redis_missing", "run_cluster"]
@@ -55,7 +54,7 @@ lease_s = {lease}
 
 def redis_missing() -> str | None:
     """Why the cluster part cannot run here, or None."""
-    if shutil.which("redis-server") is None:
+    if REDIS_SERVER is None:
         return "needs redis-server (apt-get install redis-server)"
     return None
 
@@ -106,47 +105,6 @@ class ClusterResult:
         values = dict(data)
         values["sizes"] = tuple(ClusterFigures(**s) for s in data["sizes"])
         return cls(**values)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class _Redis:
-    """A private redis-server (no persistence) for the run."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(folder)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    async def ready(self) -> None:
-        client = aioredis.Redis.from_url(self.url)
-        try:
-            for _ in range(500):
-                try:
-                    await client.ping()
-                    return
-                except OSError:
-                    await asyncio.sleep(0.02)
-                except Exception:
-                    await asyncio.sleep(0.02)
-            raise RuntimeError("redis-server did not start")
-        finally:
-            await client.aclose()
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
 
 
 class _Node:
@@ -339,10 +297,10 @@ async def run_cluster(
         raise RuntimeError(f"the cluster part {reason}")
     with tempfile.TemporaryDirectory(prefix="sluice-bench-cluster-") as tmp:
         folder = Path(tmp)
-        server = _Redis(folder)
+        server = RedisServer(folder)
         upstream = await Upstream(deltas, pace).start()
         try:
-            await server.ready()
+            await asyncio.to_thread(server.start)
             common: dict[str, Any] = {
                 "limit": limit,
                 "inflight": inflight,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.redis_server import REDIS_SERVER, RedisServer
+from sluice.bench.redis_server import REDIS_SERVER, RedisServer
 
 
 def _need_redis() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+from sluice.bench.redis_server import RedisServer
 from sluice.engine import Engine
 from sluice.tui.app import SluiceApp
 from sluice.tui.readout import Readout
 from tests.cluster.helpers import node_config, until
-from tests.cluster.redis_server import RedisServer
 
 
 async def test_the_apps_header_shows_its_cluster_and_its_knobs_reach_other_nodes(

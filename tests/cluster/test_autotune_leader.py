@@ -8,10 +8,10 @@ import asyncio
 import re
 import time
 
+from sluice.bench.redis_server import RedisServer
 from sluice.engine import Engine
 from sluice.engine.config import Config
 from tests.cluster.helpers import node_config, until
-from tests.cluster.redis_server import RedisServer
 
 LIMIT = 10
 

@@ -7,11 +7,11 @@ import json
 
 from sluice.bench.cluster import ClusterResult, run_cluster
 from sluice.bench.measure import machine
+from sluice.bench.redis_server import RedisServer
 from sluice.bench.report import goals, markdown
 from sluice.bench.runner import BenchResult, result_from_dict
 from sluice.cli.bench import build_params
 from sluice.cli.main import build_parser
-from tests.cluster.redis_server import RedisServer
 
 
 async def test_a_small_cluster_run_and_its_report(redis_server: RedisServer) -> None:

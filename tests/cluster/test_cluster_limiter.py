@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from sluice.bench.redis_server import RedisServer
 from sluice.engine.cluster.keys import Keys
 from sluice.engine.cluster.link import ClusterLink
 from sluice.engine.cluster.options import ClusterOptions
 from tests.cluster.helpers import until
-from tests.cluster.redis_server import RedisServer
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from sluice.bench.redis_server import RedisServer, free_port
 from sluice.cli.main import main
 from sluice.engine import Engine
 from sluice.engine.cluster import ClusterConfigError, viewer_options
@@ -22,7 +23,6 @@ from sluice.engine.cluster.registry import list_nodes
 from sluice.engine.report import summary_json
 from sluice.engine.snapshot import EngineSnapshot
 from tests.cluster.helpers import node_config, streaming, until
-from tests.cluster.redis_server import RedisServer, free_port
 
 
 async def watch_peak(engines: tuple[Engine, ...], stop: asyncio.Event) -> int:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from sluice.bench.redis_server import RedisServer
 from sluice.engine import Engine
 from sluice.engine.config import Config
 from sluice.engine.control.metrics import MetricsRenderer
 from tests.cluster.helpers import node_config, until
-from tests.cluster.redis_server import RedisServer
 
 
 def _families(engine: Engine) -> dict[str, dict[str, float]]:

@@ -18,9 +18,9 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sluice.bench.redis_server import RedisServer
 from sluice.engine.cluster import scripts
 from sluice.engine.cluster.keys import Keys
-from tests.cluster.redis_server import RedisServer
 
 BACKEND = "claude"
 

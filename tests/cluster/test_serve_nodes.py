@@ -23,10 +23,10 @@ import httpx
 import pytest
 import redis
 
+from sluice.bench.redis_server import RedisServer
 from sluice.engine.cluster.keys import Keys
 from tests.backends.helpers import TEST_KEY
 from tests.backends.servers import AnthropicServer
-from tests.cluster.redis_server import RedisServer
 
 LEASE_S = 2.0
 LIMIT = 4

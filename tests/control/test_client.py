@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from sluice.bench.redis_server import free_port
 from sluice.engine.config import load_config
 from sluice.engine.control import ControlServer, serve_control
 from sluice.engine.control.client import (
@@ -43,12 +44,6 @@ def _client(url: str, **options: object) -> ControlClient:
     options.setdefault("token", None)
     options.setdefault("backoff", FAST_BACKOFF)
     return ControlClient(url, **options)  # type: ignore[arg-type]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_follows_the_event_stream_with_the_session_list(
@@ -109,7 +104,7 @@ async def test_a_wrong_token_is_a_clear_state_and_never_shown(tmp_path: Path) ->
 
 
 async def test_a_node_that_is_down_is_retried_and_comes_back() -> None:
-    port = _free_port()
+    port = free_port()
     async with _client(f"http://127.0.0.1:{port}") as client:
         await wait_until(lambda: client.status.state == DISCONNECTED, 30)
         assert "cannot connect" in (client.status.error or "")
@@ -145,7 +140,7 @@ async def _hostile(body: bytes, port: int) -> web.AppRunner:
 
 
 async def test_a_frame_with_wrong_types_or_silence_drops_the_link_not_the_app() -> None:
-    port = _free_port()
+    port = free_port()
     bad = {"sessions": [], "totals": {"sessions": "many"}, "knobs": {}}
     runner = await _hostile(b"event: snapshot\ndata: " + json.dumps(bad).encode() + b"\n\n", port)
     try:
@@ -155,7 +150,7 @@ async def test_a_frame_with_wrong_types_or_silence_drops_the_link_not_the_app() 
             assert client.snapshot() is None
     finally:
         await runner.cleanup()
-    port = _free_port()
+    port = free_port()
     runner = await _hostile(b": nothing but a comment\n\n", port)
     try:
         async with _client(f"http://127.0.0.1:{port}", stale_after=0.5) as client:

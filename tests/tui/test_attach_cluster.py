@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from sluice.bench.redis_server import RedisServer, free_port
 from sluice.cli.attach import cluster_to_watch
 from sluice.cli.command import CommandIO
 from sluice.cli.main import build_parser, run_command
@@ -34,7 +35,6 @@ from sluice.tui.readout import Readout
 from sluice.tui.registry_link import SERVE_HINT, RegistryLink
 from tests.cluster.fixtures import cluster_name, own_redis, redis_server  # noqa: F401 (fixtures)
 from tests.cluster.helpers import node_config
-from tests.cluster.redis_server import RedisServer, free_port
 from tests.tui.test_attach import SERVED_TOML, SIZE, Served, _knob_is, _until
 
 from .helpers import screen_text

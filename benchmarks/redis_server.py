@@ -1,4 +1,5 @@
-"""A real `redis-server` on a free loopback port, started and stopped by the tests.
+"""A real `redis-server` on a free loopback port, started and stopped by the cluster
+benchmark and the tests.
 
 No persistence (`save ""`, no AOF): a restart loses every key, the hardest case for the
 cluster (leases and queues gone while nodes still stream).
