@@ -31,6 +31,8 @@ HELP_KEYS: tuple[tuple[str, str], ...] = (
     ("Up Down j k", "table: the previous / next session"),
     ("g G Home End", "table: the first / last session"),
     ("Enter", "on a session: its detail screen; on a slider: type an exact value"),
+    ("e", "slider: type an exact value (as Enter)"),
+    ("Esc", "clear the filter; drop a value being typed; close a screen"),
     ("Tab", "jump between the table and the knobs (back to the slider last used)"),
     ("Up Down", "slider: the previous / next slider"),
     ("Left Right h l", "slider: one step"),

@@ -282,3 +282,28 @@ async def test_tab_jumps_between_the_table_and_the_last_used_slider(fast_config:
         await pilot.press("shift+tab")
         assert isinstance(app.focused, Slider) and app.focused.id == "knob-limit-claude"
         await pilot.press("q")
+
+
+# How Textual names a key, as the help screen spells it.
+_SPELLED = {
+    "slash": "/", "question_mark": "?", "escape": "Esc", "enter": "Enter", "tab": "Tab",
+    "shift+tab": "Tab", "home": "Home", "end": "End", "pageup": "PgUp", "pagedown": "PgDn",
+    "left": "Left", "right": "Right", "up": "Up", "down": "Down",
+}  # fmt: skip
+
+
+def test_every_key_bound_on_the_main_screen_is_on_the_help_screen() -> None:
+    """The help table is written by hand: a binding added without a line there fails."""
+    from sluice.tui.help import HELP_KEYS
+    from sluice.tui.knobs import KnobRow
+
+    shown = {word for keys, _ in HELP_KEYS for word in keys.replace("/", " ").split()}
+    shown |= {"/"} if any(keys.startswith("/") for keys, _ in HELP_KEYS) else set()
+    bound = [
+        key
+        for owner in (SluiceApp, SessionTable, Slider, KnobRow)
+        for binding in owner.BINDINGS
+        for key in binding.key.split(",")  # type: ignore[union-attr]
+    ]
+    missing = sorted({_SPELLED.get(k, k) for k in bound} - shown)
+    assert missing == []
