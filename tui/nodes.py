@@ -2,10 +2,11 @@
 
 Each line: connected or not and for how long, the node's name (as its server gives it,
 shown as plain text) and its own figures (sessions streaming and queued, chunks/s in and
-out, CPU, loop lag), or why the link is down. The node that knob changes go to, when it is
-one node, is marked. At most MAX_LINES lines; more nodes are counted on the last. Attached
-through a cluster's registry (`sluice attach redis://...`), a first line says how the
-registry stands, and live nodes that serve no control API are listed as not attachable.
+out, memory against its own limit, CPU, loop lag), or why the link is down. The node that
+knob changes go to, when it is one node, is marked. At most MAX_LINES lines; more nodes are
+counted on the last. Attached through a cluster's registry (`sluice attach redis://...`), a
+first line says how the registry stands, and live nodes that serve no control API are
+listed as not attachable.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rich.text import Text
 
 from sluice.engine.cluster.registry import RegistryStatus
 from sluice.engine.control.client import CONNECTED, CONNECTING
+from sluice.engine.snapshot import ProcessSnapshot
 from sluice.tui import fmt
 from sluice.tui.link import NOT_SERVED, NodeView
 from sluice.tui.readout import Fitted, Readout
@@ -69,11 +71,21 @@ def node_line(node: NodeView, now: float, *, target: bool) -> Fitted:
             (3, _part(f"{states.get('streaming', 0)} streaming ")),
             (4, _part(f"{states.get('queued', 0)} queued ")),
             (2, _part(f" in {fmt.rate(totals.rate_in)}/s out {fmt.rate(totals.rate_out)}/s")),
+            (3, _memory(proc)),
             (3, _part(f"  CPU {proc.cpu_percent:.0f}%")),
             (4, _part(f"  lag {fmt.seconds(proc.loop_lag)}")),
             (5, _part(f"  {fmt.clean(status.url, limit=60)}", "dim")),
         ]
     return Fitted(parts)
+
+
+def _memory(proc: ProcessSnapshot) -> Text:
+    """`  RSS 310MB 62%`: the node's memory against its own limit (cgroup, else machine), in
+    red above 80%: the header sums every node, which would hide one node near its limit."""
+    limit = proc.memory_limit or proc.machine_memory
+    fill = proc.rss / limit if limit else 0.0
+    text = f"  RSS {fmt.nbytes(proc.rss)} {fmt.pct(fill)}"
+    return _part(text, "bold red" if fill > 0.8 else "")
 
 
 def registry_line(registry: RegistryStatus, attached: int) -> Fitted:
