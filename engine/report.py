@@ -6,7 +6,7 @@ Error texts pass through `redact` on the way out, so credentials inside URLs nev
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sluice.engine.redact import redact
@@ -138,6 +138,21 @@ def _row(s: SessionSnapshot) -> list[str]:
     ]
 
 
+def _usage_line(sessions: Sequence[SessionSnapshot]) -> str | None:
+    """`model usage: in N / out M tokens (K sessions reported); cost $X (agent)`: what the
+    backends said the run used, over the sessions that said it (None: none did)."""
+    told = [s for s in sessions if s.input_tokens is not None or s.output_tokens is not None]
+    costed = [s.cost_usd for s in sessions if s.cost_usd is not None]
+    if not told and not costed:
+        return None
+    used_in = sum(s.input_tokens or 0 for s in told)
+    used_out = sum(s.output_tokens or 0 for s in told)
+    line = f"model usage: in {used_in} / out {used_out} tokens ({len(told)} sessions reported)"
+    if costed:
+        line += f"; cost ${sum(costed):.4f} ({len(costed)} agent sessions, as the CLI reckoned it)"
+    return line
+
+
 def summary_table(snapshot: EngineSnapshot, wall_time: float | None = None) -> str:
     """A fixed-width table: one row per session, then a totals row and process figures."""
     t = snapshot.totals
@@ -189,6 +204,8 @@ def summary_table(snapshot: EngineSnapshot, wall_time: float | None = None) -> s
         f"session memory (buffers + bookkeeping, not RSS) {format_bytes(t.memory_bytes)}"
     )
     out.append(tail)
+    if (usage := _usage_line(snapshot.sessions)) is not None:
+        out.append(usage)
     if wall_time is not None:
         out.append(f"wall time {format_seconds(wall_time)}")
     return "\n".join(out)
