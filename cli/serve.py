@@ -4,8 +4,9 @@ Runs the config's demo sessions (`--demo`) and/or your workload (`MODULE:FUNCTIO
 `sluice monitor` takes it), prints the URL it serves on stdout, then keeps serving, after
 the workload returns too, until SIGTERM, SIGINT or SIGHUP: then every session is cancelled,
 every stream closed, a one-line summary logged, and the exit code is 0. Logs go to stderr,
-one line per event an operator cares about. Exit 2 on bad input (config, --bind, the
-target, a network address without SLUICE_TOKEN), 1 when the address cannot be listened on.
+one line per event an operator cares about. Exit 2 on bad input (config, --bind,
+--advertise, the target, a network address without SLUICE_TOKEN), 1 when the address
+cannot be listened on.
 """
 
 from __future__ import annotations
@@ -15,20 +16,24 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
-from sluice.cli.command import Command, CommandIO, ExitCode, usage_errors
+from sluice.cli.command import Command, CommandIO, ExitCode, UsageError, usage_errors
 from sluice.cli.monitor import WorkloadError, load_workload
 from sluice.cli.runner import run_to_exit
 from sluice.cli.signals import stop_signals
+from sluice.engine.cluster.options import cluster_options
 from sluice.engine.config import Config
 from sluice.engine.control import BindError, ControlServer, parse_bind
 from sluice.engine.control.bind import check_exposure, token_from_env
+from sluice.engine.control.client import check_url
 from sluice.engine.control.wire import one_line
 from sluice.engine.demo_workload import ContinuousDemo
 from sluice.engine.engine import Engine
+from sluice.engine.redact import redact_url
 from sluice.engine.report import format_seconds
 from sluice.engine.tasks import cancel_and_wait
 
@@ -51,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help=f"where to listen (default {DEFAULT_SERVE_BIND}; port 0 picks a free one; "
         "an address beyond loopback needs SLUICE_TOKEN)",
+    )
+    parser.add_argument(
+        "--advertise",
+        metavar="URL",
+        help="in a cluster, the URL other machines reach this node's API at, for the registry "
+        "(default: the bound address, a wildcard one replaced by the host name)",
     )
     parser.add_argument("--demo", action="store_true", help="keep the config's demo sessions going")
     parser.add_argument(
@@ -89,12 +100,36 @@ def run(args: argparse.Namespace, config: Config, io: CommandIO) -> int:
         if not args.demo and not args.target:
             raise WorkloadError("nothing to run: give --demo, MODULE:FUNCTION, or both")
         workload = load_workload(args.target) if args.target else None
+        advertise = _advertised(args.advertise, config, io.environ)
     with _stderr_log(io.stderr):
         try:
-            return run_to_exit(_serve(config, args, workload, token, io.stdout), stderr=io.stderr)
+            serving = _serve(config, args, workload, token, advertise, io.stdout)
+            return run_to_exit(serving, stderr=io.stderr)
         except KeyboardInterrupt:  # only before the signal handlers are in place
             log.info("interrupted while starting")
             return ExitCode.OK
+
+
+def _advertised(url: str | None, config: Config, environ: Mapping[str, str]) -> str | None:
+    """`--advertise`, checked: a node URL without credentials (every node and viewer reads
+    the registry's cards), given only when the config joins a cluster."""
+    if url is None:
+        return None
+    try:
+        url = check_url(url)
+    except ValueError as exc:
+        raise UsageError(f"--advertise {exc}") from None
+    if urlsplit(url).password is not None or urlsplit(url).username is not None:
+        raise UsageError(
+            f"--advertise {redact_url(url)!r}: no credentials in it (the registry is read by "
+            "every node); attaching takes the token from SLUICE_TOKEN"
+        )
+    if cluster_options(config, environ) is None:
+        raise UsageError(
+            "--advertise names this node's URL in a cluster's registry: it needs [cluster] "
+            "redis_url (or SLUICE_REDIS_URL) too"
+        )
+    return url
 
 
 async def _serve(
@@ -102,6 +137,7 @@ async def _serve(
     args: argparse.Namespace,
     workload: Workload | None,
     token: str | None,
+    advertise: str | None,
     stdout: TextIO,
 ) -> int:
     stop = asyncio.Event()
@@ -124,7 +160,8 @@ async def _serve(
                 log.error("cannot listen on %s: %s", args.bind, exc.strerror or exc)
                 return ExitCode.FAILED
             if cluster is not None:
-                cluster.advertise(server.url)  # in the registry: `sluice attach` finds it
+                # In the registry: `sluice attach redis://...` finds it there.
+                cluster.advertise(advertise or server.url)
             demo = ContinuousDemo(engine)
             work: asyncio.Task[None] | None = None
             try:

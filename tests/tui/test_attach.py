@@ -83,10 +83,10 @@ class Served:
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
-    def start(self, bind: str = "127.0.0.1:0") -> None:
+    def start(self, bind: str = "127.0.0.1:0", *options: str) -> None:
         with open(self.folder / "stderr.log", "a") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sluice", "serve", "--demo", "--bind", bind],
+                [sys.executable, "-m", "sluice", "serve", "--demo", "--bind", bind, *options],
                 stdout=subprocess.PIPE,
                 stderr=log,
                 text=True,

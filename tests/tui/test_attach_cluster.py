@@ -21,7 +21,7 @@ from sluice.cli.command import CommandIO
 from sluice.cli.main import build_parser, run_command
 from sluice.engine import Engine
 from sluice.engine.cluster import ClusterOptions, viewer_options
-from sluice.engine.cluster.registry import NodeInfo
+from sluice.engine.cluster.registry import NodeInfo, list_nodes
 from sluice.engine.config import Config
 from sluice.engine.control import serve_control
 from sluice.engine.control.client import CONNECTED, DISCONNECTED, ControlClient
@@ -253,6 +253,48 @@ async def test_a_password_protected_registry_is_read_and_the_password_never_show
             await pilot.press("q")
     finally:
         server.stop()
+
+
+async def test_serve_advertise_puts_the_given_url_on_the_nodes_card(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    cluster_name: str,  # noqa: F811
+) -> None:
+    """Behind NAT or in a container the bound address is not where others reach the node."""
+    toml = CLUSTER_TOML.format(url=redis_server.url, name=cluster_name, node="nat", lease=LEASE_S)
+    node = Served(tmp_path / "nat", toml)
+    try:
+        await asyncio.to_thread(node.start, "127.0.0.1:0", "--advertise", "web-9.internal:9999")
+        options = viewer_options(redis_server.url, cluster_name)
+        for _ in range(200):
+            cards = await list_nodes(options)
+            if cards and cards[0].url:
+                break
+            await asyncio.sleep(0.05)
+        assert [(c.node, c.url, c.attach_url) for c in cards] == [
+            ("nat", "http://web-9.internal:9999", "http://web-9.internal:9999")
+        ]
+    finally:
+        node.kill()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("ftp://web-9:1", "--advertise 'ftp://web-9:1': scheme 'ftp' not allowed"),
+        ("http://web-9:1/api", "has no path or query"),
+        ("http://ops:hunter2@web-9:1", "--advertise 'http://***@web-9:1': no credentials"),
+        ("http://web-9:1", "it needs [cluster] redis_url (or SLUICE_REDIS_URL) too"),
+    ],
+)
+def test_a_bad_advertise_is_one_line_and_exit_2(url: str, shown: str) -> None:
+    err = io.StringIO()
+    args = build_parser().parse_args(["serve", "--demo", "--advertise", url])
+    code = run_command(args, CommandIO(stdout=io.StringIO(), stderr=err, environ={}))
+    assert code == 2
+    line = err.getvalue()
+    assert line.count("\n") == 1 and line.startswith("sluice serve: ")
+    assert shown in line and "hunter2" not in line
 
 
 @pytest.mark.parametrize(
