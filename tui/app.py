@@ -451,6 +451,8 @@ class SluiceApp(App[int]):
         """Write the knobs to the config file (attached: each node to its own), keeping
         every key they do not cover. A file changed on disk since it was loaded is kept;
         `s` again within SAVE_CONFIRM_S overwrites it."""
+        # A slider key pressed just before `s` may have its move still in the row's queue.
+        self.query_one("#knobs", KnobsPanel).commit_pending()
         now = self.clock()
         overwrite = now - self._save_refused_at <= SAVE_CONFIRM_S
         self._save_refused_at = -math.inf

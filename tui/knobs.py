@@ -300,9 +300,18 @@ class KnobRow(Horizontal):
         """Hand the user's move to the engine (through `apply`) at once."""
         event.stop()
         slider = self.slider
-        if slider.value != event.value:
-            return  # a later move is on its way and supersedes this one
-        if self.apply(self.knob, event.value):
+        if slider.value != event.value or not slider.pending:
+            return  # a later move supersedes this one, or `commit` already handed it on
+        self.commit()
+
+    def commit(self) -> None:
+        """Hand the slider's pending value to the engine now: its Changed message may still
+        be queued when a key for the whole app (`s`) is handled."""
+        slider = self.slider
+        if not slider.pending:
+            return
+        value = slider.value
+        if self.apply(self.knob, value):
             slider.pending = False
             if self.auto and self.switch is not None:
                 # A hand on an auto knob takes it over: the engine switched auto off in
@@ -313,7 +322,7 @@ class KnobRow(Horizontal):
             if self.unused is not None and not self._unused_told:
                 self._unused_told = True  # once per dimming: a drag must not flood toasts
                 self.app.notify(
-                    f"{self.knob.label} set to {knob_value(event.value, self.knob.spec.integer)}"
+                    f"{self.knob.label} set to {knob_value(value, self.knob.spec.integer)}"
                     f", but {self.unused}; it applies to sessions that use it and `s` saves it",
                     title="knob not in use",
                 )
@@ -402,6 +411,11 @@ class KnobsPanel(Vertical):
             reason.show(self._on.get(switch, False), None)
         for line in self.plot_lines:
             line.show(None)
+
+    def commit_pending(self) -> None:
+        """Hand every slider move not yet handed on to the engine (before a save)."""
+        for row in self.rows.values():
+            row.commit()
 
     def sync_auto(self, knobs: Mapping[str, Any]) -> None:
         """Mark the rows whose switch is on in `knobs` as auto (a row held by the user keeps

@@ -633,7 +633,8 @@ class RemoteLink:
 
         async def save(node: _Node) -> Outcome:
             try:
-                answer = await node.client.save(overwrite=overwrite)
+                async with node.lock:  # after the knob changes sent before it
+                    answer = await node.client.save(overwrite=overwrite)
             except ClientError as exc:
                 changed = exc.status == 409 and "overwrite" in str(exc)
                 return Outcome(node.label, False, str(exc), changed_on_disk=changed)

@@ -37,6 +37,7 @@ from sluice.engine.engine import Engine
 from sluice.tui.app import SluiceApp
 from sluice.tui.link import RemoteLink
 from sluice.tui.merge import split_key
+from sluice.tui.slider import Slider
 from sluice.tui.table import SessionTable
 from tests.control.helpers import TOKEN
 from tests.fakes import ScriptedBackend, wait_until
@@ -306,8 +307,16 @@ async def test_s_saves_on_each_node_c_cancels_on_its_node_n_adds_on_each(tmp_pat
             table = app.query_one("#sessions", SessionTable)
             await _until(pilot, lambda: table.row_count == 6)
 
-            await pilot.press("s")  # each node saves on its own side, or says why not
+            # A slider key and `s` at once (a fast typist): the move is saved, not the value
+            # before it (the save waits behind the node's knob change).
+            slider = app.query_one("#knob-maxsize", Slider)
+            slider.focus()
+            await pilot.pause()
+            before = saving.knob("queue.maxsize")
+            slider.action_move(1)  # its Changed message still queued when `s` is handled
+            app.action_save()  # each node saves on its own side, or says why not
             await _until(pilot, lambda: any(kw.get("title") == "not saved" for _, kw in notes))
+            assert load_config(path)["queue.maxsize"] == before + 1
             message = next(m for m, kw in notes if kw.get("title") == "not saved")
             assert f"saving: saved {path}" in message
             assert "fileless: HTTP 409: this engine has no config file" in message

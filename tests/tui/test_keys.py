@@ -65,6 +65,26 @@ async def test_save_writes_knobs_atomically_and_keeps_other_keys(
     assert leftovers == []
 
 
+async def test_a_slider_key_and_s_at_once_save_the_value_just_set(
+    fast_config: Config, config_path: Path
+) -> None:
+    """A fast `Right s`: the slider's move may still be queued when `s` is handled."""
+    app = SluiceApp(config=fast_config)
+    notes = record_notes(app)
+    async with app.run_test(size=(120, 40)) as pilot:
+        slider = app.query_one("#knob-maxsize", Slider)
+        slider.focus()
+        await pilot.pause()
+        start = app.engine.knob("queue.maxsize")
+        slider.action_move(1)  # its Changed message is queued, not yet handled
+        app.action_save()
+        await pilot.pause()
+        assert load_config(config_path)["queue.maxsize"] == start + 1
+        assert app.engine.knob("queue.maxsize") == start + 1
+        assert [kw.get("title") for _, kw in notes] == ["knobs saved"]
+        await pilot.press("q")
+
+
 async def test_save_failure_is_reported_and_changes_nothing(
     fast_config: Config, config_path: Path
 ) -> None:
