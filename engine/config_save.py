@@ -4,7 +4,8 @@ A temporary file beside the target (through a symlink: beside the file it points
 written and fsynced, the previous file is kept as `<name>.bak`, the new one swapped in with
 `os.replace` and the folder fsynced. Keys and tables Sluice does not own, and the comments
 around the keys it does, are kept. A file that changed on disk since it was loaded is not
-overwritten unless asked.
+overwritten unless asked; the check and the write hold an advisory lock on the folder, so
+two processes saving one file at once cannot both pass it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import re
 import secrets
 import shutil
 import stat
+import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,9 @@ from sluice.engine.config import (
     real_path,
 )
 
-__all__ = ["SaveResult", "save_config"]
+__all__ = ["LOCK_WAIT_S", "SaveResult", "save_config"]
+
+LOCK_WAIT_S = 2.0  # how long a save waits for another one in the same folder
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,13 @@ def save_config(
     """
     path = Path(path) if path is not None else (config.path or DEFAULT_PATH)
     target = real_path(path)
+    with _folder_lock(target.parent, path):
+        return _save_locked(config, path, target, overwrite=overwrite)
+
+
+def _save_locked(config: Config, path: Path, target: Path, *, overwrite: bool) -> SaveResult:
+    """The save proper: read, check the stamp, write; under the folder's lock, so two
+    writers (two nodes sharing one file) cannot both pass the check and both write."""
     owned = config.owned_values()
     try:
         old_raw: bytes | None = target.read_bytes()
@@ -94,6 +106,42 @@ def save_config(
         backup = path.with_name(backup.name)  # no link involved: name it as the user did
     stamp = FileStamp(target, digest(new_text.encode("utf-8")))
     return SaveResult(path=path, written=target, backup=backup, source=stamp)
+
+
+@contextmanager
+def _folder_lock(folder: Path, shown: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock (flock) on `folder` while a save reads, checks and
+    replaces a file in it: the file itself is swapped by rename, so its own lock would
+    not exclude the next writer. Waits up to LOCK_WAIT_S, then ConfigError. Where flock
+    is missing (not POSIX) or the folder cannot be opened, no lock is taken."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield  # the write will say what is wrong with the folder
+        return
+    try:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ConfigError(
+                        f"{shown}: another process has been saving in its folder for "
+                        f"{LOCK_WAIT_S:g} s; not saved, try again"
+                    ) from None
+                time.sleep(0.01)
+            except OSError:
+                break  # a file system without flock: save unlocked, as before
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _refuse_if_changed(

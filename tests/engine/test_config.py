@@ -11,6 +11,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -584,6 +585,62 @@ def test_the_stamp_of_a_save_lets_the_same_config_save_again(tmp_path: Path) -> 
         first.source.digest
         == hashlib.sha256(path.with_name("config.toml.bak").read_bytes()).hexdigest()
     )
+
+
+def test_two_saves_of_one_file_at_once_cannot_both_pass_the_change_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two nodes sharing one config file save at the same moment: the second one must see
+    the first one's file (ConfigChanged), not write over it and also answer "saved"."""
+    path = tmp_path / "config.toml"
+    path.write_text(USER_FILE)
+    first, second = load_config(path), load_config(path)  # the same stamp
+    write = config_module._atomic_write
+    other: list[BaseException | str] = []
+
+    def racing_write(target: Path, text: str, *, keep_backup: bool) -> Path | None:
+        # While the first save writes, the second one runs in another thread.
+        def second_save() -> None:
+            try:
+                save_config(second.with_values({"queue.maxsize": 52}))
+                other.append("saved")
+            except BaseException as exc:
+                other.append(exc)
+
+        thread = threading.Thread(target=second_save)
+        monkeypatch.setattr(config_module, "_atomic_write", write)  # once
+        thread.start()
+        thread.join(0.3)  # with the lock it waits for this write to finish
+        backup = write(target, text, keep_backup=keep_backup)
+        racing_write.thread = thread  # type: ignore[attr-defined]
+        return backup
+
+    monkeypatch.setattr(config_module, "_atomic_write", racing_write)
+    save_config(first.with_values({"queue.maxsize": 51}))
+    racing_write.thread.join(5)  # type: ignore[attr-defined]
+    assert len(other) == 1 and isinstance(other[0], ConfigChanged), other
+    assert load_config(path)["queue.maxsize"] == 51
+
+
+def test_a_save_waits_a_bounded_time_for_another_writer_then_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    monkeypatch.setattr(config_module, "LOCK_WAIT_S", 0.1)
+    path = tmp_path / "config.toml"
+    path.write_text(USER_FILE)
+    loaded = load_config(path)
+    holder = os.open(tmp_path, os.O_RDONLY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # another process mid-save
+        with pytest.raises(ConfigError, match="another process has been saving"):
+            save_config(loaded.with_values({"queue.maxsize": 5}))
+        assert path.read_text() == USER_FILE
+    finally:
+        os.close(holder)
+    save_config(loaded.with_values({"queue.maxsize": 5}))
+    assert load_config(path)["queue.maxsize"] == 5
 
 
 def test_a_file_created_or_removed_since_loading_is_a_change_too(
