@@ -17,6 +17,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -398,9 +399,23 @@ class ControlServer:
         if not raw.strip() and optional:
             return {}
         try:
-            return json.loads(raw, parse_constant=_refuse_constant)
-        except (UnicodeDecodeError, ValueError) as exc:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            where = f"bad byte at {exc.start}"
+            raise _Refused(422, f"the body is not UTF-8 JSON text ({where})") from None
+        try:
+            return json.loads(
+                text,
+                parse_constant=_refuse_constant,
+                parse_float=_float,
+                object_pairs_hook=_checked_object,
+            )
+        except _BadMember as exc:
+            raise _Refused(422, str(exc)) from None
+        except ValueError as exc:
             raise _Refused(422, f"the body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise _Refused(422, "the body nests arrays or objects too deeply") from None
 
     async def _patch_knobs(self, request: web.Request) -> web.StreamResponse:
         body = await self._json_body(request)
@@ -481,6 +496,41 @@ class ControlServer:
 def _refuse_constant(name: str) -> Any:
     """JSON has no NaN or Infinity; Python's parser would accept them."""
     raise ValueError(f"{name} is not a JSON value")
+
+
+class _BadMember(ValueError):
+    """A member of a JSON object that is valid JSON but cannot be taken (said as is)."""
+
+
+class _OutOfRange(float):
+    """A JSON number beyond a float's range (1e400): infinity, with the text as sent."""
+
+    text: str
+
+
+def _float(text: str) -> float:
+    """A JSON number as a float; one beyond a float's range is marked (`_OutOfRange`) so
+    its member is refused naming the text sent, not read as infinity."""
+    value = float(text)
+    if not math.isinf(value):
+        return value
+    marked = _OutOfRange(value)
+    marked.text = text[:40]
+    return marked
+
+
+def _checked_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict; a key given twice (which one would win is not something a
+    caller should have to guess) or a number beyond range is refused, naming the key."""
+    values: dict[str, Any] = {}
+    for key, value in pairs:
+        name = json.dumps(key)[1:-1][:80]  # escaped: one line whatever the key holds
+        if key in values:
+            raise _BadMember(f"{name} is given twice")
+        if isinstance(value, _OutOfRange):
+            raise _BadMember(f"{name} = {value.text}: beyond the range of a number")
+        values[key] = value
+    return values
 
 
 def serve_control(engine: Engine, **options: Any) -> ControlServer:

@@ -205,6 +205,29 @@ async def test_a_body_that_is_not_json_gets_422(served: Served, raw: bytes) -> N
     assert dict(engine.knobs) == before
 
 
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        (b"[" * 30_000 + b"]" * 30_000, "nests arrays or objects too deeply"),
+        (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "nests arrays or objects too deeply"),
+        (b'{"queue.maxsize": 32, "queue.maxsize": 40}', "queue.maxsize is given twice"),
+        (b'{"queue.maxsize": 1e400}', "queue.maxsize = 1e400: beyond the range of a number"),
+        (b'{"queue.maxsize": 1}\xff', "not UTF-8 JSON text (bad byte at 20)"),
+    ],
+    ids=["deep-arrays", "deep-objects", "duplicate-key", "beyond-float", "not-utf8"],
+)
+async def test_hostile_json_gets_a_one_line_422_not_a_500(
+    served: Served, raw: bytes, said: str
+) -> None:
+    engine, _, client = served
+    before = dict(engine.knobs)
+    response = await client.patch("/v1/knobs", content=raw)
+    assert response.status_code == 422
+    message = _error_of(response)
+    assert said in message and "\n" not in message
+    assert dict(engine.knobs) == before
+
+
 async def test_a_body_over_64_kib_gets_413(served: Served) -> None:
     _, _, client = served
     big = json.dumps({"queue.maxsize": 1, "pad": "x" * 70_000})
