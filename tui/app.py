@@ -362,8 +362,9 @@ class SluiceApp(App[int]):
         figures. Without them a frame of the header is the header's strip, not the screen
         from the header down to the sparklines."""
         snap = self.latest
+        merged = sum(1 for node in self.link.nodes() if node.live)
         self.query_one("#process", ProcessBar).show(
-            snap, uptime=self.clock() - self.started_at, paused=self.paused
+            snap, uptime=self.clock() - self.started_at, paused=self.paused, nodes=merged
         )
         self.query_one("#backends", BackendsBar).show(snap)
         if sparks:

@@ -88,6 +88,11 @@ class NodeView:
         """The node's name once known, else its URL (credentials hidden)."""
         return self.status.name or self.status.url
 
+    @property
+    def live(self) -> bool:
+        """Connected, with figures: one of the nodes the merged snapshot is made of."""
+        return self.snapshot is not None and self.status.state == CONNECTED
+
 
 class Link(SnapshotSource, Protocol):
     """The engines the app shows and acts on (a snapshot source with actions)."""
@@ -406,6 +411,7 @@ class RemoteLink:
         self._retired: list[ControlClient] = []  # removed by set_urls
         self._keys = (str(n) for n in itertools.count(1))
         self._target: str | None = None
+        self._last_knobs: Mapping[str, Any] | None = None  # as the nodes last showed them
         self._running = False
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -514,13 +520,17 @@ class RemoteLink:
         live = [n for n in self._nodes.values() if n.connected]
         snaps = [s for n in live if (s := n.client.snapshot(sessions=False)) is not None]
         if not snaps:
-            return _empty(self._stamp())
+            # Every node down (or none answered yet): no figures, the knobs as last seen
+            # (the built-in defaults would read as values, and as unsaved changes).
+            return _empty(self._stamp(), self._last_knobs)
         rows: list[SessionSnapshot] = []
         if sessions:
             for node in live:
                 rows.extend(node.sessions(node.label))
         targets = [n for n in self._targets() if n.connected] or live
-        return merge(snaps, rows, targets[0].knobs(now), self._stamp())
+        merged = merge(snaps, rows, targets[0].knobs(now), self._stamp())
+        self._last_knobs = merged.knobs
+        return merged
 
     def detail(self, key: str) -> SessionDetail | None:
         """What the snapshot has of one session (the prompt and the text processed stay on
@@ -687,10 +697,13 @@ class RemoteLink:
         return None
 
 
-def _empty(taken_at: float) -> EngineSnapshot:
-    """A snapshot of nothing: before any node answered, or with every node down."""
+def _empty(taken_at: float, knobs: Mapping[str, Any] | None) -> EngineSnapshot:
+    """A snapshot of nothing: before any node answered, or with every node down; `knobs`
+    as last seen (None: the built-in defaults). Its process figures are unknown
+    (`merge.has_figures` is false): the header says so instead of showing zeros."""
     empty = Percentiles.empty()
     totals = Totals(0, {}, 0, 0, 0, 0.0, 0.0, 0, 0, 0, 0, 0.0, empty, empty, empty, empty, empty)
     process = ProcessSnapshot(0, 0.0, None, 0, 0.0, None, 0, None)
-    knobs = {s.name: s.default for s in S.live_settings()}
+    if knobs is None:
+        knobs = {s.name: s.default for s in S.live_settings()}
     return EngineSnapshot(taken_at, (), (), knobs, process, totals)

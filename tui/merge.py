@@ -28,7 +28,15 @@ from sluice.engine.snapshot import (
     Totals,
 )
 
-__all__ = ["NodeSession", "merge", "merge_clusters", "row_key", "split_key", "with_node"]
+__all__ = [
+    "NodeSession",
+    "has_figures",
+    "merge",
+    "merge_clusters",
+    "row_key",
+    "split_key",
+    "with_node",
+]
 
 KEY_SEP = "\x1f"  # between a node's key and a session id in a row key (never in a node key)
 
@@ -195,3 +203,9 @@ def merge(
         totals,
         cluster,
     )
+
+
+def has_figures(snap: EngineSnapshot) -> bool:
+    """False for the snapshot of no engine the link gives with every node down (a real
+    engine always knows its machine's memory)."""
+    return snap.process.machine_memory > 0

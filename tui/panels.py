@@ -16,6 +16,7 @@ from textual.widgets import Label, Sparkline
 
 from sluice.engine.snapshot import EngineSnapshot
 from sluice.tui import fmt
+from sluice.tui.merge import has_figures
 from sluice.tui.readout import Fitted, Part, Readout
 
 __all__ = ["BackendsBar", "ProcessBar", "SparkHistory", "SparkPanel", "bar_levels"]
@@ -47,9 +48,14 @@ class ProcessBar(Readout):
     On a narrow terminal the least important figures take a shorter form or are left out
     whole, and a line that left one out ends with `…` (`Fitted`)."""
 
-    def show(self, snap: EngineSnapshot, *, uptime: float, paused: bool) -> None:
-        """Redraw from `snap`."""
+    def show(self, snap: EngineSnapshot, *, uptime: float, paused: bool, nodes: int = 1) -> None:
+        """Redraw from `snap`, merged from `nodes` served engines (attached)."""
         proc = snap.process
+        if not has_figures(snap):  # attached, with every node down: unknown, not zero
+            unknown = Part(0, _part("no node connected: figures unknown", "bold yellow"))
+            parts = [_decor(9, _part("Sluice ", "bold")), unknown, *self._cluster_parts(snap)]
+            self.update(Group(Fitted(parts), Text("")))
+            return
         limit = proc.memory_limit
         limit_name = "cgroup" if limit else "machine"
         limit = limit or proc.machine_memory
@@ -57,12 +63,17 @@ class ProcessBar(Readout):
         first: list[Part] = []
         if paused:
             first.append(Part(0, _part("PAUSED ", "bold reverse yellow")))
+        first.append(_decor(9, _part("Sluice ", "bold")))
+        if nodes > 1:  # limits do not add up (nodes may share a machine): each node's line
+            first.append(Part(0, _pair("RSS ", f"{fmt.nbytes(proc.rss)} on {nodes} nodes")))
+        else:
+            first += [
+                Part(0, _pair("RSS ", f"{fmt.nbytes(proc.rss)}/{fmt.nbytes(limit)}")),
+                Part(6, _part(f" {limit_name}", "bold")),
+                _decor(8, _part(" " + fmt.bar(fill, 6), "red" if fill > 0.8 else "green")),
+                Part(3, _part(f" {fmt.pct(fill)}")),
+            ]
         first += [
-            _decor(9, _part("Sluice ", "bold")),
-            Part(0, _pair("RSS ", f"{fmt.nbytes(proc.rss)}/{fmt.nbytes(limit)}")),
-            Part(6, _part(f" {limit_name}", "bold")),
-            _decor(8, _part(" " + fmt.bar(fill, 6), "red" if fill > 0.8 else "green")),
-            Part(3, _part(f" {fmt.pct(fill)}")),
             Part(1, _pair("  CPU ", f"{proc.cpu_percent:.0f}%")),
             Part(2, _pair("  lag ", fmt.seconds(proc.loop_lag))),
         ]

@@ -209,6 +209,32 @@ async def test_a_wrong_token_is_shown_as_the_nodes_state_not_a_crash() -> None:
         assert app.return_code == 0
 
 
+async def test_with_every_node_down_the_header_says_unknown_and_the_knobs_stay() -> None:
+    """Not zeros that look measured, nor the built-in defaults shown as unsaved changes."""
+    async with Engine(Config().with_values({"queue.maxsize": 41})) as one, Engine(Config()) as two:
+        first = await serve_control(one, token=None, node="one").start()
+        second = await serve_control(two, token=None, node="two").start()
+        app = SluiceApp(link=_link([first.url, second.url]))
+        async with app.run_test(size=SIZE) as pilot:
+            link = app.link
+            await _until(pilot, lambda: all(n.live for n in link.nodes()))
+            await _until(pilot, lambda: " on 2 nodes" in screen_text(app))
+            assert "machine" not in screen_text(app).splitlines()[0]  # no summed limit
+            await second.stop()
+            await _until(pilot, lambda: " on 2 nodes" not in screen_text(app))
+            await _until(pilot, lambda: "machine" in screen_text(app))  # one node: its own
+            app.query_one("#knob-maxsize").focus()  # the target is "one": 41 there
+            await _until(pilot, lambda: app.query_one("#knob-maxsize", Slider).value == 41)
+            await first.stop()
+            await _until(pilot, lambda: "no node connected: figures unknown" in screen_text(app))
+            text = screen_text(app)
+            assert "RSS 0B" not in text and "0B/0B" not in text
+            assert app.query_one("#knob-maxsize", Slider).value == 41  # as last seen
+            assert "maxsize*" not in text.replace(" ", "")
+            await pilot.press("q")
+        assert app.return_code == 0
+
+
 HOSTILE = "[bold red]boom[/] [link=http://x]y[/link]"
 
 
