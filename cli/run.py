@@ -29,9 +29,11 @@ from sluice.engine.consumers import (
     close_consumer,
     discard_broken_output,
     make_consumer,
+    output_discarded,
 )
 from sluice.engine.engine import Engine
 from sluice.engine.headless import run_headless
+from sluice.engine.redact import redact
 from sluice.engine.report import format_seconds, summary_json, summary_table
 from sluice.engine.settings import SettingError
 from sluice.engine.snapshot import EngineSnapshot
@@ -194,12 +196,31 @@ class _Run:
         try:
             self.stdout.write(text + "\n")
             self.stdout.flush()
-        except BrokenPipeError:  # the reader went away (`| head`): nothing more to say there
+        except BrokenPipeError:  # the reader went away (`| head`)
             discard_broken_output(self.stdout)
+        if output_discarded(self.stdout):  # now or earlier (the stdout consumer's writes)
+            stderr.write(_lost_summary(snapshot))  # where it is still seen
         if stopped_by is not None:
             return ExitCode.stopped_by(stopped_by)
         ok = all(s.state == "done" for s in snapshot.sessions)
         return ExitCode.OK if ok else ExitCode.FAILED
+
+
+def _lost_summary(snapshot: EngineSnapshot) -> str:
+    """One line for stderr when stdout's reader went away before the summary: how the
+    sessions ended and their distinct errors (the table would have had them)."""
+    t = snapshot.totals
+    states = ", ".join(f"{n} {state}" for state, n in t.states.items() if n) or "none"
+    errors = sorted({s.error for s in snapshot.sessions if s.error})
+    why = ""
+    if errors:
+        first = redact(errors[0])[:200]
+        why = f"; error: {first}" if len(errors) == 1 else f"; {len(errors)} errors, first: {first}"
+    return (
+        f"sluice run: stdout was closed by its reader, so the summary was not written; "
+        f"sessions: {states}; chunks in {t.tokens_in} / out {t.tokens_out} / lost "
+        f"{t.tokens_lost}{why}\n"
+    )
 
 
 COMMAND = Command(

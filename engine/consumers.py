@@ -200,9 +200,13 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+_DISCARDED: set[int] = set()  # descriptors pointed at /dev/null after their reader left
+
+
 def discard_broken_output(stream: TextIO) -> None:
     """After EPIPE on `stream`, point its descriptor at /dev/null, as the Python docs advise
-    for SIGPIPE: later writes and the interpreter's final flush then succeed silently."""
+    for SIGPIPE: later writes and the interpreter's final flush then succeed silently
+    (`output_discarded` then says so, for whoever still has something to tell)."""
     try:
         fd = stream.fileno()
     except (AttributeError, OSError, ValueError):
@@ -212,6 +216,15 @@ def discard_broken_output(stream: TextIO) -> None:
         os.dup2(devnull, fd)
     finally:
         os.close(devnull)
+    _DISCARDED.add(fd)
+
+
+def output_discarded(stream: TextIO) -> bool:
+    """True when `stream`'s reader went away and its writes now go nowhere."""
+    try:
+        return stream.fileno() in _DISCARDED
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 class SqliteConsumer:
