@@ -29,7 +29,8 @@ def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         metavar="NAMES",
-        help="claude, ollama or demo, or a comma list for a mixed run (default: demo)",
+        help=f"{', '.join(S.BACKENDS[:-1])} or {S.BACKENDS[-1]}, or a comma list for a mixed "
+        "run (default: demo)",
     )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--prompt", metavar="TEXT", help="one prompt for every session")

@@ -171,9 +171,13 @@ def _refuse_secrets(data: Mapping[str, Any], label: str, where: str = "") -> Non
     for key, value in data.items():
         if _is_secret_name(key):
             place = f"[{where}] {key}" if where else key
+            hint = (
+                "keep it in an environment variable of your own"
+                if where.startswith(USER_TABLE_PREFIX)
+                else "set the environment variable instead (ANTHROPIC_API_KEY for Claude)"
+            )
             raise ConfigError(
-                f"{label}: {place}: secrets are not read from the config file; "
-                "set the environment variable instead (ANTHROPIC_API_KEY for Claude)"
+                f"{label}: {place}: secrets are not read from the config file; {hint}"
             )
         inner = f"{where}.{key}" if where else key
         if isinstance(value, Mapping):

@@ -310,6 +310,11 @@ class Session:
         try:
             async for chunk in stream:
                 now = clock()
+                if chunk.__class__ is not Chunk and not isinstance(chunk, Chunk):
+                    raise TypeError(
+                        f"the backend yielded a {type(chunk).__name__}, not a "
+                        "sluice.engine.Chunk (wrap text as Chunk(text, index))"
+                    )
                 if self.first_chunk_at is None:
                     if chunk.text:  # ttft counts the first non-empty chunk; empty ones pass
                         self.first_chunk_at = now

@@ -226,6 +226,8 @@ def test_every_secret_like_key_name_is_refused_naming_the_environment(
     assert code == 2
     assert f"[{table}] {name}: secrets are not read from the config file" in err
     assert err.count("\n") == 1 and "SECRETVALUE" not in err + out
+    # Sluice's own tables name its variable; a table of the user's own does not.
+    assert ("ANTHROPIC_API_KEY" in err) == (not table.startswith("x-")), err
 
 
 def test_ordinary_key_names_are_not_mistaken_for_secrets() -> None:

@@ -4,6 +4,7 @@ disturbs no session; `latency_histograms` merges what the totals summarise."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from sluice.engine.config import Config
 from sluice.engine.engine import Engine
@@ -90,3 +91,20 @@ async def test_a_scrape_right_after_a_snapshot_reuses_its_merge() -> None:
     assert first["queue_wait"] is again["queue_wait"]
     assert fresh["queue_wait"] is not first["queue_wait"]
     assert fresh["queue_wait"].buckets() == first["queue_wait"].buckets()
+
+
+async def test_a_backend_that_yields_text_instead_of_chunks_fails_its_session_saying_so() -> None:
+    """A user's own backend yielding `str`: one clear error, not an AttributeError."""
+
+    class Plain:
+        name = "mine"
+
+        async def stream(self, prompt: str, info: object) -> AsyncIterator[str]:
+            yield "hello"
+
+    async with Engine(Config()) as engine:
+        session = engine.add_session("p", Plain())  # type: ignore[arg-type]
+        await engine.wait_idle()
+    assert session.state == "failed"
+    assert session.error is not None
+    assert "the backend yielded a str, not a sluice.engine.Chunk" in session.error
