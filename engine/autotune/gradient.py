@@ -36,7 +36,7 @@ GRADIENT_FLOOR = 0.5  # one window never cuts the limit by more than half
 BASELINE_STEP = 0.25  # how far a lower window's TTFT p75 pulls the baseline down
 HOLD_WINDOWS = 30  # windows the limit stays under a level that queued before trying it again
 FIRST_HOLD = 4  # windows a raise refused once is held off before it is tried again
-TRIAL_REQUESTS = 3  # requests, one at a time, a raise is tried on before it is kept
+TRIAL_REQUESTS = 4  # requests, one at a time, a raise is tried on before it is kept
 
 
 QUANTILE = 0.75  # the TTFT each window is judged by: p75 (the median misses a queue of one)
@@ -208,23 +208,24 @@ class GradientLimit:
             if self.limit == shown:
                 return None
             if verdict == "hold":
-                return Move(trial.before, "hold", f"{raised} on trial: a request sent at it", at)
-            return Move(raised, "trial", f"{raised} on trial: the next request", at)
+                return Move(trial.before, "hold", f"{raised} on trial (a request sent at it)", at)
+            return Move(raised, "trial", f"{raised} on trial (the next request)", at)
         self._trial = None
         self._restart(at)
-        ms = f"{raised} tried: TTFT {(trial.worst or 0.0) * 1000:.0f} ms"
-        ms += f" vs baseline {self.baseline * 1000:.0f} ms"
+        worst = (trial.worst or 0.0) * 1000
+        unqueued = trial.threshold / (1 + self.tolerance) * 1000
         if verdict == "clear":
             self._raised_at = at  # kept, and still judged until the window's end
             self._before_raise = float(trial.before)
-            if self._refused[0] == raised:
-                self._refused = (0, 0)  # it found no queue this time
             if shown == raised:
                 return None
-            return Move(raised, f"+{raised - trial.before}", ms, at)
+            cause = f"{raised} tried on {trial.needed} requests, no queue"
+            cause += f" (TTFT up to {worst:.0f} ms vs {unqueued:.0f} ms)"
+            return Move(raised, f"+{raised - trial.before}", cause, at)
         self._refuse(raised, at)
         self._estimate = float(trial.before)
-        return Move(trial.before, "no raise", f"{ms}: queued", at)
+        cause = f"{raised} queued a request (TTFT {worst:.0f} ms vs {unqueued:.0f} ms)"
+        return Move(trial.before, "no raise", cause, at)
 
     def _refuse(self, level: int, at: float) -> None:
         """`level` showed a queue after a raise: held off for FIRST_HOLD windows, or for
@@ -292,7 +293,13 @@ class GradientLimit:
             return None
         ms = f"TTFT p75 {middle * 1000:.0f} ms vs baseline {self.baseline * 1000:.0f} ms"
         if after > before:
-            self._trial = RaiseTrial(at, before, self._threshold(), self.trial_requests)
+            # A level refused before proves itself on twice the requests per refusal.
+            refused = self._refused[1] if self._refused[0] == after else 0
+            needed = self.trial_requests * (1 + refused)
+            # Judged against the TTFT the old level gives now when that is under the
+            # baseline (which comes down slowly): a queue of one shows more surely.
+            threshold = min(self.baseline, middle) * (1 + self.tolerance)
+            self._trial = RaiseTrial(at, before, threshold, needed)
             return Move(after, f"+{after - before}", f"{ms}, limit reached", at)
         return Move(after, f"x{gradient:.2f}", ms, at)
 

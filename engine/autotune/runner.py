@@ -41,6 +41,8 @@ __all__ = ["HISTORY_SECONDS", "AutotuneRunner"]
 
 HISTORY_SECONDS = 300.0  # how far back each knob's (value, signal) history reaches
 POINT_EVERY = 1.0  # seconds between history points
+TRIAL_TICK = 0.02  # seconds between ticks while a gradient raise is on trial (each request
+# it lets through is judged as soon as its first token is in, and the next one let through)
 DEFAULT_CHUNK_BYTES = 1024  # bytes per chunk assumed before a buffer held any
 _FINAL = (-1, -1.0)  # a finished session whose calls were all counted
 SIGNAL_NAMES = {
@@ -206,7 +208,8 @@ class AutotuneRunner:
         try:
             while self.any_on():
                 self.tick(self._clock())
-                await asyncio.sleep(self.tick_every)
+                trial = self._gradient is not None and self._gradient.on_trial
+                await asyncio.sleep(min(self.tick_every, TRIAL_TICK) if trial else self.tick_every)
         finally:
             self._engine.signals.enabled = False
             self._engine.signals.drain()

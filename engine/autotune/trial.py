@@ -90,7 +90,7 @@ class RaiseTrial:
             members and all(r.done for r in members) for members in rounds
         ):
             return "hold"  # a round's request not sent yet, or without its first token
-        if len(judged) < self.needed:
+        if len(rounds) < self.needed:
             self._rounds.append((at, None))
             return "open"
         self.worst = max(r.ttft for r in judged)

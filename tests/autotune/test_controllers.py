@@ -110,14 +110,14 @@ def test_the_gradient_grows_by_headroom_while_ttft_stays_at_the_baseline() -> No
     move = g.observe(1.0, in_use=4)
     assert move is not None and move.value == 5 and move.change == "+1"
     assert g.baseline == pytest.approx(0.100)
-    move = pass_trial(g, 1.0, 4)
+    move = pass_trial(g, 1.0, 4)  # kept at 2.0
     assert move is not None and (move.value, move.change) == (5, "+1")
-    assert move.cause == "5 tried: TTFT 100 ms vs baseline 100 ms"
+    assert move.cause == "5 tried on 4 requests, no queue (TTFT up to 100 ms vs 100 ms)"
     assert not g.on_trial and g.limit == 5
-    feed(g, 1.5, 0.105)  # within the tolerance
-    g.observe(1.9, in_use=5)  # the new limit reached
-    assert g.observe(2.75, in_use=5) == Move(
-        6, "+1", "TTFT p75 105 ms vs baseline 100 ms, limit reached", 2.75
+    feed(g, 2.1, 0.105)  # within the tolerance
+    g.observe(2.5, in_use=5)  # the new limit reached
+    assert g.observe(3.0, in_use=5) == Move(
+        6, "+1", "TTFT p75 105 ms vs baseline 100 ms, limit reached", 3.0
     )
 
 
@@ -214,7 +214,7 @@ def test_no_growth_in_a_queued_window_nor_back_to_a_level_that_queued() -> None:
         t += 1.0
         assert g.observe(t, in_use=level) is not None
         pass_trial(g, t, level)
-        t += 0.75
+        t += 0.25 * g.trial_requests
         g.observe(t + 0.1, in_use=g.limit if level == 8 else 9)  # 10 is not reached
     assert g.limit == 10
     feed(g, t + 0.2, 0.100)
@@ -224,17 +224,19 @@ def test_no_growth_in_a_queued_window_nor_back_to_a_level_that_queued() -> None:
     t += 1.0
     move = g.observe(t, in_use=10)
     assert move is not None and move.value == 8 and move.change == "x0.88"
-    for _ in range(HOLD_WINDOWS - 1):  # clean windows at the limit: back to 9, never 10
+    until = t + HOLD_WINDOWS * 1.0
+    while t + 1.0 < until:  # clean windows at the limit: back to 9, never 10
         g.observe(t + 0.5, in_use=g.limit)
         feed(g, t + 0.6, 0.100)
         t += 1.0
         level = g.limit
         if g.observe(t, in_use=level) is not None:
             pass_trial(g, t, level)
-            t += 0.75
+            t += 0.25 * g.trial_requests
         assert g.limit <= 9
     assert g.limit == 9
     g.observe(t + 0.5, in_use=g.limit)  # HOLD_WINDOWS after the queue: 10 is tried again
+    assert t + 1.0 >= until
     feed(g, t + 0.6, 0.100)
     t += 1.0
     move = g.observe(t, in_use=g.limit)

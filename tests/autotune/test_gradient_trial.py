@@ -26,7 +26,7 @@ def raised(start: int = 8, trials: int = 3) -> GradientLimit:
 def test_a_raise_holds_the_old_level_once_a_request_goes_out_at_the_new_one() -> None:
     g = raised()
     assert g.limit == 9 and g.kept == 8  # nobody went out at 9 yet: the trial is open
-    assert g.observe(1.0, in_use=9) == Move(8, "hold", "9 on trial: a request sent at it", 1.0)
+    assert g.observe(1.0, in_use=9) == Move(8, "hold", "9 on trial (a request sent at it)", 1.0)
     assert g.limit == 8 and g.on_trial
     assert g.observe(1.05, in_use=9) is None  # held, nothing judged yet
 
@@ -36,7 +36,7 @@ def test_a_request_at_the_raised_level_that_queues_refuses_the_raise() -> None:
     g.observe(1.0, in_use=9)  # held
     g.sample(1.15, 0.150)  # the request sent at 1.0 waited 50 ms for a slot
     move = g.observe(1.2, in_use=8)
-    assert move == Move(8, "no raise", "9 tried: TTFT 150 ms vs baseline 100 ms: queued", 1.2)
+    assert move == Move(8, "no raise", "9 queued a request (TTFT 150 ms vs 100 ms)", 1.2)
     assert not g.on_trial and g.limit == 8 and g.kept == 8
 
 
@@ -49,19 +49,20 @@ def test_a_request_still_waiting_past_the_threshold_refuses_the_raise_before_its
     g.pending(1.12, [1.0])  # 120 ms and still waiting
     move = g.observe(1.12, in_use=9)
     assert move is not None and move.value == 8 and move.change == "no raise"
-    assert move.cause == "9 tried: TTFT 120 ms vs baseline 100 ms: queued"
+    assert move.cause == "9 queued a request (TTFT 120 ms vs 100 ms)"
 
 
 def test_the_requests_are_tried_one_at_a_time_then_the_raise_is_kept() -> None:
     g = raised(trials=2)
     assert g.observe(1.0, in_use=9) is not None  # the first went out: hold
     g.sample(1.1, 0.100)
-    assert g.observe(1.2, in_use=8) == Move(9, "trial", "9 on trial: the next request", 1.2)
+    assert g.observe(1.2, in_use=8) == Move(9, "trial", "9 on trial (the next request)", 1.2)
     assert g.limit == 9 and g.kept == 8  # the next one may go out
-    assert g.observe(1.2, in_use=9) == Move(8, "hold", "9 on trial: a request sent at it", 1.2)
+    assert g.observe(1.2, in_use=9) == Move(8, "hold", "9 on trial (a request sent at it)", 1.2)
     g.sample(1.3, 0.100)
     move = g.observe(1.4, in_use=8)
-    assert move == Move(9, "+1", "9 tried: TTFT 100 ms vs baseline 100 ms", 1.4)
+    cause = "9 tried on 2 requests, no queue (TTFT up to 100 ms vs 100 ms)"
+    assert move == Move(9, "+1", cause, 1.4)
     assert not g.on_trial and g.limit == 9 and g.kept == 9
 
 
@@ -155,3 +156,68 @@ def test_a_trial_alone_waits_while_nothing_goes_out() -> None:
     assert trial.look(2.05, in_use=9) == "hold"
     trial.sample(2.1, 0.100)
     assert trial.look(2.1, in_use=9) == "clear" and trial.worst == 0.100
+
+
+def test_a_trial_judges_against_the_old_levels_ttft_when_under_the_baseline() -> None:
+    """The baseline comes down a quarter of the way a window; the trial compares with
+    what the old level gives now, so a queue of one shows while the baseline is high."""
+    g = GradientLimit(8, window=1.0, tolerance=0.1, trial_requests=1)
+    g.observe(0.0, in_use=4)
+    feed(g, 0.1, 0.140)
+    g.observe(1.0, in_use=4)  # baseline 140 ms (a slow start), 8 not reached
+    g.observe(1.1, in_use=8)
+    feed(g, 1.2, 0.100)
+    assert g.observe(2.0, in_use=8) is not None  # baseline 130 ms; this window 100 ms
+    g.observe(2.0, in_use=9)  # held
+    g.sample(2.115, 0.115)  # 115 ms: under 130 x 1.1, over 100 x 1.1
+    move = g.observe(2.2, in_use=8)
+    assert move == Move(8, "no raise", "9 queued a request (TTFT 115 ms vs 100 ms)", 2.2)
+
+
+def test_a_level_refused_before_is_tried_on_twice_the_requests() -> None:
+    g = raised(trials=1)
+    g.observe(1.0, in_use=9)
+    g.sample(1.15, 0.150)
+    assert g.observe(1.2, in_use=8) is not None  # 9 refused at 1.2
+    t = 1.2
+    while not g.on_trial:  # clean windows at 8 until 9 is tried again
+        feed(g, t + 0.1, 0.100)
+        g.observe(t + 0.5, in_use=8)
+        t += 1.0
+        g.observe(t, in_use=8)
+    moves = [pass_trial(g, t, 8)]  # one clean request is not enough now
+    assert g.on_trial and moves[0] is not None and moves[0].change == "trial"
+    g.observe(t + 0.5, in_use=9)
+    g.sample(t + 0.6, 0.100)
+    move = g.observe(t + 0.75, in_use=8)
+    assert move is not None and move.change == "+1" and "on 2 requests" in move.cause
+
+
+def test_a_kept_raise_undone_counts_as_a_second_refusal_of_its_level() -> None:
+    """9 refused, later kept, then queued after all: held off HOLD_WINDOWS, not 4."""
+    g = raised(trials=1)
+    g.observe(1.0, in_use=9)
+    g.sample(1.15, 0.150)
+    g.observe(1.2, in_use=8)  # 9 refused once
+    t = 1.2
+    while not g.on_trial:
+        feed(g, t + 0.1, 0.100)
+        g.observe(t + 0.5, in_use=8)
+        t += 1.0
+        g.observe(t, in_use=8)
+    for n in range(2):  # kept on two clean requests
+        g.observe(t + n * 0.25, in_use=9)
+        g.sample(t + n * 0.25 + 0.1, 0.100)
+        g.observe(t + n * 0.25 + 0.25, in_use=8)
+    assert not g.on_trial and g.limit == 9
+    t += 0.5
+    feed(g, t + 0.2, 0.150, n=3)  # then it queues
+    move = g.observe(t + 0.3, in_use=9)
+    assert move is not None and (move.value, move.change) == (8, "-1")
+    t += 0.3
+    for _ in range(HOLD_WINDOWS - 1):
+        feed(g, t + 0.1, 0.100)
+        g.observe(t + 0.5, in_use=8)
+        t += 1.0
+        g.observe(t, in_use=8)
+        assert not g.on_trial and g.limit == 8
