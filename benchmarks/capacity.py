@@ -184,6 +184,8 @@ class QueueingOllama(LoopbackHTTP):
         self.active = 0
         self.peak_queue = 0
         self.served = 0
+        # (monotonic arrival time, seconds it waited for a slot) of every request, in order.
+        self.waits: list[tuple[float, float]] = []
         self._slots: asyncio.Semaphore | None = None
         self._waiting = 0
 
@@ -195,10 +197,12 @@ class QueueingOllama(LoopbackHTTP):
         model = body.get("model", "bench")
         self._waiting += 1
         self.peak_queue = max(self.peak_queue, self._waiting)
+        arrived = time.monotonic()
         try:
             await self._slots.acquire()
         finally:
             self._waiting -= 1
+        self.waits.append((arrived, time.monotonic() - arrived))
         self.active += 1
         try:
             await asyncio.sleep(self.ttft)

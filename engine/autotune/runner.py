@@ -41,6 +41,8 @@ __all__ = ["HISTORY_SECONDS", "AutotuneRunner"]
 
 HISTORY_SECONDS = 300.0  # how far back each knob's (value, signal) history reaches
 POINT_EVERY = 1.0  # seconds between history points
+TRIAL_TICK = 0.02  # seconds between ticks while a gradient raise is on trial (each request
+# it lets through is judged as soon as its first token is in, and the next one let through)
 DEFAULT_CHUNK_BYTES = 1024  # bytes per chunk assumed before a buffer held any
 _FINAL = (-1, -1.0)  # a finished session whose calls were all counted
 SIGNAL_NAMES = {
@@ -206,7 +208,8 @@ class AutotuneRunner:
         try:
             while self.any_on():
                 self.tick(self._clock())
-                await asyncio.sleep(self.tick_every)
+                trial = self._gradient is not None and self._gradient.on_trial
+                await asyncio.sleep(min(self.tick_every, TRIAL_TICK) if trial else self.tick_every)
         finally:
             self._engine.signals.enabled = False
             self._engine.signals.drain()
@@ -238,13 +241,39 @@ class AutotuneRunner:
             in_use = self._in_use("claude")
             self._limit_move(self._track("autotune.claude"), self._aimd.observe(now, in_use))
         if self._gradient is not None:
-            in_use = self._in_use("ollama")
-            self._limit_move(self._track("autotune.ollama"), self._gradient.observe(now, in_use))
+            self._gradient_look(now)
         if self._tuner is not None:
             self._tune_buffers(now)
         if now - self._last_point >= POINT_EVERY:
             self._last_point = now
             self._add_points(now)
+
+    def _gradient_look(self, now: float) -> None:
+        """Feed the gradient the requests still awaiting their first token, then let it
+        look at the limiter. A raise lets a waiting session in at once (the limiter grants
+        on resize), so it looks again straight away: a raise on trial holds before a second
+        request goes out at the new level."""
+        gradient = self._gradient
+        assert gradient is not None
+        track = self._track("autotune.ollama")
+        gradient.pending(now, self._awaiting_first_token("ollama"))
+        before = gradient.limit
+        move = gradient.observe(now, self._in_use("ollama"))
+        self._limit_move(track, move)
+        if move is not None and move.value > before:
+            self._limit_move(track, gradient.observe(now, self._in_use("ollama")))
+
+    def _awaiting_first_token(self, backend: str) -> list[float]:
+        """When each streaming session of `backend` sent its request, for those still
+        without a first token (their TTFT is at least their age)."""
+        return [
+            s.sent_at
+            for s in self._engine.sessions.values()
+            if s.sent_at is not None
+            and s.first_chunk_at is None
+            and s.state == "streaming"
+            and s.backend_name == backend
+        ]
 
     def _rebuild(self) -> None:
         """Controllers anew from the knobs' values now (this node just became leader)."""

@@ -65,6 +65,8 @@ def test_aimd_more_errors_never_give_a_higher_limit(seq: list[tuple[float, int, 
 def test_gradient_stays_within_bounds(
     seq: list[tuple[float, int, int]], b: tuple[int, int], start: int
 ) -> None:
+    """Any samples, looks and requests still waiting (kind 1: one sent `value` ms ago):
+    the limit stays in bounds, and a raise on trial is the kept level or one above it."""
     g = GradientLimit(
         start, minimum=b[0], maximum=b[1], window=1.0, baseline_every=5.0, min_samples=1
     )
@@ -73,11 +75,14 @@ def test_gradient_stays_within_bounds(
         at += gap
         if kind == 2:
             g.sample(at, value / 1000)
+        elif kind == 1:
+            g.pending(at, [at - value / 1000])
         else:
             move = g.observe(at, value % 100)
             if move is not None:
                 assert move.value == g.limit
         assert b[0] <= g.limit <= b[1]
+        assert g.kept <= g.limit <= g.kept + 1
 
 
 @given(st.integers(50, 2000), st.integers(50, 2000), st.integers(2, 64))
@@ -94,20 +99,21 @@ def test_gradient_a_slower_window_never_gives_a_higher_limit(
         g.observe(1.0, in_use=0)
         g.sample(1.5, ttft / 1000)
         g.observe(2.0, in_use=0)
-        results.append(g.limit)
+        results.append(g.kept)  # a raise on trial is not kept yet
     assert results[1] <= results[0]
 
 
 @given(st.integers(1, 400), st.integers(1, 64), st.integers(1, 64))
 def test_gradient_does_not_flap_under_steady_input(ttft_ms: int, start: int, in_use: int) -> None:
-    """A steady TTFT and a steady load: the limit moves one way only, then stays."""
+    """A steady TTFT and a steady load: the limit kept moves one way only, then stays (a
+    raise on trial holds the old level in between: that is not a move back)."""
     g = GradientLimit(start, window=1.0, min_samples=1, baseline_every=10_000.0)
     g.observe(0.0, in_use)
     limits = []
     for t in range(1, 120):
         g.sample(t - 0.5, ttft_ms / 1000)
         g.observe(float(t), in_use)
-        limits.append(g.limit)
+        limits.append(g.kept)
     steps = [b - a for a, b in itertools.pairwise(limits) if b != a]
     assert all(s > 0 for s in steps) or all(s < 0 for s in steps)
 
@@ -178,3 +184,53 @@ def test_gradient_a_probe_never_raises_the_limit(
             assert g.limit <= before
         else:
             before = g.limit
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(st.integers(50, 300).filter(lambda ms: ms != 110), min_size=1, max_size=6),
+    st.integers(1, 4),
+    st.sampled_from([0.01, 0.02, 0.05, 0.1]),
+)
+def test_gradient_a_raise_is_kept_only_if_each_request_tried_at_it_found_no_queue(
+    ttfts_ms: list[int], needed: int, every: float
+) -> None:
+    """The trial protocol: requests go out at the raised level one at a time (the limit
+    holds the old level while one is judged, looked at every `every` seconds, the late
+    ones by their age); the raise is refused at the first one over the threshold (110 ms
+    here) and no other goes out after it, and kept after `needed` that were not."""
+    g = GradientLimit(8, window=1.0, tolerance=0.1, trial_requests=needed, min_samples=1)
+    g.observe(0.0, 8)
+    g.sample(0.5, 0.100)
+    g.observe(1.0, 8)  # baseline 100 ms; 8 -> 9 on trial
+    at, tried = 1.0, 0
+    for ms in ttfts_ms:
+        if not g.on_trial:
+            break
+        assert g.limit == 9  # the next request may go out...
+        g.observe(at, in_use=9)  # ...and once it has, the old level holds
+        assert g.limit == 8
+        sent, ttft, tried = at, ms / 1000, tried + 1
+        t = at
+        while g.on_trial and t + every < sent + ttft:  # waiting for its first token
+            t += every
+            g.pending(t, [sent])
+            g.observe(t, in_use=9)
+            assert g.limit == 8
+        if not g.on_trial:
+            assert t - sent <= 0.110 + every  # refused on its age, before its first token
+            break
+        t = sent + ttft
+        g.sample(t, ttft)
+        while g.on_trial and g.limit == 8:  # judged: refused, kept, or the next one
+            t += every
+            g.pending(t, [])
+            g.observe(t, in_use=8)
+        at = t
+    slow = [i for i, ms in enumerate(ttfts_ms) if ms > 110]
+    if slow and slow[0] < needed:
+        assert not g.on_trial and g.kept == g.limit == 8 and tried == slow[0] + 1
+    elif len(ttfts_ms) >= needed:
+        assert not g.on_trial and g.kept == g.limit == 9 and tried == needed
+    else:
+        assert g.on_trial and g.kept == 8

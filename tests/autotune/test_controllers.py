@@ -89,6 +89,20 @@ def test_quantile_is_nearest_rank() -> None:
     assert quantile([5.0]) == 5.0
 
 
+def pass_trial(g: GradientLimit, at: float, level: int, ttft: float = 0.100) -> Move | None:
+    """The raise from `level` just made at `at` tried on `g.trial_requests` requests, one
+    at a time a quarter second apart, each with `ttft`: the last look's move (the raise
+    kept `0.25 x trial_requests` seconds after `at`)."""
+    move = None
+    for n in range(g.trial_requests):
+        sent = at + n * 0.25  # a quarter second a request (exact in binary)
+        assert g.observe(sent, in_use=level + 1) is not None  # one went out: hold
+        assert g.limit == level and g.on_trial
+        g.sample(sent + ttft, ttft)  # its first token: it was sent at `sent`
+        move = g.observe(sent + 0.25, in_use=level)  # judged: the next one, or kept
+    return move
+
+
 def test_the_gradient_grows_by_headroom_while_ttft_stays_at_the_baseline() -> None:
     g = GradientLimit(4, window=1.0, headroom=1.0, tolerance=0.1)
     g.observe(0.0, in_use=4)
@@ -96,21 +110,25 @@ def test_the_gradient_grows_by_headroom_while_ttft_stays_at_the_baseline() -> No
     move = g.observe(1.0, in_use=4)
     assert move is not None and move.value == 5 and move.change == "+1"
     assert g.baseline == pytest.approx(0.100)
-    feed(g, 1.1, 0.105)  # within the tolerance
-    g.observe(1.5, in_use=5)  # the new limit reached
-    assert g.observe(2.0, in_use=5) == Move(
-        6, "+1", "TTFT p75 105 ms vs baseline 100 ms, limit reached", 2.0
+    move = pass_trial(g, 1.0, 4)  # kept at 2.0
+    assert move is not None and (move.value, move.change) == (5, "+1")
+    assert move.cause == "5 tried on 4 requests, no queue (TTFT up to 100 ms vs 100 ms)"
+    assert not g.on_trial and g.limit == 5
+    feed(g, 2.1, 0.105)  # within the tolerance
+    g.observe(2.5, in_use=5)  # the new limit reached
+    assert g.observe(3.0, in_use=5) == Move(
+        6, "+1", "TTFT p75 105 ms vs baseline 100 ms, limit reached", 3.0
     )
 
 
 def test_a_queue_cuts_by_baseline_over_p75() -> None:
     g = GradientLimit(20, window=1.0, headroom=1.0, tolerance=0.0)
-    g.observe(0.0, in_use=20)
+    g.observe(0.0, in_use=12)
     feed(g, 0.1, 0.100)
-    g.observe(1.0, in_use=20)  # baseline 100 ms, 20 -> 21
+    assert g.observe(1.0, in_use=12) is None  # baseline 100 ms; 20 was not reached
     feed(g, 1.1, 0.200)
-    move = g.observe(2.0, in_use=21)
-    # 21 x (100 / 200) = 10.5 -> 10; no headroom: the window never reached 21
+    move = g.observe(2.0, in_use=20)
+    # 20 x (100 / 200) = 10; no headroom in a queued window
     assert move is not None and move.value == 10 and move.change == "x0.50"
 
 
@@ -189,61 +207,40 @@ def test_a_ceiling_breach_is_corrected_without_calls() -> None:
 
 def test_no_growth_in_a_queued_window_nor_back_to_a_level_that_queued() -> None:
     g = GradientLimit(8, window=1.0, headroom=1.0, tolerance=0.1, baseline_every=1000.0)
+    g.observe(0.0, in_use=8)
     t = 0.0
-    g.observe(t, in_use=8)
-    for ttft in (0.100, 0.100):  # baseline 100 ms; 8 -> 9 -> 10 while no queue shows
-        feed(g, t + 0.1, ttft)
+    for level in (8, 9):  # baseline 100 ms; 8 -> 9 -> 10 while no queue shows
+        feed(g, t + 0.1, 0.100)
         t += 1.0
-        g.observe(t, in_use=g.limit)
-        g.observe(t + 0.5, in_use=g.limit)
+        assert g.observe(t, in_use=level) is not None
+        pass_trial(g, t, level)
+        t += 0.25 * g.trial_requests
+        g.observe(t + 0.1, in_use=g.limit if level == 8 else 9)  # 10 is not reached
     assert g.limit == 10
-    feed(g, t + 0.1, 0.125)  # a queue at 10: x0.88 and no headroom, 10 -> 8
+    feed(g, t + 0.2, 0.100)
+    t += 1.0
+    assert g.observe(t, in_use=9) is None  # a clean window at 10: the raise stays
+    feed(g, t + 0.2, 0.125)  # a queue at 10: x0.88 and no headroom, 10 -> 8
     t += 1.0
     move = g.observe(t, in_use=10)
     assert move is not None and move.value == 8 and move.change == "x0.88"
-    for _ in range(HOLD_WINDOWS - 1):  # clean windows at the limit: back to 9, never 10
+    until = t + HOLD_WINDOWS * 1.0
+    while t + 1.0 < until:  # clean windows at the limit: back to 9, never 10
         g.observe(t + 0.5, in_use=g.limit)
         feed(g, t + 0.6, 0.100)
         t += 1.0
-        g.observe(t, in_use=g.limit)
+        level = g.limit
+        if g.observe(t, in_use=level) is not None:
+            pass_trial(g, t, level)
+            t += 0.25 * g.trial_requests
         assert g.limit <= 9
     assert g.limit == 9
     g.observe(t + 0.5, in_use=g.limit)  # HOLD_WINDOWS after the queue: 10 is tried again
+    assert t + 1.0 >= until
     feed(g, t + 0.6, 0.100)
     t += 1.0
-    g.observe(t, in_use=g.limit)
-    assert g.limit == 10
-
-
-def test_a_raise_that_queues_is_cut_before_the_window_ends() -> None:
-    """Requests sent after a raise that show a queue cut it at once; older ones do not."""
-    g = GradientLimit(8, window=1.0, headroom=1.0, tolerance=0.1, min_samples=3)
-    g.observe(0.0, in_use=8)
-    feed(g, 0.1, 0.100)
-    assert g.observe(1.0, in_use=8) == Move(
-        9, "+1", "TTFT p75 100 ms vs baseline 100 ms, limit reached", 1.0
-    )
-    feed(g, 1.05, 0.150, n=3)  # sent before the raise (at 0.9): not the raise's doing
-    assert g.observe(1.2, in_use=9) is None
-    feed(g, 1.3, 0.150, n=2)  # sent after the raise, queued: two are not enough yet
-    assert g.observe(1.35, in_use=9) is None
-    g.sample(1.4, 0.150)
-    move = g.observe(1.45, in_use=9)  # a third: cut now, half a window early
-    # 9 x (100 x 1.1 / 150) = 6.6 -> 6
-    assert move is not None and move.value == 6 and move.change == "x0.73"
-    assert g.observe(1.9, in_use=6) is None  # a new window began at the cut
-
-
-def test_a_raise_that_does_not_queue_waits_for_the_window() -> None:
-    g = GradientLimit(8, window=1.0, headroom=1.0, tolerance=0.1, min_samples=3)
-    g.observe(0.0, in_use=8)
-    feed(g, 0.1, 0.100)
-    g.observe(1.0, in_use=8)  # 8 -> 9
-    feed(g, 1.3, 0.105)  # sent after the raise, within the tolerance
-    assert g.observe(1.5, in_use=9) is None
-    assert g.limit == 9
-    move = g.observe(2.0, in_use=9)
-    assert move is not None and move.value == 10
+    move = g.observe(t, in_use=g.limit)
+    assert move is not None and move.value == 10 and g.on_trial
 
 
 def test_a_probe_never_raises_the_limit_in_force() -> None:

@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from sluice.engine import settings as S
+from sluice.engine.autotune import Move
 from sluice.engine.backends.claude import ClaudeBackend, retry_after
 from sluice.engine.backends.ollama import OllamaBackend
 from sluice.engine.config import Config, load_config
@@ -137,6 +141,86 @@ async def test_ollama_ttft_from_send_reaches_the_gradient() -> None:
             assert first.sent_at >= first.granted_at
             assert engine.autotune._gradient is not None
             assert engine.autotune._gradient.last_median is not None  # windows closed on TTFTs
+        await backend.aclose()
+
+
+async def test_requests_awaiting_their_first_token_reach_the_gradient_by_send_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The in-flight lower bound: each tick tells the gradient when every streaming
+    request still without a first token was sent."""
+    with OllamaServer(pace=0.005) as server:
+        server.hold()  # no first token until released
+        backend = OllamaBackend(host=server.url, model="llama-test", timeout_s=10)
+        config = auto_config(**{"autotune.ollama": True, "limits.ollama": 2})
+        async with Engine(
+            config, consumer=RecordingConsumer(), backends={"ollama": backend}
+        ) as engine:
+            gradient = engine.autotune._gradient
+            assert gradient is not None
+            seen: list[list[float]] = []
+            pending = gradient.pending
+
+            def spy(at: float, sent: Sequence[float]) -> None:
+                seen.append(sorted(sent))
+                pending(at, sent)
+
+            monkeypatch.setattr(gradient, "pending", spy)
+            sessions = [engine.add_session(f"q{i}", "ollama") for i in range(4)]
+            await asyncio.sleep(0.3)
+            sent = sorted(s.sent_at for s in sessions if s.sent_at is not None)
+            assert len(sent) == 2 and seen[-1] == sent  # the two let in, still waiting
+            server.release()
+            await engine.wait_idle()
+            await asyncio.sleep(0.1)
+            assert seen[-1] == []
+        await backend.aclose()
+
+
+class RaiseOnce:
+    """A gradient stand-in that raises 2 -> 3 at its first look and records every look."""
+
+    def __init__(self) -> None:
+        self.limit = 2
+        self.looks: list[tuple[float, int]] = []
+
+    def sample(self, at: float, ttft: float) -> None:
+        pass
+
+    def pending(self, at: float, sent: Sequence[float]) -> None:
+        pass
+
+    def observe(self, at: float, in_use: int) -> Move | None:
+        self.looks.append((at, in_use))
+        if len(self.looks) > 1:
+            return None
+        self.limit = 3
+        return Move(3, "+1", "a raise", at)
+
+
+async def test_a_raise_is_looked_at_again_at_once_with_the_session_it_let_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The limiter lets a waiting session in as the limit grows, so the runner looks
+    again in the same tick: a raise on trial holds before a second request goes out."""
+    with OllamaServer(pace=0.005) as server:
+        server.hold()
+        backend = OllamaBackend(host=server.url, model="llama-test", timeout_s=10)
+        config = auto_config(**{"autotune.ollama": True, "limits.ollama": 2})
+        async with Engine(
+            config, consumer=RecordingConsumer(), backends={"ollama": backend}
+        ) as engine:
+            stand_in = RaiseOnce()
+            sessions = [engine.add_session(f"q{i}", "ollama") for i in range(4)]
+            await asyncio.sleep(0.05)  # two streaming, two waiting for a permit
+            monkeypatch.setattr(engine.autotune, "_gradient", stand_in)
+            await asyncio.sleep(0.3)
+            assert engine.knob("limits.ollama") == 3
+            first, second = stand_in.looks[:2]
+            assert first[1] == 2 and second == (first[0], 3)  # the same tick, one more in
+            server.release()
+            await engine.wait_idle()
+            assert all(s.state == "done" for s in sessions)
         await backend.aclose()
 
 
