@@ -25,9 +25,10 @@ padding) clears these too.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Self
 
 from rich.console import Console
@@ -137,6 +138,9 @@ class CellCachedTable(DataTable[Any]):
         self._whole_asked = False  # a whole-table repaint was asked for meanwhile
         self._dirty_rows: set[RowKey] = set()  # updated since the last repaint request
         self._in_view: tuple[int, int] | None = None  # columns a line being rendered shows
+        # Seconds a batch of repainted rows should wait (0: none): the app's key just
+        # pressed goes first, its frame not joined by a batch of rows.
+        self.hold_repaint: Callable[[], float] = lambda: 0.0
         super().__init__(*args, **kwargs)
         for cache in (
             self._row_render_cache,
@@ -209,7 +213,13 @@ class CellCachedTable(DataTable[Any]):
         )
         self._repaint_rows(in_view)
 
-    def _repaint_rows(self, indexes: list[int]) -> None:
+    def _repaint_rows(self, indexes: list[int], held: bool = False) -> None:
+        """Repaint a batch of rows, the rest after its frame; each batch first waits (once,
+        so keys held down cannot starve the table) for what `hold_repaint` says."""
+        wait = 0.0 if held else self.hold_repaint()
+        if wait > 0:
+            self.set_timer(wait, partial(self._repaint_rows, indexes, True))
+            return
         for index in indexes[:ROWS_PER_FRAME]:
             self.refresh_row(index)
         if len(indexes) > ROWS_PER_FRAME:
@@ -480,7 +490,8 @@ class CellCachedTable(DataTable[Any]):
         hover: bool,
     ) -> Lines | None:
         """DataTable's rendering of a one-line cell whose text fits its column, without
-        Rich's general pipeline; None for anything else (wrapping, cropping, justifying)."""
+        Rich's general pipeline; None for anything else (wrapping, cropping, justifying
+        other than to the right)."""
         if height != 1:
             return None
         if row_index == -1:
@@ -492,12 +503,16 @@ class CellCachedTable(DataTable[Any]):
         if (
             not isinstance(cell, Text)
             or inner < 1
-            or cell.justify not in (None, "default")
+            or cell.justify not in (None, "default", "right")
             or "\n" in cell.plain
             or "\t" in cell.plain
             or cell.cell_len > inner
         ):
             return None
+        if cell.justify == "right":  # the numbers: as Rich justifies a line to the right
+            cell = cell.copy()
+            cell.rstrip()
+            cell.pad_left(inner - cell.cell_len)
         is_fixed = row_index != -1 and (
             row_index < settings.fixed_rows or column_index < settings.fixed_columns
         )

@@ -12,6 +12,7 @@ from textual.geometry import Region
 from textual.widgets import DataTable
 
 from sluice.tui.cells import CellCachedTable
+from tests.fakes import wait_until
 
 COLUMNS = (("id", 8), ("n", 5), ("text", 12), ("state", 9))
 ROWS: list[tuple[Any, ...]] = [
@@ -21,13 +22,16 @@ ROWS: list[tuple[Any, ...]] = [
     ("demo-0004", "", "much too long for it", Text("right", justify="right")),
     ("demo-0005", None, "two\nlines", Text("")),
     ("w", "1,234", "tab\there", Text("x" * 20, style="red")),
+    # right-justified, as the app's numbers: plain, styled, with spans, trailing spaces
+    ("n1", Text("12", justify="right"), Text("9.5ms", justify="right", style="bold"), ""),
+    ("n2", Text("1.2k ", justify="right"), Text.assemble(("4", "red"), "/16", justify="right"), ""),
 ]
 
 
 class Pair(App[None]):
     """The same data in a plain DataTable and in a CellCachedTable, side by side."""
 
-    CSS = "DataTable { height: 9; width: 60; }  .narrow { width: 30; }"
+    CSS = "DataTable { height: 11; width: 60; }  .narrow { width: 30; }"
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -190,3 +194,78 @@ async def test_sorting_and_removing_rows_in_a_deferred_repaint_draw_the_same() -
         await pilot.pause()
         await pilot.pause()
         assert lines(cached) == lines(plain)
+
+
+class Numbers(App[None]):
+    """A table of right-justified numbers, as the app's."""
+
+    def compose(self) -> ComposeResult:
+        yield CellCachedTable(id="cached", cursor_type="row")
+
+    def on_mount(self) -> None:
+        table = self.query_one(CellCachedTable)
+        table.add_column("n", width=7, key="n")
+        table.add_column("t", width=8, key="t")
+        for i in range(5):
+            table.add_row(
+                Text(str(i * 37), justify="right"),
+                Text(f"{i}.5ms", justify="right", style="bold"),
+                key=f"r{i}",
+            )
+
+
+async def test_right_justified_numbers_take_the_direct_path() -> None:
+    # The app's numeric columns are right-justified: they must not go through Rich's
+    # general pipeline (DataTable's own _render_cell), which costs 0.1-0.4 ms a cell.
+    app = Numbers()
+    async with app.run_test(size=(40, 10)) as pilot:
+        cached = app.query_one(CellCachedTable)
+        await pilot.pause()
+        fallback: list[tuple[int, int]] = []
+        original = DataTable._render_cell
+
+        def counting(self: DataTable[Any], row: int, column: int, *args: Any) -> Any:
+            fallback.append((row, column))
+            return original(self, row, column, *args)
+
+        DataTable._render_cell = counting  # type: ignore[method-assign]
+        try:
+            cached._clear_caches()
+            lines(cached)
+        finally:
+            DataTable._render_cell = original  # type: ignore[method-assign]
+        assert fallback == []
+
+
+async def test_a_batch_of_rows_waits_once_for_what_hold_repaint_says() -> None:
+    # The app holds the rows' repaint while a key just pressed gets its frame; held, a
+    # batch is still repainted (keys held down cannot starve the table).
+    app = Tall()
+    async with app.run_test(size=(50, 80)) as pilot:
+        cached = app.query_one("#cached", CellCachedTable)
+        app.set_focus(None)
+        await pilot.pause()
+        holds: list[float] = []
+
+        def hold() -> float:
+            holds.append(0.3)
+            return 0.3
+
+        cached.hold_repaint = hold
+        repainted: list[int] = []
+        original = CellCachedTable.refresh_row
+
+        def counting(self: CellCachedTable, row_index: int) -> Any:
+            repainted.append(row_index)
+            return original(self, row_index)
+
+        CellCachedTable.refresh_row = counting  # type: ignore[method-assign]
+        try:
+            for i in range(30):
+                cached.update_cell(f"r{i}", "n", str(100 + i))
+            await pilot.pause()
+            assert repainted == [] and holds  # held
+            await wait_until(lambda: len(repainted) == 30, pause=pilot.pause)
+        finally:
+            CellCachedTable.refresh_row = original  # type: ignore[method-assign]
+        assert sorted(repainted) == list(range(30))

@@ -153,3 +153,60 @@ async def test_p_draws_the_header_strip_alone_first(monkeypatch: pytest.MonkeyPa
         header = next(crop for crop in crops if crop.y == 0)  # the frame showing PAUSED
         assert header.height <= 2, crops  # the header's two lines, not the screen
         await pilot.press("q")
+
+
+class KeyDuringSample(FrozenSource):
+    """A source during whose sample of every session a key arrives, as the terminal's
+    input thread hands one over while the loop is busy."""
+
+    def __init__(self, snaps: list[EngineSnapshot]) -> None:
+        super().__init__(snaps)
+        self.app: SluiceApp | None = None
+
+    def snapshot(self, *, sessions: bool = True) -> EngineSnapshot:
+        if sessions and self.app is not None:
+            from textual import events
+
+            self.app._driver.send_message(events.Key("j", None))  # type: ignore[union-attr]
+            self.app = None  # once
+        return super().snapshot(sessions=sessions)
+
+
+async def test_a_key_that_arrives_during_the_tables_sample_is_handled_before_the_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # At 1,000 sessions the sample takes 10-30 ms and the table's rows about as long
+    # again: the key must not wait for both (nor its frame for the table's).
+    monkeypatch.setattr(app_module, "KEY_FIRST_S", 3.0)  # longer than a press, however slow
+    source = KeyDuringSample([frozen.snapshot(t) for t in range(3)])
+    app = counting_app(source, fast_interval=60)
+    drawn: list[bool] = []  # per table draw: had the key been handled?
+    original = app._draw_table
+
+    def recording() -> None:
+        drawn.append(app._key_at > 0)
+        original()
+
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause()
+        app._draw_table = recording  # type: ignore[method-assign]
+        source.app = app
+        app._tick_table()
+        await wait_until(lambda: bool(drawn), pause=pilot.pause)
+        assert drawn == [True]  # the key first, the table after it
+        await pilot.press("q")
+
+
+async def test_table_rows_wait_for_a_key_just_pressed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sluice.tui.table import SessionTable
+
+    monkeypatch.setattr(app_module, "KEY_FIRST_S", 3.0)  # longer than a press, however slow
+    app = counting_app(CountingSource([frozen.snapshot(0)]), fast_interval=60)
+    async with app.run_test(size=(160, 40)) as pilot:
+        table = app.query_one(SessionTable)
+        assert table.hold_repaint() == 0  # no key yet
+        await pilot.press("j")
+        assert 0 < table.hold_repaint() <= 3.0  # the rows wait for the key's frame
+        app._key_at -= 3.0  # as if the key came that long ago
+        assert table.hold_repaint() == 0
+        await pilot.press("q")
