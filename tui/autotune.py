@@ -27,11 +27,7 @@ VALUE_WIDTH = 16
 def spark_text(values: Sequence[float | None], width: int) -> str:
     """The last `width` values as a one-line sparkline (a gap for a missing value)."""
     tail = list(values)[-width:] if width > 0 else []
-    known = [v for v in tail if v is not None]
-    if not known:
-        return " " * len(tail)
-    levels = iter(bar_levels(known, len(BARS)))
-    return "".join(BARS[next(levels)] if v is not None else " " for v in tail)
+    return "".join(" " if level is None else BARS[level] for level in bar_levels(tail, len(BARS)))
 
 
 class AutoReason(Readout):
