@@ -158,7 +158,9 @@ class KnobRow(Horizontal):
 
     BINDINGS = [
         Binding("escape", "cancel_edit", "cancel"),  # shown only while editing
-        Binding("a", "toggle_auto", "auto on/off", show=False),
+        # `a` on a knob with an auto mode (shown in the footer); on another, says it has none.
+        Binding("a", "toggle_auto", "auto on/off"),
+        Binding("a", "no_auto", "auto on/off", show=False),
     ]
 
     def __init__(
@@ -203,9 +205,14 @@ class KnobRow(Horizontal):
         self.show_value()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Esc (and its footer hint) belongs to the editor: offered only while it is open."""
+        """Esc (and its footer hint) belongs to the editor: offered only while it is open;
+        `a` toggles auto on a knob that has an auto mode, and says so on one that has not."""
         if action == "cancel_edit":
             return self.editing
+        if action == "toggle_auto":
+            return self.switch is not None and not self.editing
+        if action == "no_auto":
+            return self.switch is None and not self.editing
         return True
 
     @property
@@ -221,10 +228,13 @@ class KnobRow(Horizontal):
             if self.is_mounted:
                 self.show_value()
 
+    def action_no_auto(self) -> None:
+        """`a` on a knob without an auto mode: say so."""
+        self.app.notify(f"{self.knob.label} has no auto mode", title="auto")
+
     def action_toggle_auto(self) -> None:
         """`a`: hand the knob to auto-tune, or take it back (at its value now)."""
         if self.switch is None:
-            self.app.notify(f"{self.knob.label} has no auto mode", title="auto")
             return
         on = not self.auto
         if self.apply(KnobDef(SETTINGS[self.switch]), on):
