@@ -170,12 +170,14 @@ class KnobRow(Horizontal):
         apply: ApplyKnob,
         on_shown: Callable[[], None] | None = None,
         on_switched: Callable[[str, bool], None] | None = None,
+        on_used: Callable[[Slider], None] | None = None,
     ) -> None:
         super().__init__(id=f"row-{knob.key}", classes="knob-row")
         self.knob = knob
         self.apply = apply
         self.on_shown = on_shown
         self.on_switched = on_switched  # told when this row turned its auto switch on/off
+        self.on_used = on_used  # told when the user changed this knob (moved, typed, `a`)
         self.switch = SWITCH_OF.get(knob.spec.name)  # the [autotune] switch driving it
         self.saved = value  # the value in the config file; a different one is unsaved
         self.saved_auto = False  # its auto switch in the config file (set by the panel)
@@ -238,9 +240,14 @@ class KnobRow(Horizontal):
             return
         on = not self.auto
         if self.apply(KnobDef(SETTINGS[self.switch]), on):
+            self._used()
             self.set_auto(on)
             if self.on_switched is not None:
                 self.on_switched(self.switch, on)
+
+    def _used(self) -> None:
+        if self.on_used is not None:
+            self.on_used(self.slider)
 
     @property
     def editing(self) -> bool:
@@ -314,6 +321,7 @@ class KnobRow(Horizontal):
             return  # a later move is on its way and supersedes this one
         if self.apply(self.knob, event.value):
             slider.pending = False
+            self._used()
             if self.auto and self.switch is not None:
                 # A hand on an auto knob takes it over: the engine switched auto off in
                 # the same call; show it now, not at the next snapshot.
@@ -372,9 +380,14 @@ class KnobsPanel(Vertical):
     ) -> None:
         super().__init__(id=id)
         self.rows = {
-            knob.key: KnobRow(knob, knob.read(knobs), apply, self._show_title, self._switched)
+            knob.key: KnobRow(
+                knob, knob.read(knobs), apply, self._show_title, self._switched, self.remember
+            )
             for knob in knob_defs()
         }
+        # The slider Tab returns to from the table: the one last used (changed), or the one
+        # Tab last left; the first one until then.
+        self.last_slider: Slider | None = None
         # The reason line under the slider each switch shows `auto` on first (maxsize, not
         # batch_max, for the maxsize switch), keyed by switch.
         self.reasons: dict[str, AutoReason] = {}
@@ -441,6 +454,17 @@ class KnobsPanel(Vertical):
             if row.switch == switch:
                 row.set_auto(on)
         self._show_reasons()
+
+    def remember(self, slider: Slider) -> None:
+        """`slider` was just used (or left with Tab): Tab from the table returns to it."""
+        self.last_slider = slider
+
+    def slider_to_return_to(self) -> Slider:
+        """The slider Tab from elsewhere focuses: the last one used, else the first."""
+        last = self.last_slider
+        if last is not None and last.is_attached:
+            return last
+        return self.query(Slider).first()
 
     @property
     def unsaved(self) -> list[str]:
