@@ -20,6 +20,7 @@ history: a value line and a signal line per auto knob (tui/autotune.py).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,9 @@ __all__ = [
 ]
 
 TITLE = "knobs (Enter: type a value)"
+# What a typed value may be: ASCII digits, a leading minus, for a decimal knob one point.
+INTEGER = re.compile(r"-?[0-9]+")
+DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 TITLE_UNSAVED = "knobs * = unsaved (s saves)"
 
 
@@ -137,9 +141,12 @@ def parse_knob_value(knob: KnobDef, text: str) -> float:
     quoting what was typed (as typed, not Python's repr) and saying what is allowed."""
     spec = knob.spec
     typed = text.strip()
-    cleaned = typed.replace("_", "")
     try:
-        value: float = int(cleaned) if spec.integer else float(cleaned)
+        # Plain ASCII digits only: int() and float() also take `16_0` and other scripts'
+        # digits (`١٢`), which a person did not mean as 160 or 12.
+        if not (INTEGER if spec.integer else DECIMAL).fullmatch(typed):
+            raise ValueError(typed)
+        value: float = int(typed) if spec.integer else float(typed)
         spec.coerce(value)
     except ValueError:
         said = f'you typed "{clean(typed, limit=40)}"' if typed else "nothing typed"
