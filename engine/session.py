@@ -62,6 +62,15 @@ class Abandoned(Exception):
     """A part of a session did not stop within the grace period after its cancel."""
 
 
+def _error_detail(source: str, exc: BaseException) -> str:
+    """`source: Type: message` in full for the detail screen and the JSON: a builtin type
+    spelled as the table spells it (`RuntimeError`), any other with its module, so that
+    two errors of one name stay apart; credentials inside URLs hidden."""
+    kind = type(exc)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
+    return redact(f"{source}: {name}: {exc}")
+
+
 class SessionFigures(NamedTuple):
     """The part of a session's snapshot that the engine's totals add up: a few numbers,
     about a fifth of the cost of a whole snapshot."""
@@ -272,7 +281,7 @@ class Session:
             exc = Abandoned(what if source == "consumer" else f"the stream {what}")
         self.error_source = source
         self.error = f"{source}: {describe_error(exc)}"
-        self.error_detail = f"{source}: {type(exc).__module__}.{type(exc).__name__}: {exc}"
+        self.error_detail = _error_detail(source, exc)
         self._finish("failed")
         self._abandoned = True
         for task in stuck:
@@ -288,7 +297,7 @@ class Session:
             source = "backend"
         self.error_source = source
         self.error = f"{source}: {describe_error(exc)}"
-        self.error_detail = redact(f"{source}: {type(exc).__module__}.{type(exc).__name__}: {exc}")
+        self.error_detail = _error_detail(source, exc)
         self._finish("failed")
 
     def _finish(self, state: str) -> None:

@@ -182,7 +182,6 @@ class SluiceApp(App[int]):
         self.last_recommendation: Recommendation | None = None
         self._shut = False
         self._stopping: asyncio.Task[None] | None = None
-        self._last_slider: Slider | None = None
         self._save_refused_at = -math.inf  # when `s` last met a file changed on disk
         self._fast_pace = Pace()  # the sparklines' samples and frames (tui/pacing.py)
         self._sampled_at = -math.inf  # when the newest sample was taken (time.perf_counter)
@@ -692,14 +691,12 @@ class SluiceApp(App[int]):
         if isinstance(focused, Input) or self.screen is not self.screen_stack[0]:
             self.screen.focus_next()
             return
+        knobs = self.query_one("#knobs", KnobsPanel)
         if isinstance(focused, Slider):
-            self._last_slider = focused
+            knobs.remember(focused)
             self.query_one("#sessions", SessionTable).focus()
             return
-        target = self._last_slider
-        if target is None or not target.is_attached:
-            target = self.query(Slider).first()
-        target.focus()
+        knobs.slider_to_return_to().focus()
 
     def action_help(self) -> None:
         """Show the help screen."""

@@ -1,5 +1,6 @@
-"""The app's auto-tune views: the reason line under an auto knob's slider, and the plot lines
-of each auto knob's value over the last minutes beside the signal that drives it.
+"""The app's auto-tune views at the foot of the knobs panel: per auto knob, a reason line
+naming it, and the plot lines of its value over the last minutes beside the signal that
+drives it.
 
 Both are fed the snapshot's `autotune` tracks (engine/snapshot.py `AutoKnobSnapshot`), so
 they show a remote engine's auto knobs as well as the one in this process.
@@ -17,7 +18,7 @@ from sluice.tui import fmt
 from sluice.tui.panels import bar_levels
 from sluice.tui.readout import Readout
 
-__all__ = ["AutoReason", "PlotLine", "spark_text"]
+__all__ = ["OFF_BY_A", "OFF_BY_HAND", "AutoReason", "PlotLine", "spark_text"]
 
 BARS = "▁▂▃▄▅▆▇█"
 LABEL_WIDTH = 12
@@ -27,53 +28,70 @@ VALUE_WIDTH = 16
 def spark_text(values: Sequence[float | None], width: int) -> str:
     """The last `width` values as a one-line sparkline (a gap for a missing value)."""
     tail = list(values)[-width:] if width > 0 else []
-    known = [v for v in tail if v is not None]
-    if not known:
-        return " " * len(tail)
-    levels = iter(bar_levels(known, len(BARS)))
-    return "".join(BARS[next(levels)] if v is not None else " " for v in tail)
+    return "".join(" " if level is None else BARS[level] for level in bar_levels(tail, len(BARS)))
+
+
+# What turned an auto knob's switch off, as the reason line says it (`KnobsPanel`).
+OFF_BY_A = "a"  # `a` on its slider
+OFF_BY_HAND = "hand"  # a slider move (or a typed value) took it over
 
 
 class AutoReason(Readout):
-    """One line under an auto knob's slider with the reason of its last move (`↳ -10%: 429
-    at 18:04:12`), `↳ auto (led by web-2)` on a cluster node whose auto-tune leader is
-    another node, or `↳ manual` once a hand took it over; hidden for a knob never auto in
-    this run. Where the knobs panel is a two-column grid (narrow screens) it takes the cell
-    beside its knob."""
+    """One line per auto knob at the foot of the knobs panel, naming the knob: the reason of
+    its last move (`claude lim  auto: -10%: 429 at 18:04:12`), `auto (led by web-2)` on a
+    cluster node whose auto-tune leader is another node, or `manual` and what switched it
+    off; hidden for a knob never auto in this run. Cut with `…` where the panel ends."""
 
     DEFAULT_CSS = """
     AutoReason {
         height: 1;
-        padding-left: 1;
         color: $text-muted;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     """
 
-    def show(self, on: bool, track: AutoKnobSnapshot | None) -> None:
-        """Redraw for the switch's state and its track (None: no move yet)."""
+    def __init__(self, label: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.label = label
+
+    def show(
+        self, on: bool, track: AutoKnobSnapshot | None, off_by: str | None = None
+    ) -> None:
+        """Redraw for the switch's state, its track (None: no move yet) and, when off,
+        what switched it off here (OFF_BY_A, OFF_BY_HAND; None: not known, e.g. the API)."""
         reason = track.reason if track is not None else None
-        text = Text("↳ ", style="cyan")
+        text = Text(no_wrap=True, overflow="ellipsis", end="")
+        text.append(f"{self.label:<{LABEL_WIDTH - 1}}", style="bold cyan")  # as the sliders
+        text.append(" ")
         if on and track is not None and track.led_by:
             text.append(fmt.clean(f"auto (led by {track.led_by})"))
         elif on:
-            detail = reason or "auto: waiting for a full window of signals"
+            detail = reason or "waiting for a full window of signals"
             if track is not None and track.retry_after:
                 detail += f" (retry-after {track.retry_after:.1f}s)"
-            text.append(fmt.clean(detail))
+            text.append("auto: " + fmt.clean(detail))
         else:
             text.append("manual", style="bold")
+            if off_by == OFF_BY_A:
+                text.append(" (auto off with a)")
+            elif off_by == OFF_BY_HAND:
+                text.append(" (set by hand)")
+            else:
+                text.append(" (auto off)")
             if reason:
-                text.append(" (set by hand); last auto move " + fmt.clean(reason))
+                text.append("; last auto move " + fmt.clean(reason))
         self.update(text)
-        self.display = on or track is not None
+        self.display = on or track is not None or off_by is not None
 
 
 class PlotLine(Widget):
     """One line of the auto plot: an auto knob's value over the last minutes (`part`
     "value"), or the signal that drives it ("signal": 429s per point, TTFT p50 with the
-    baseline, consumer call ms), as a sparkline with the latest figure. One line each, so
-    they stack under the knobs on a wide screen and sit side by side, value beside signal,
-    where the knobs panel is a two-column grid."""
+    baseline, consumer call ms), as a sparkline with the latest figure. One line each, under
+    the knob's reason line: stacked on a wide screen, value beside signal where the knobs
+    are a two-column grid. Shown only while the knob is auto (an old plot beside a value
+    set by hand would read as the knob's)."""
 
     DEFAULT_CSS = """
     PlotLine {

@@ -1,6 +1,8 @@
 """The column chooser (`C`): tick the session table's columns; the table follows at once.
 
-The id column is always shown. A ticked line shows a `✓` (not a colour alone); a ticked
+The id column is always shown; `node` is offered only when attached to several nodes (with
+one engine it is always empty) or while it is shown. A ticked line shows a `✓` (not a
+colour alone); a ticked
 column that does not fit the table's width says `no room` on its line, the line under the
 list names it, and the table's note counts such columns.
 """
@@ -63,13 +65,20 @@ class ColumnChooser(ModalScreen[None]):
         self._no_room: set[str] = set()  # columns whose line says there is no room
         self._ticked: str | None = None  # the column ticked last, if ticked
 
+    def offered(self) -> list[Column]:
+        """The columns listed: every one but the id (always shown), and `node` only when
+        attached to several nodes or already shown (so it can be taken away)."""
+        link = getattr(self.app, "link", None)  # the app's Link (tui/link.py)
+        several = link is not None and len(link.nodes()) > 1
+        node = several or "node" in self.table.chosen
+        return [c for c in COLUMNS if c.key != "id" and (c.key != "node" or node)]
+
     def compose(self) -> ComposeResult:
-        """The help line, then one tickable line per column (id excluded: always shown)."""
+        """The help line, then one tickable line per offered column."""
         chosen = set(self.table.chosen)
         options = [
             Selection(self._prompt(c), c.key, c.key in chosen, id=f"col-{c.key}")
-            for c in COLUMNS
-            if c.key != "id"
+            for c in self.offered()
         ]
         with Vertical(id="chooser-box"):
             yield Static(
@@ -106,8 +115,8 @@ class ColumnChooser(ModalScreen[None]):
         """Mark the lines of ticked columns with no room, and say which they are."""
         left_out = set(self.table.left_out)
         listing = self.query_one("#chooser-list", TickList)
-        for col in COLUMNS:
-            if col.key != "id" and (col.key in left_out) != (col.key in self._no_room):
+        for col in self.offered():
+            if (col.key in left_out) != (col.key in self._no_room):
                 listing.replace_option_prompt(
                     f"col-{col.key}", self._prompt(col, col.key in left_out)
                 )

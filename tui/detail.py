@@ -23,6 +23,7 @@ from sluice.tui.source import SnapshotSource
 
 __all__ = [
     "DetailScreen",
+    "Summary",
     "Timeline",
     "agent_line",
     "render_latencies",
@@ -85,8 +86,26 @@ def render_latencies(s: SessionSnapshot) -> Table:
     return table
 
 
-def render_summary(detail: SessionDetail) -> Text:
-    """Who, what state, how it ended, buffer figures and the prompt (all outside text plain)."""
+def _packed(pairs: list[Text], width: int | None) -> Text:
+    """Figures (each a label with its value) two spaces apart, a new line where the next
+    would pass `width` (None: one line), so a label is never parted from its value."""
+    out = Text()
+    used = 0
+    for pair in pairs:
+        if used and width is not None and used + 2 + pair.cell_len > width:
+            out.append("\n")
+            used = 0
+        elif used:
+            out.append("  ")
+            used += 2
+        out.append_text(pair)
+        used += pair.cell_len
+    return out
+
+
+def render_summary(detail: SessionDetail, width: int | None = None) -> Text:
+    """Who, what state, how it ended, buffer figures and the prompt (all outside text plain);
+    with `width`, the figures are laid out in lines of that many cells, each whole."""
     s = detail.snapshot
     text = Text()
     text.append_text(fmt.plain(s.id, "bold", one_line=False, limit=NAME))
@@ -111,20 +130,30 @@ def render_summary(detail: SessionDetail) -> Text:
     agent = agent_line(s)
     if agent:
         text.append("\n" + agent)
-    text.append(
-        f"\nbuffer {s.depth}/{s.maxsize if s.maxsize else '∞'}  high water {s.high_water}  "
-        f"buffered {fmt.nbytes(s.buffered_bytes)}  held by session {fmt.nbytes(s.memory_bytes)}"
-    )
-    text.append(f"\ntokens in {s.tokens_in}  out {s.tokens_out}  lost ")
+    buffer = [
+        f"buffer {s.depth}/{s.maxsize if s.maxsize else '∞'}",
+        f"high water {s.high_water}",
+        f"buffered {fmt.nbytes(s.buffered_bytes)}",
+        f"held by session {fmt.nbytes(s.memory_bytes)}",
+    ]
+    text.append("\n")
+    text.append_text(_packed([Text(pair) for pair in buffer], width))
+    lost = Text("lost ")
     if s.state == "cancelled":
         # dropped because someone cancelled the session: not a fault, so not red
-        text.append(f"{s.tokens_lost} (cancelled)" if s.tokens_lost else "0")
+        lost.append(f"{s.tokens_lost} (cancelled)" if s.tokens_lost else "0")
     else:
-        text.append(str(s.tokens_lost), style="bold red" if s.tokens_lost else "")
-    text.append(
-        f"  rate in {fmt.rate(s.rate_in)}/s out {fmt.rate(s.rate_out)}/s  "
-        f"stall {fmt.pct(s.stall_ratio)}  elapsed {fmt.seconds(s.elapsed)}"
-    )
+        lost.append(str(s.tokens_lost), style="bold red" if s.tokens_lost else "")
+    flow = [
+        Text(f"tokens in {s.tokens_in}"),
+        Text(f"out {s.tokens_out}"),
+        lost,
+        Text(f"rate in {fmt.rate(s.rate_in)}/s out {fmt.rate(s.rate_out)}/s"),
+        Text(f"stall {fmt.pct(s.stall_ratio)}"),
+        Text(f"elapsed {fmt.seconds(s.elapsed)}"),
+    ]
+    text.append("\n")
+    text.append_text(_packed(flow, width))
     text.append("\nprompt: ", style="dim")
     text.append_text(fmt.plain(detail.prompt, one_line=False, limit=LONG))
     return text
@@ -144,6 +173,24 @@ def agent_line(s: SessionSnapshot) -> str:
         parts.append(f"usage in {s.input_tokens or 0} / out {s.output_tokens or 0} tokens")
     parts.append(f"tool deltas {s.tool_deltas or 0}  thinking deltas {s.thinking_deltas or 0}")
     return "agent: " + "  ".join(parts)
+
+
+class Summary(Static):
+    """The session's summary (`render_summary`), laid out at the widget's own width."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, markup=False)
+        self.detail: SessionDetail | None = None
+
+    def show(self, detail: SessionDetail) -> None:
+        """Redraw for `detail`."""
+        self.detail = detail
+        self.update(render_summary(detail, self.content_size.width or None))
+
+    def on_resize(self) -> None:
+        """A new width lays the figures out again."""
+        if self.detail is not None:
+            self.update(render_summary(self.detail, self.content_size.width or None))
 
 
 class Timeline(Static):
@@ -193,7 +240,7 @@ class DetailScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         """Summary and timeline up top, latencies beside the error, then the text tail."""
-        yield Static(id="detail-summary", markup=False)
+        yield Summary(id="detail-summary")
         with Horizontal(id="detail-mid"):
             yield Timeline(id="detail-timeline")
             yield Static(id="detail-latency", markup=False)
@@ -216,10 +263,12 @@ class DetailScreen(Screen[None]):
         if detail is None:
             gone = fmt.plain(self.session_id, "bold", one_line=False, limit=NAME)
             gone.append(": no longer tracked (finished sessions are pruned)")
-            self.query_one("#detail-summary", Static).update(gone)
+            summary = self.query_one("#detail-summary", Summary)
+            summary.detail = None  # a resize must not bring the old figures back
+            summary.update(gone)
             return
         s = detail.snapshot
-        self.query_one("#detail-summary", Static).update(render_summary(detail))
+        self.query_one("#detail-summary", Summary).show(detail)
         self.query_one("#detail-timeline", Timeline).show(s)
         self.query_one("#detail-latency", Static).update(render_latencies(s))
         error = self.query_one("#detail-error", Static)

@@ -2,8 +2,9 @@
 
 Textual's footer lays every shown key out in a row and lets the ones past the edge fall off,
 so on a narrow terminal (or with a slider's own key added in front) `? help` and `q quit`
-went first. This one leaves hints out by rank instead: help and quit always stay, the
-focused widget's own keys next, then the app's keys from the most to the least used. While
+went first. This one shows them by rank instead, and leaves the highest ranks out first:
+help and quit (always there), the focused widget's own keys next, then the app's keys from
+the most to the least used (README, "The app"), the palette docked on the right. While
 text is typed into a box (a knob's exact value), the app's letter keys would type, so only
 the box's own keys are shown (Enter applies, Esc cancels).
 """
@@ -48,6 +49,11 @@ def keep_by_rank(widths: list[tuple[int, int]], room: int) -> list[bool]:
     return keep
 
 
+def _rank(binding: Binding, own: bool) -> int:
+    """A shown key's rank: the focused widget's own keys FOCUSED_RANK, the app's by RANKS."""
+    return FOCUSED_RANK if own else RANKS.get(binding.action, FOCUSED_RANK)
+
+
 class SluiceFooter(Footer):
     """The app's footer: the keys that fit, by rank (RANKS), help and quit always."""
 
@@ -57,7 +63,7 @@ class SluiceFooter(Footer):
 
     def _shown_bindings(self) -> list[tuple[Binding, bool, str, bool]]:
         """(binding, enabled, tooltip, the focused widget's own) for each key to show, one
-        per action, in the order Textual gives them."""
+        per action, by rank (`_rank`; Textual's order within a rank)."""
         focused = self.screen.focused
         typing = isinstance(focused, Input)
         app = self.app
@@ -73,6 +79,7 @@ class SluiceFooter(Footer):
                 continue  # the app's letter keys would type into the box
             seen.add(binding.action)
             out.append((binding, enabled, tooltip, own))
+        out.sort(key=lambda item: _rank(item[0], item[3]))
         return out
 
     def _width_of(self, binding: Binding) -> int:
@@ -89,8 +96,7 @@ class SluiceFooter(Footer):
         palette = self._palette_binding()
         typing = isinstance(self.screen.focused, Input)
         items: list[tuple[int, int]] = [
-            (FOCUSED_RANK if own else RANKS.get(b.action, FOCUSED_RANK), self._width_of(b))
-            for b, _enabled, _tip, own in shown
+            (_rank(b, own), self._width_of(b)) for b, _enabled, _tip, own in shown
         ]
         if palette is not None and not typing:
             items.append((RANKS["command_palette"], self._width_of(palette[0]) - 1))

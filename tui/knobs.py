@@ -11,15 +11,17 @@ and in the panel's title until `s` saves it. A knob that reaches none of the ses
 reason in its tooltip; it stays settable, since sessions started later may use it and `s`
 saves it.
 
-A knob driven by an `[autotune]` switch shows `auto` on its slider, moves by itself, and has
-one line under it with the reason of the last move. Moving it by hand makes it manual at the
-value chosen (the engine switches auto off in the same call; the row shows it at once); `a`
-on the focused slider turns auto back on (or off). The panel ends with the auto knobs'
-history: a value line and a signal line per auto knob (tui/autotune.py).
+A knob driven by an `[autotune]` switch shows `auto` on its slider and moves by itself.
+Moving it by hand makes it manual at the value chosen (the engine switches auto off in the
+same call; the row shows it at once); `a` on the focused slider turns auto back on (or
+off). Under the sliders (never in their grid), per auto knob: a line naming it with the
+reason of its last move or what switched it off, and while it is auto its value and signal
+plot lines (tui/autotune.py).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,14 +29,14 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Input, Label
 
 from sluice.engine.autotune.switches import DRIVES, SWITCH_OF
 from sluice.engine.engine import Engine
 from sluice.engine.settings import SETTINGS, Setting, live_settings
 from sluice.engine.snapshot import AutoKnobSnapshot, EngineSnapshot
-from sluice.tui.autotune import AutoReason, PlotLine
+from sluice.tui.autotune import OFF_BY_A, OFF_BY_HAND, AutoReason, PlotLine
 from sluice.tui.fmt import clean, knob_value
 from sluice.tui.readout import Readout
 from sluice.tui.slider import Slider
@@ -53,6 +55,9 @@ __all__ = [
 ]
 
 TITLE = "knobs (Enter: type a value)"
+# What a typed value may be: ASCII digits, a leading minus, for a decimal knob one point.
+INTEGER = re.compile(r"-?[0-9]+")
+DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 TITLE_UNSAVED = "knobs * = unsaved (s saves)"
 
 
@@ -137,9 +142,12 @@ def parse_knob_value(knob: KnobDef, text: str) -> float:
     quoting what was typed (as typed, not Python's repr) and saying what is allowed."""
     spec = knob.spec
     typed = text.strip()
-    cleaned = typed.replace("_", "")
     try:
-        value: float = int(cleaned) if spec.integer else float(cleaned)
+        # Plain ASCII digits only: int() and float() also take `16_0` and other scripts'
+        # digits (`١٢`), which a person did not mean as 160 or 12.
+        if not (INTEGER if spec.integer else DECIMAL).fullmatch(typed):
+            raise ValueError(typed)
+        value: float = int(typed) if spec.integer else float(typed)
         spec.coerce(value)
     except ValueError:
         said = f'you typed "{clean(typed, limit=40)}"' if typed else "nothing typed"
@@ -158,7 +166,9 @@ class KnobRow(Horizontal):
 
     BINDINGS = [
         Binding("escape", "cancel_edit", "cancel"),  # shown only while editing
-        Binding("a", "toggle_auto", "auto on/off", show=False),
+        # `a` on a knob with an auto mode (shown in the footer); on another, says it has none.
+        Binding("a", "toggle_auto", "auto on/off"),
+        Binding("a", "no_auto", "auto on/off", show=False),
     ]
 
     def __init__(
@@ -167,13 +177,16 @@ class KnobRow(Horizontal):
         value: float,
         apply: ApplyKnob,
         on_shown: Callable[[], None] | None = None,
-        on_switched: Callable[[str, bool], None] | None = None,
+        on_switched: Callable[[str, bool, str], None] | None = None,
+        on_used: Callable[[Slider], None] | None = None,
     ) -> None:
         super().__init__(id=f"row-{knob.key}", classes="knob-row")
         self.knob = knob
         self.apply = apply
         self.on_shown = on_shown
-        self.on_switched = on_switched  # told when this row turned its auto switch on/off
+        # told when this row turned its auto switch on/off, and how (autotune.OFF_BY_*)
+        self.on_switched = on_switched
+        self.on_used = on_used  # told when the user changed this knob (moved, typed, `a`)
         self.switch = SWITCH_OF.get(knob.spec.name)  # the [autotune] switch driving it
         self.saved = value  # the value in the config file; a different one is unsaved
         self.saved_auto = False  # its auto switch in the config file (set by the panel)
@@ -203,9 +216,14 @@ class KnobRow(Horizontal):
         self.show_value()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Esc (and its footer hint) belongs to the editor: offered only while it is open."""
+        """Esc (and its footer hint) belongs to the editor: offered only while it is open;
+        `a` toggles auto on a knob that has an auto mode, and says so on one that has not."""
         if action == "cancel_edit":
             return self.editing
+        if action == "toggle_auto":
+            return self.switch is not None and not self.editing
+        if action == "no_auto":
+            return self.switch is None and not self.editing
         return True
 
     @property
@@ -221,16 +239,24 @@ class KnobRow(Horizontal):
             if self.is_mounted:
                 self.show_value()
 
+    def action_no_auto(self) -> None:
+        """`a` on a knob without an auto mode: say so."""
+        self.app.notify(f"{self.knob.label} has no auto mode", title="auto")
+
     def action_toggle_auto(self) -> None:
         """`a`: hand the knob to auto-tune, or take it back (at its value now)."""
         if self.switch is None:
-            self.app.notify(f"{self.knob.label} has no auto mode", title="auto")
             return
         on = not self.auto
         if self.apply(KnobDef(SETTINGS[self.switch]), on):
+            self._used()
             self.set_auto(on)
             if self.on_switched is not None:
-                self.on_switched(self.switch, on)
+                self.on_switched(self.switch, on, OFF_BY_A)
+
+    def _used(self) -> None:
+        if self.on_used is not None:
+            self.on_used(self.slider)
 
     @property
     def editing(self) -> bool:
@@ -313,12 +339,13 @@ class KnobRow(Horizontal):
         value = slider.value
         if self.apply(self.knob, value):
             slider.pending = False
+            self._used()
             if self.auto and self.switch is not None:
                 # A hand on an auto knob takes it over: the engine switched auto off in
                 # the same call; show it now, not at the next snapshot.
                 self.set_auto(False)
                 if self.on_switched is not None:
-                    self.on_switched(self.switch, False)
+                    self.on_switched(self.switch, False, OFF_BY_HAND)
             if self.unused is not None and not self._unused_told:
                 self._unused_told = True  # once per dimming: a drag must not flood toasts
                 self.app.notify(
@@ -371,44 +398,57 @@ class KnobsPanel(Vertical):
     ) -> None:
         super().__init__(id=id)
         self.rows = {
-            knob.key: KnobRow(knob, knob.read(knobs), apply, self._show_title, self._switched)
+            knob.key: KnobRow(
+                knob, knob.read(knobs), apply, self._show_title, self._switched, self.remember
+            )
             for knob in knob_defs()
         }
-        # The reason line under the slider each switch shows `auto` on first (maxsize, not
-        # batch_max, for the maxsize switch), keyed by switch.
-        self.reasons: dict[str, AutoReason] = {}
-        self._reason_under: dict[str, AutoReason] = {}  # row key -> the line under it
-        for key, row in self.rows.items():
-            if row.switch is not None and DRIVES[row.switch][0] == row.knob.spec.name:
-                line = AutoReason(id=f"reason-{key}")
-                self.reasons[row.switch] = self._reason_under[key] = line
+        # The slider Tab returns to from the table: the one last used (changed), or the one
+        # Tab last left; the first one until then.
+        self.last_slider: Slider | None = None
+        # Per switch, at the foot of the panel: a reason line naming the knob it shows
+        # `auto` on first (maxsize, not batch_max, for the maxsize switch), then its value
+        # and signal plot lines (shown while it is auto and has history).
+        labels = {row.knob.spec.name: row.knob.label for row in self.rows.values()}
+        keys = {row.knob.spec.name: key for key, row in self.rows.items()}
+        self.reasons: dict[str, AutoReason] = {
+            switch: AutoReason(labels.get(knobs_of[0], switch), id=f"reason-{keys[knobs_of[0]]}")
+            for switch, knobs_of in DRIVES.items()
+            if knobs_of[0] in keys
+        }
         self._on: dict[str, bool] = {}
+        self._off_by: dict[str, str] = {}  # switch -> what switched it off here (OFF_BY_*)
         for row in self.rows.values():  # the switches as loaded are the saved ones
             row.saved_auto = bool(knobs.get(row.switch, False)) if row.switch else False
         self._tracks: dict[str, AutoKnobSnapshot] = {}
-        # Per switch, its value line and its signal line (shown once it has history).
-        labels = {row.knob.spec.name: row.knob.label for row in self.rows.values()}
-        self.plot_lines = [
-            PlotLine(switch, part, labels.get(knobs_of[0], switch), id=f"plot-{name}-{part}")
+        self.plots: dict[str, tuple[PlotLine, PlotLine]] = {
+            switch: (
+                PlotLine(switch, "value", label, id=f"plot-{name}-value"),
+                PlotLine(switch, "signal", label, id=f"plot-{name}-signal"),
+            )
             for switch, knobs_of in DRIVES.items()
-            for name in (switch.partition(".")[2],)
-            for part in ("value", "signal")
-        ]
+            for name, label in ((switch.partition(".")[2], labels.get(knobs_of[0], switch)),)
+        }
+        self.plot_lines = [line for pair in self.plots.values() for line in pair]
         self.border_title = TITLE
         self.sync_auto(knobs)
 
     def compose(self) -> ComposeResult:
-        """One row per knob (an auto knob's reason line under it), then the plot lines."""
-        for key, row in self.rows.items():
-            yield row
-            if key in self._reason_under:
-                yield self._reason_under[key]
-        yield from self.plot_lines
+        """The sliders (a two-column grid on a narrow screen), then per auto knob its
+        reason line and plot: together, under every slider, never in the grid beside an
+        unrelated one."""
+        with Grid(id="knob-grid"):
+            yield from self.rows.values()
+        for switch, (value, signal) in self.plots.items():
+            if switch in self.reasons:
+                yield self.reasons[switch]
+            with Horizontal(classes="plot-pair"):
+                yield value
+                yield signal
 
     def on_mount(self) -> None:
         """Reason lines and the plot stay hidden until a knob is auto."""
-        for switch, reason in self.reasons.items():
-            reason.show(self._on.get(switch, False), None)
+        self._show_reasons()
         for line in self.plot_lines:
             line.show(None)
 
@@ -420,7 +460,11 @@ class KnobsPanel(Vertical):
     def sync_auto(self, knobs: Mapping[str, Any]) -> None:
         """Mark the rows whose switch is on in `knobs` as auto (a row held by the user keeps
         its state until the engine has seen the move)."""
-        self._on = {switch: bool(knobs.get(switch, False)) for switch in DRIVES}
+        on = {switch: bool(knobs.get(switch, False)) for switch in DRIVES}
+        for switch, now in on.items():
+            if now:
+                self._off_by.pop(switch, None)  # a later off names its own cause
+        self._on = on
         for row in self.rows.values():
             if row.switch is not None and not (row.slider.dragging or row.slider.pending):
                 row.set_auto(self._on[row.switch])
@@ -431,20 +475,40 @@ class KnobsPanel(Vertical):
         """The snapshot's auto-tune tracks: the reason lines and the plot."""
         self._tracks = {track.switch: track for track in tracks}
         self._show_reasons()
-        for line in self.plot_lines:
-            line.show(self._tracks.get(line.switch))
 
     def _show_reasons(self) -> None:
+        """Each reason line, and each plot while its knob is auto (hidden once it is not:
+        its last auto values beside a value set by hand would read as the knob's)."""
         for switch, reason in self.reasons.items():
-            reason.show(self._on.get(switch, False), self._tracks.get(switch))
+            reason.show(
+                self._on.get(switch, False), self._tracks.get(switch), self._off_by.get(switch)
+            )
+        for line in self.plot_lines:
+            line.show(self._tracks.get(line.switch) if self._on.get(line.switch) else None)
 
-    def _switched(self, switch: str, on: bool) -> None:
-        """A row turned `switch` on or off: every row it drives and its reason line follow."""
+    def _switched(self, switch: str, on: bool, cause: str) -> None:
+        """A row turned `switch` on or off (`cause`: how, autotune.OFF_BY_*): every row it
+        drives, its reason line and its plot follow."""
         self._on[switch] = on
+        if on:
+            self._off_by.pop(switch, None)
+        else:
+            self._off_by[switch] = cause
         for row in self.rows.values():
             if row.switch == switch:
                 row.set_auto(on)
         self._show_reasons()
+
+    def remember(self, slider: Slider) -> None:
+        """`slider` was just used (or left with Tab): Tab from the table returns to it."""
+        self.last_slider = slider
+
+    def slider_to_return_to(self) -> Slider:
+        """The slider Tab from elsewhere focuses: the last one used, else the first."""
+        last = self.last_slider
+        if last is not None and last.is_attached:
+            return last
+        return self.query(Slider).first()
 
     @property
     def unsaved(self) -> list[str]:

@@ -6,12 +6,16 @@ Each panel is fed a frozen `EngineSnapshot` by the app's timers and redraws only
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from rich.console import Group
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.segment import Segment
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.app import RenderResult as WidgetRender
 from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.renderables.sparkline import Sparkline as SparklineRenderable
 from textual.widgets import Label, Sparkline
 
 from sluice.engine.snapshot import EngineSnapshot
@@ -19,7 +23,14 @@ from sluice.tui import fmt
 from sluice.tui.merge import has_figures
 from sluice.tui.readout import Fitted, Part, Readout
 
-__all__ = ["BackendsBar", "ProcessBar", "SparkHistory", "SparkPanel", "bar_levels"]
+__all__ = [
+    "BackendsBar",
+    "GappedSparkline",
+    "ProcessBar",
+    "SparkHistory",
+    "SparkPanel",
+    "bar_levels",
+]
 
 WINDOW = 60.0  # seconds of history the sparklines show
 SPARK_WIDTH = 24  # columns a sparkline is assumed to have before it is laid out
@@ -240,11 +251,12 @@ class SparkHistory:
                 series.popleft()
         return True
 
-    def columns(self, key: str, width: int) -> list[float]:
+    def columns(self, key: str, width: int) -> list[float | None]:
         """Series `key` as `width` columns of `window / width` seconds each (the largest
-        value in each), oldest first, the newest on the right. An empty column repeats the
-        one before it; before the first point, the first column's value (so a young history
-        grows in from the right instead of being stretched across)."""
+        value in each), oldest first, the newest on the right. Columns before the first
+        point are None (nothing was measured then: drawn blank, so a young history grows in
+        from the right); an empty column after it repeats the one before it (a sample the
+        pacing skipped, not a gap in the data)."""
         if not self.times or width < 1:
             return []
         span = self.window / width
@@ -265,21 +277,56 @@ class SparkHistory:
                 value = values[n]
                 cols[i] = value if held is None or value > held else held
         self._kept[(key, width)] = (oldest, cols, self._added)
-        first = next(col for col in cols if col is not None)  # the newest column has one
-        out: list[float] = []
+        out: list[float | None] = []
         for col in cols:
-            out.append(col if col is not None else (out[-1] if out else first))
+            out.append(col if col is not None or not out else out[-1])
         return out
 
 
-def bar_levels(values: list[float], levels: int = 8) -> list[int]:
+def bar_levels(values: Sequence[float | None], levels: int = 8) -> list[int | None]:
     """Each value as the bar (0 to levels-1) a one-line sparkline draws for it, scaled
-    between the smallest and the largest value as Textual's Sparkline scales them."""
-    if not values:
-        return []
-    low, high = min(values), max(values)
+    between the smallest and the largest value as Textual's Sparkline scales them; None
+    (no data) stays None."""
+    known = [value for value in values if value is not None]
+    if not known:
+        return [None] * len(values)
+    low, high = min(known), max(known)
     extent = (high - low) or 1
-    return [int((value - low) / extent * (levels - 1)) for value in values]
+    return [
+        None if value is None else int((value - low) / extent * (levels - 1)) for value in values
+    ]
+
+
+class _BlankThenBars:
+    """`blank` spaces, then Textual's sparkline bars in the rest of the one line."""
+
+    def __init__(self, blank: int, bars: SparklineRenderable[float]) -> None:
+        self.blank = blank
+        self.bars = bars
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Segment(" " * self.blank)
+        yield from console.render(self.bars, options.update_width(self.bars.width or 1))
+
+
+class GappedSparkline(Sparkline):
+    """A one-line sparkline whose leading columns without data (None) are left blank
+    instead of drawn as bars: time before the first sample is not a measurement."""
+
+    data = reactive[Sequence[float | None] | None](None)  # type: ignore[assignment]
+
+    def render(self) -> WidgetRender:
+        """Blank columns, then the bars Textual's Sparkline draws for the rest."""
+        data: Sequence[float | None] = self.data or []
+        blank = next((n for n, value in enumerate(data) if value is not None), len(data))
+        width = self.size.width
+        if blank >= len(data) or blank >= width:
+            return Text(" " * width)
+        bars = super().render()
+        assert isinstance(bars, SparklineRenderable)
+        bars.data = [value for value in data[blank:] if value is not None]
+        bars.width = width - blank
+        return _BlankThenBars(blank, bars)
 
 
 class SparkPanel(Vertical):
@@ -291,7 +338,7 @@ class SparkPanel(Vertical):
             with Horizontal(classes="spark-row"):
                 yield Label(label, classes="spark-name")
                 yield Readout("-", id=f"spark-value-{key}", classes="spark-value")
-                yield Sparkline([], id=f"spark-{key}", classes="spark")
+                yield GappedSparkline([], id=f"spark-{key}", classes="spark")
 
     def column_seconds(self, history: SparkHistory) -> float | None:
         """Seconds of history one column of the sparklines spans (a sample more often shows
@@ -305,7 +352,7 @@ class SparkPanel(Vertical):
         """Redraw the sparklines from `history` (each only if its columns changed), and with
         `values` the latest figure beside each."""
         for key, _label, _read, show in SparkHistory.SERIES:
-            spark = self.query_one(f"#spark-{key}", Sparkline)
+            spark = self.query_one(f"#spark-{key}", GappedSparkline)
             # Equal data is a no-op for the reactive: no repaint, no frame. Bar heights, not
             # raw values, so a change too small to move a bar does not redraw either.
             spark.data = bar_levels(history.columns(key, spark.size.width or SPARK_WIDTH))

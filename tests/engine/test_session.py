@@ -13,6 +13,7 @@ from sluice.engine.limiter import AdjustableLimiter
 from sluice.engine.session import Session
 from sluice.engine.snapshot import SessionSnapshot
 from tests.fakes import (
+    BackendBoom,
     FakeClock,
     RecordingConsumer,
     ScriptedBackend,
@@ -114,7 +115,8 @@ async def test_a_consumer_error_fails_only_its_session_and_closes_the_stream() -
     assert bad.state == "failed"
     assert bad.error == "consumer: RuntimeError: consumer broke on call 3"
     assert bad.error_source == "consumer"
-    assert bad.error_detail is not None and "RuntimeError" in bad.error_detail
+    # the detail spells a builtin's type as the table does (no `builtins.`)
+    assert bad.error_detail == "consumer: RuntimeError: consumer broke on call 3"
     # The producer was stopped and the backend's stream closed (aclosing ran).
     assert bad_backend.closed == 1 and bad_backend.exit in ("cancelled", "closed early")
     assert bad_backend.yielded < len(TEXTS)
@@ -333,7 +335,9 @@ async def test_detail_carries_prompt_tail_and_error() -> None:
     detail = session.detail()
     assert detail.prompt == "a prompt"
     assert detail.tail == "t0t1t2"
-    assert detail.error_detail is not None and "BackendBoom" in detail.error_detail
+    # not a builtin: its module stays, so two errors of one name stay apart
+    assert detail.error_detail is not None
+    assert detail.error_detail.startswith(f"backend: {BackendBoom.__module__}.BackendBoom: ")
     assert detail.snapshot.state == "failed"
 
 

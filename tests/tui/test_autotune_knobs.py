@@ -54,7 +54,8 @@ async def test_a_hand_move_makes_the_knob_manual_and_a_gives_it_back(fast_config
         chosen = slider.value
         assert engine.knob("queue.maxsize") == chosen
         assert not slider.auto and not batch.auto  # shown at once
-        assert reason.plain.startswith("↳ manual")
+        assert "manual (set by hand)" in reason.plain  # a slider move did it
+        assert not plot.display  # its old auto values would read as the knob's now
         assert not app.query_one("#row-maxsize", KnobRow).has_class("auto")
         assert panel.unsaved == ["maxsize", "batch_max"]  # taken over: not what is saved
         await asyncio.sleep(0.5)  # two auto windows: a manual knob stays where it was put
@@ -67,6 +68,11 @@ async def test_a_hand_move_makes_the_knob_manual_and_a_gives_it_back(fast_config
         assert slider.auto and batch.auto
         assert "manual" not in reason.plain and "target 500 ms" in reason.plain
         assert panel.unsaved == []  # auto again, as the config file says
+        await wait_until(lambda: plot.display, pause=pilot.pause)
+        await pilot.press("a")  # off again, with `a` this time: said so, not "by hand"
+        await pilot.pause()
+        assert "manual (auto off with a)" in reason.plain and "by hand" not in reason.plain
+        assert not plot.display
 
 
 async def test_a_on_a_knob_without_auto_says_so(fast_config: Config) -> None:
@@ -132,13 +138,48 @@ async def test_a_cluster_node_that_does_not_lead_names_the_leader() -> None:
 
     class Reason(App[None]):
         def compose(self) -> ComposeResult:
-            yield AutoReason(id="reason")
+            yield AutoReason("claude lim", id="reason")
 
     app = Reason()
     async with app.run_test(size=(60, 3)) as pilot:
         line = app.query_one("#reason", AutoReason)
         line.show(True, track)
         await pilot.pause()
-        assert line.plain.rstrip() == "↳ auto (led by web-2)"
+        assert line.plain.rstrip() == "claude lim  auto (led by web-2)"
         line.show(False, track)  # a hand took it over: manual, whoever led
-        assert line.plain.startswith("↳ manual")
+        assert line.plain.startswith("claude lim  manual")
+
+
+async def test_reason_lines_sit_under_the_sliders_name_their_knob_and_end_with_an_ellipsis() -> (
+    None
+):
+    """80x24, `a` on claude lim and maxsize: in the two-column grid the reason lines landed
+    in cells beside unrelated sliders; now each is under the grid, naming its knob, cut
+    with `…` where the panel ends."""
+    app = SluiceApp(config=Config(), continuous=False, live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for key in ("limit-claude", "maxsize"):
+            app.query_one(f"#knob-{key}", Slider).focus()
+            await pilot.press("a")
+        await pilot.pause()
+        rows = list(app.query(KnobRow))
+        bottom = max(row.region.bottom for row in rows)
+        left = min(row.region.x for row in rows)
+        for key, label in (("limit-claude", "claude lim"), ("maxsize", "maxsize")):
+            reason = app.query_one(f"#reason-{key}", AutoReason)
+            assert reason.display and reason.region.y >= bottom  # under every slider
+            assert reason.region.x == left  # the panel's whole width, not a grid cell
+            assert reason.plain.startswith(label) and "auto" in reason.plain
+        await pilot.press("a")  # maxsize: off with `a`
+        await pilot.pause()
+        maxsize = app.query_one("#reason-maxsize", AutoReason)
+        assert "manual (auto off with a)" in maxsize.plain
+        assert "by hand" not in maxsize.plain
+    app = SluiceApp(config=Config(), continuous=False, live=False)
+    async with app.run_test(size=(200, 50)) as pilot:  # wide: a 44-column panel
+        app.query_one("#knob-limit-claude", Slider).focus()
+        await pilot.press("a")
+        await pilot.pause()
+        reason = app.query_one("#reason-limit-claude", AutoReason)
+        shown = "".join(s.text for s in reason.render_line(0)).rstrip()
+        assert shown.endswith("…") and shown.startswith("claude lim  auto: waiting")

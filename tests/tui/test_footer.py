@@ -58,3 +58,32 @@ async def test_typing_a_knob_value_shows_how_to_apply_or_cancel() -> None:
         assert "esc cancel" not in footer_line(app)
         assert app.engine.knob("queue.maxsize") == 20
         await pilot.press("q")
+
+
+async def test_footer_order_is_help_quit_then_the_sliders_keys_then_the_most_used() -> None:
+    """README: `? help` and `q quit` always, then the focused slider's own keys (`a` on a
+    knob with an auto mode), then the others from the most used; the rest left out."""
+    app = SluiceApp(config=Config(), continuous=False, live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.query_one("#knob-maxsize", Slider).focus()
+        await pilot.pause()
+        words = footer_words(app)
+        assert words[:4] == ["help", "quit", "type a value", "auto on/off"], words
+        assert words[4:6] == ["save", "pause"], words  # the most used of the app's keys
+        app.query_one("#knob-delay_ms", Slider).focus()  # no auto mode: no `a` hint
+        await pilot.pause()
+        words = footer_words(app)
+        assert words[:3] == ["help", "quit", "type a value"] and "auto on/off" not in words
+        await pilot.press("a")  # still says it has none
+        await pilot.pause()
+        await pilot.press("q")
+
+
+@pytest.mark.parametrize("key", ["maxsize", "batch_max", "limit-claude", "limit-ollama"])
+async def test_a_shows_on_every_slider_with_an_auto_mode(key: str) -> None:
+    app = SluiceApp(config=Config(), continuous=False, live=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        app.query_one(f"#knob-{key}", Slider).focus()
+        await pilot.pause()
+        assert "a auto on/off" in footer_line(app), footer_line(app)
+        await pilot.press("q")

@@ -107,7 +107,7 @@ async def test_hostile_ids_backend_errors_and_text_show_literally(fast_config: C
         detail = screen_text(app)
         assert "\x1b" not in detail
         assert f"{LINK}  {clean(BACKEND)}  failed  model model {LINK}" in detail
-        assert f"error: backend: builtins.RuntimeError: {clean(ERROR)}" in detail
+        assert f"error: backend: RuntimeError: {clean(ERROR)}" in detail
         assert clean(TAIL, one_line=False) in detail
         for x in range(0, 8):
             await pilot.click("#detail-summary", offset=(x, 0))

@@ -304,6 +304,25 @@ async def test_tab_jumps_between_the_table_and_the_last_used_slider(fast_config:
         await pilot.press("q")
 
 
+async def test_tab_returns_to_the_slider_last_changed_after_focus_walked_off() -> None:
+    """Tab, down to `delay ms`, Right, then Down past the last slider (focus leaves the
+    knobs), Tab: back on `delay ms`, the slider last used, not the first one."""
+    app = SluiceApp(config=Config(), continuous=False, live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.query_one("#sessions", SessionTable).focus()
+        await pilot.press("tab")
+        while isinstance(app.focused, Slider) and app.focused.id != "knob-delay_ms":
+            await pilot.press("down")
+        assert isinstance(app.focused, Slider) and app.focused.id == "knob-delay_ms"
+        await pilot.press("right")
+        assert app.engine.knob("consumer.delay_ms") == 51
+        await pilot.press("down", "down", "down")
+        assert not isinstance(app.focused, Slider)
+        await pilot.press("tab")
+        assert isinstance(app.focused, Slider) and app.focused.id == "knob-delay_ms"
+        await pilot.press("q")
+
+
 # How Textual names a key, as the help screen spells it.
 _SPELLED = {
     "slash": "/", "question_mark": "?", "escape": "Esc", "enter": "Enter", "tab": "Tab",

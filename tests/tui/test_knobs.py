@@ -161,7 +161,8 @@ async def test_slider_range_widens_to_a_larger_configured_value(fast_config: Con
 @pytest.mark.parametrize("knob", KNOBS, ids=lambda k: k.key)
 def test_typed_values_are_checked_against_the_shared_ranges(knob: KnobDef) -> None:
     assert parse_knob_value(knob, " 3 ") == 3
-    for bad in ("", "abc", "-5", "1e99", "nan", "inf", "99999999"):
+    bad_forms = ("16_0", "1_6", "١٢", "\uff11\uff12", "٣", "+3", "1e1", "0x10", "3 4", "²")
+    for bad in ("", "abc", "-5", "1e99", "nan", "inf", "99999999", *bad_forms):
         with pytest.raises(ValueError, match=re.escape(knob.label)):
             parse_knob_value(knob, bad)
     if knob.spec.integer:
@@ -169,6 +170,25 @@ def test_typed_values_are_checked_against_the_shared_ranges(knob: KnobDef) -> No
             parse_knob_value(knob, "2.5")
     else:
         assert parse_knob_value(knob, "2.5") == 2.5
+        assert parse_knob_value(knob, "2.") == 2.0
+        with pytest.raises(ValueError, match="you typed \"2,5\""):
+            parse_knob_value(knob, "2,5")
+
+
+async def test_only_ascii_digits_are_taken_as_a_typed_value() -> None:
+    """`16_0` and Arabic-Indic `١٢` are refused with the one-line message, nothing changed
+    (Python's int() reads them as 160 and 12)."""
+    app = SluiceApp(config=Config(), continuous=False, live=False)
+    notes = record_notes(app)
+    allowed = BY_KEY["maxsize"].spec.describe()
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.query_one("#knob-maxsize", Slider).focus()
+        for typed in ("16_0", "١٢"):
+            await pilot.press("enter", "backspace", *typed, "enter")
+            assert notes[-1][0] == f'maxsize: you typed "{typed}"; {allowed}'
+            await pilot.press("escape")
+        assert app.engine.knob("queue.maxsize") == 16
+        await pilot.press("q")
 
 
 async def test_a_refused_typed_value_is_quoted_as_typed_with_what_is_allowed() -> None:

@@ -39,14 +39,14 @@ def test_columns_are_fixed_to_the_clock_and_hold_the_largest_value() -> None:
     # 6 columns of 10 s, the newest [120, 130): [70, 80) ... [120, 130)
     for t, rate in ((100.0, 1.0), (104.0, 7.0), (109.9, 2.0), (125.0, 5.0)):
         assert history.add(at(base, t, rate))
-    # before 100: the first column's value; [100, 110): max(1, 7, 2); [110, 120) empty:
+    # before 100: no data (None, drawn blank); [100, 110): max(1, 7, 2); [110, 120) empty:
     # the one before it; [120, 130): 5
-    assert history.columns("rate", 6) == [7.0, 7.0, 7.0, 7.0, 7.0, 5.0]
+    assert history.columns("rate", 6) == [None, None, None, 7.0, 7.0, 5.0]
     assert not history.add(at(base, 125.0, 9.0))  # not newer: ignored
     history.add(at(base, 126.0, 4.0))  # smaller, same column: nothing changes
-    assert history.columns("rate", 6) == [7.0, 7.0, 7.0, 7.0, 7.0, 5.0]
+    assert history.columns("rate", 6) == [None, None, None, 7.0, 7.0, 5.0]
     history.add(at(base, 131.0, 1.0))  # a new column: the others move left by one
-    assert history.columns("rate", 6) == [7.0, 7.0, 7.0, 7.0, 5.0, 1.0]
+    assert history.columns("rate", 6) == [None, None, 7.0, 7.0, 5.0, 1.0]
     assert SparkHistory().columns("rate", 6) == []
 
 
@@ -96,6 +96,32 @@ def sparkline_text(data: Sequence[float], width: int) -> str:
 def test_bar_levels_draw_the_same_bars_as_the_values(values: list[float]) -> None:
     width = len(values)
     assert sparkline_text(bar_levels(values), width) == sparkline_text(values, width)
+
+
+async def test_sparklines_leave_the_time_before_the_first_sample_blank() -> None:
+    """Five seconds after start, the rest of the minute is blank, not the first sample
+    drawn across it (a start-up peak looked like a minute of load)."""
+    base = frozen.snapshot(0)
+    t0 = base.taken_at
+    snaps = [at(base, t0 + n, rate) for n, rate in enumerate((77.0, 40.0, 20.0, 5.0, 1.0, 1.0))]
+    app = SluiceApp(
+        config=Config(),
+        engine=Engine(Config()),
+        source=FrozenSource(snaps),
+        clock=frozen.FrozenClock(),
+        continuous=False,
+        live=False,
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in snaps:
+            app.refresh_now()
+        await pilot.pause()
+        spark = app.query_one("#spark-rate")
+        line = "".join(segment.text for segment in spark.render_line(0))
+        drawn = line.strip()
+        assert line.startswith(" " * (len(line) - 6))  # 60 s over its width: 6 s drawn
+        assert drawn and line.endswith(drawn) and set(drawn) <= set("▁▂▃▄▅▆▇█")
+        await pilot.press("q")
 
 
 def test_a_readout_does_not_repaint_what_it_already_shows() -> None:

@@ -7,6 +7,7 @@ same screen comes out every time. Regenerate after a deliberate UI change with
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -15,9 +16,11 @@ from textual.pilot import Pilot
 from sluice.engine.config import Config
 from sluice.engine.engine import Engine
 from sluice.tui.app import SluiceApp
+from sluice.tui.detail import render_summary
 from sluice.tui.source import FrozenSource
 
 from . import frozen
+from .helpers import screen_text
 
 STEPS = 40
 SIZES = [(80, 24), (120, 40), (160, 48), (200, 50)]
@@ -72,3 +75,37 @@ async def test_frozen_replay_is_deterministic() -> None:
         app.refresh_now()  # the last snapshot again: no new point
         assert len(app.history.times) == STEPS
         await pilot.press("q")
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+async def test_the_detail_keeps_each_label_with_its_value(width: int) -> None:
+    """At 80 columns `elapsed` was at the end of one line and `11.1s` at the start of the
+    next: each figure now moves to the next line whole."""
+    app = frozen_app()
+    async with app.run_test(size=(width, 30)) as pilot:
+        await open_detail(pilot)
+        summary = app.screen.query_one("#detail-summary")
+        rows = screen_text(app).splitlines()[summary.region.y : summary.region.bottom]
+        lines = [row.rstrip() for row in rows]
+        text = "\n".join(lines)
+        for label in ("elapsed", "stall", "lost", "out", "high water", "held by session"):
+            assert not any(line.endswith(label) for line in lines), text
+        assert any("elapsed " in line and line.endswith("s") for line in lines), text
+        await pilot.press("escape", "q")
+
+
+def test_the_summary_lays_figures_out_whole_at_any_width() -> None:
+    """Big figures at 80 columns (the tester's `elapsed` / `11.1s` split): every line fits,
+    and each label has its value on the same line."""
+    snap = frozen.snapshot(39)
+    s = dataclasses.replace(
+        snap.sessions[0], tokens_in=1234567, tokens_out=1234560, tokens_lost=7, elapsed=11.1
+    )
+    detail = dataclasses.replace(frozen.details(snap)[s.id], snapshot=s)
+    for width in range(40, 121, 7):
+        lines = render_summary(detail, width).plain.splitlines()
+        figures = [line for line in lines if not line.startswith("prompt")]
+        assert all(len(line) <= width for line in figures), (width, lines)
+        joined = "\n".join(lines)
+        for pair in ("elapsed 11.1s", "lost 7", "tokens in 1234567", "out 1234560"):
+            assert pair in joined, (width, lines)

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 import pytest
+from textual.widgets import SelectionList
 
 from sluice.engine.config import Config
 from sluice.engine.engine import Engine
@@ -281,7 +282,7 @@ async def test_the_column_chooser_shows_and_hides_columns() -> None:
         assert "tries" not in [c.label for c, _ in table.shown]  # not a default column
         await pilot.press("C")
         assert isinstance(app.screen, ColumnChooser)
-        keys = [c.key for c in COLUMNS if c.key != "id"]
+        keys = [c.key for c in COLUMNS if c.key not in ("id", "node")]  # node: not offered
         for _ in range(keys.index("attempts")):  # the first line starts highlighted
             await pilot.press("down")
         await pilot.press("space")  # tick "tries"
@@ -313,7 +314,7 @@ async def test_the_chooser_marks_ticks_visibly_and_names_a_ticked_column_with_no
         # a mark a user can see without colour: ticked lines show it, unticked ones do not
         assert "✓" in line_of("mem") and "✓" not in line_of("tries")
         assert "no room" not in line_of("mem")
-        keys = [c.key for c in COLUMNS if c.key != "id"]
+        keys = [c.key for c in COLUMNS if c.key not in ("id", "node")]  # node: not offered
         for _ in range(keys.index("attempts")):
             await pilot.press("down")
         await pilot.press("space")  # tick "tries": 80 columns have no room for it
@@ -326,6 +327,29 @@ async def test_the_chooser_marks_ticks_visibly_and_names_a_ticked_column_with_no
         await pilot.pause()
         assert "✓" not in line_of("tries") and "no room" not in line_of("tries")
         assert "tries" not in str(app.screen.query_one("#chooser-note").render())
+        await pilot.press("escape", "q")
+
+
+async def test_the_chooser_offers_node_only_when_attached_to_several_nodes() -> None:
+    """The app on its own engine: `node` is always empty, so the chooser does not list it
+    (ticking it only pushed other columns out)."""
+    app = frozen_app([frozen.snapshot(3)])
+    async with app.run_test(size=(80, 30)) as pilot:
+        app.refresh_now()
+        await pilot.press("C")
+        await pilot.pause()
+        listing = app.screen.query_one("#chooser-list", SelectionList)
+        values = [listing.get_option_at_index(i).value for i in range(listing.option_count)]
+        assert "node" not in values and "backend" in values
+        assert not any(" node " in line for line in screen_text(app).splitlines())
+        await pilot.press("escape")
+        # The same app as if attached to two nodes (only the chooser asks): offered.
+        app.link.nodes = lambda: ["web-1", "web-2"]  # type: ignore[method-assign,assignment,return-value]
+        await pilot.press("C")
+        await pilot.pause()
+        listing = app.screen.query_one("#chooser-list", SelectionList)
+        values = [listing.get_option_at_index(i).value for i in range(listing.option_count)]
+        assert "node" in values
         await pilot.press("escape", "q")
 
 
