@@ -55,9 +55,7 @@ class AutoReason(Readout):
         super().__init__(id=id)
         self.label = label
 
-    def show(
-        self, on: bool, track: AutoKnobSnapshot | None, off_by: str | None = None
-    ) -> None:
+    def show(self, on: bool, track: AutoKnobSnapshot | None, off_by: str | None = None) -> None:
         """Redraw for the switch's state, its track (None: no move yet) and, when off,
         what switched it off here (OFF_BY_A, OFF_BY_HAND; None: not known, e.g. the API)."""
         reason = track.reason if track is not None else None

@@ -171,7 +171,7 @@ def test_typed_values_are_checked_against_the_shared_ranges(knob: KnobDef) -> No
     else:
         assert parse_knob_value(knob, "2.5") == 2.5
         assert parse_knob_value(knob, "2.") == 2.0
-        with pytest.raises(ValueError, match="you typed \"2,5\""):
+        with pytest.raises(ValueError, match='you typed "2,5"'):
             parse_knob_value(knob, "2,5")
 
 
