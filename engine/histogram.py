@@ -94,6 +94,30 @@ class Histogram:
         if other.max > self.max:
             self.max = other.max
 
+    def copy(self) -> Histogram:
+        """An independent copy (to compare with later: `since`)."""
+        fresh = Histogram()
+        fresh.merge(self)
+        return fresh
+
+    def since(self, earlier: Histogram) -> Histogram:
+        """What was recorded after `earlier`, a copy this histogram then held: the counts
+        per bucket subtracted. The max is the top of the highest bucket left (the largest
+        value since is not kept), never above this histogram's own max."""
+        recent = Histogram()
+        before = earlier._counts
+        top = None
+        for index, n in self._counts.items():
+            left = n - before.get(index, 0)
+            if left > 0:
+                recent._counts[index] = left
+                recent.count += left
+                top = index if top is None or index > top else top
+        if top is not None:
+            recent.total = max(0.0, self.total - earlier.total)
+            recent.max = min(self.max, _bucket_upper(top))
+        return recent
+
     def buckets(self) -> list[tuple[float, int]]:
         """The non-empty buckets in order as (upper bound, count): every value counted in a
         bucket is below its bound (exact zeros have the bound 0.0 and equal it). From about

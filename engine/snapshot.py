@@ -104,12 +104,17 @@ def _unflatten(cls: type[D], data: Mapping[str, Any]) -> D:
     defaults = {f.name for f in fields(cls) if f.default is not MISSING}  # type: ignore[arg-type]
     for name, kind, keys in _plan(cls):
         if kind == _SUMMARY:
+            if keys[0] not in data and name in defaults:
+                continue  # an older server's JSON: the field's default
             values[name] = Percentiles(*(data[key] for key in keys))
         elif kind == _MAPPING:
             values[name] = MappingProxyType(dict(data[name]))
         elif name in data or name not in defaults:  # a field with a default may be absent
             values[name] = data[name]
     return cls(**values)
+
+
+NO_LATENCY = Percentiles.empty()  # a latency summary of nothing (a default)
 
 
 @fast_frozen_init  # built for every session every second: half the cost of the generated one
@@ -251,6 +256,9 @@ class Totals:
     slot_wait: Percentiles
     # The part of tokens_lost held by cancelled sessions: dropped on request, not by a fault.
     tokens_lost_cancelled: int = 0
+    # queue_wait of the chunks processed in the last RECENT_S seconds only (the whole run's
+    # p99 never comes down after a retune; this one does).
+    queue_wait_10s: Percentiles = NO_LATENCY
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, latency summaries flattened as in `SessionSnapshot.to_dict`."""

@@ -8,6 +8,7 @@ the engine keeps (`history`).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -17,7 +18,9 @@ from sluice.engine.rates import RateMeter
 from sluice.engine.session import Session, SessionFigures
 from sluice.engine.snapshot import SESSION_STATES, SessionSnapshot, Totals
 
-__all__ = ["Latencies", "Tally", "TotalsAccumulator"]
+__all__ = ["RECENT_S", "Latencies", "Tally", "TotalsAccumulator"]
+
+RECENT_S = 10.0  # the window of `Totals.queue_wait_10s`
 
 
 @dataclass(slots=True)
@@ -131,6 +134,10 @@ class TotalsAccumulator:
         self._retired = Tally()
         self._retired_latencies = Latencies()
         self._cached: tuple[float, Latencies, tuple[Percentiles, ...]] | None = None
+        # The merged queue_wait at each merge of the last RECENT_S seconds (the oldest kept
+        # is the window's start): `since` the oldest is the window's own distribution.
+        self._marks: deque[tuple[float, Histogram]] = deque()
+        self._recent = Percentiles.empty()
         # The totals' own chunk counters, metered: a sum of per-session rates reads near zero
         # when sessions are short (a session's rate is 0 on its first sample and once ended).
         self._rate_in = RateMeter()
@@ -156,6 +163,12 @@ class TotalsAccumulator:
         for session in live:
             latencies.add(session, now)
         self._cached = (now, latencies, latencies.summary())
+        marks = self._marks
+        while len(marks) > 1 and marks[1][0] <= now - RECENT_S:
+            marks.popleft()
+        start = marks[0][1] if marks else Histogram()
+        self._recent = latencies.queue_wait.since(start).summary()
+        marks.append((now, latencies.queue_wait.copy()))
         return self._cached
 
     def totals(
@@ -194,4 +207,5 @@ class TotalsAccumulator:
             ttft=ttft,
             slot_wait=slot_wait,
             tokens_lost_cancelled=tally.tokens_lost_cancelled,
+            queue_wait_10s=self._recent,
         )

@@ -220,8 +220,8 @@ class SparkHistory:
         ("rss", "RSS", lambda s: float(s.process.rss), lambda v: fmt.nbytes(int(v))),
         (
             "qwait",
-            "qwait p99",
-            lambda s: s.totals.queue_wait.p99 or 0.0,
+            "qwait p99",  # of the chunks processed in the last 10 s, not the whole run
+            lambda s: s.totals.queue_wait_10s.p99 or 0.0,
             fmt.seconds,
         ),
     )
@@ -233,13 +233,17 @@ class SparkHistory:
             key: deque(maxlen=maxlen) for key, *_ in self.SERIES
         }
         self._added = 0  # points ever added
+        self.unknown = False  # the newest snapshot had no figures (see `add`)
         # (series, width) -> (index of the oldest column, columns, points folded in): the
         # columns are kept up to date point by point, not rebuilt on every sample.
         self._kept: dict[tuple[str, int], tuple[int, list[float | None], int]] = {}
 
     def add(self, snap: EngineSnapshot) -> bool:
-        """Record `snap` if it is newer than the last one; True if it was recorded."""
-        if self.times and snap.taken_at <= self.times[-1]:
+        """Record `snap` if it is newer than the last one; True if it was recorded. A
+        snapshot without figures (attached, every node down) is not a point: `unknown`
+        says the newest figures are not current."""
+        self.unknown = not has_figures(snap)
+        if self.unknown or (self.times and snap.taken_at <= self.times[-1]):
             return False
         self.times.append(snap.taken_at)
         self._added += 1
@@ -358,5 +362,5 @@ class SparkPanel(Vertical):
             spark.data = bar_levels(history.columns(key, spark.size.width or SPARK_WIDTH))
             if values:
                 series = history.values[key]
-                latest = show(series[-1]) if series else "-"
+                latest = show(series[-1]) if series and not history.unknown else "-"
                 self.query_one(f"#spark-value-{key}", Readout).update(latest)

@@ -77,7 +77,14 @@ TOTAL_KEYS = (
     "sessions", "states", "tokens_in", "tokens_out", "tokens_lost", "rate_in", "rate_out",
     "depth", "buffered_bytes", "memory_bytes", "high_water", "stall", "tokens_lost_cancelled",
 )  # fmt: skip
-TOTAL_LATENCIES = ("queue_wait", "token_age", "consumer_call", "ttft", "slot_wait")
+TOTAL_LATENCIES = (
+    "queue_wait",
+    "token_age",
+    "consumer_call",
+    "ttft",
+    "slot_wait",
+    "queue_wait_10s",
+)
 PROCESS_KEYS = (
     "rss", "cpu_percent", "memory_limit", "machine_memory", "loop_lag", "loop_lag_p99", "peak_rss",
     "loop_lag_p99_10s",

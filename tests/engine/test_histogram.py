@@ -97,3 +97,68 @@ def test_merging_equals_recording_everything_in_one(a: list[float], b: list[floa
     )  # fmt: skip
     if direct.mean is not None:
         assert merged.mean == pytest.approx(direct.mean)
+
+
+_VALUES = st.lists(st.floats(min_value=0.0, max_value=100.0), max_size=60)
+
+
+@given(_VALUES, _VALUES)
+@settings(max_examples=200, deadline=None)
+def test_since_an_earlier_copy_is_exactly_what_was_recorded_after_it(
+    before: list[float], after: list[float]
+) -> None:
+    whole, earlier, alone = Histogram(), Histogram(), Histogram()
+    for value in before:
+        whole.record(value)
+        earlier.record(value)
+    mark = earlier.copy()
+    for value in after:
+        whole.record(value)
+        alone.record(value)
+    recent = whole.since(mark)
+    assert recent.count == len(after) == alone.count
+    assert recent.buckets() == alone.buckets()
+    assert math.isclose(recent.total, alone.total, rel_tol=1e-9, abs_tol=1e-9)
+    if after:  # the max is the top of its bucket: at or above the true one, never above all
+        assert alone.max <= recent.max <= whole.max
+        for q in (0.5, 0.9, 0.99):
+            got, true = recent.quantile(q), alone.quantile(q)
+            assert got is not None and true is not None and true <= got <= whole.max
+    else:
+        assert recent.summary() == Percentiles.empty()
+
+
+class _Recorded:
+    """What `Latencies.add` reads of a session: its histograms, no ttft or slot wait."""
+
+    def __init__(self) -> None:
+        self.queue_wait, self.token_age, self.consumer_call = Histogram(), Histogram(), Histogram()
+
+    def ttft(self) -> None:
+        return None
+
+    def slot_wait(self, now: float) -> None:
+        return None
+
+
+def test_the_10s_queue_wait_forgets_what_came_before_the_window() -> None:
+    """After a retune the whole run's p99 stays up; the last 10 s show the change."""
+    from sluice.engine.totals import TotalsAccumulator
+
+    acc = TotalsAccumulator(refresh=1.0)
+    session = _Recorded()
+    for _ in range(100):
+        session.queue_wait.record(1.0)  # before the retune: a second in the queue
+    acc.totals([session], [], 0.0, fresh_latencies=True)  # type: ignore[list-item]
+    for _ in range(100):
+        session.queue_wait.record(0.01)
+    mid = acc.totals([session], [], 5.0, fresh_latencies=True)  # type: ignore[list-item]
+    assert mid.queue_wait_10s.count == 100 and mid.queue_wait_10s.p99 == pytest.approx(
+        0.01, rel=0.1
+    )
+    for _ in range(100):
+        session.queue_wait.record(0.01)
+    late = acc.totals([session], [], 12.0, fresh_latencies=True)  # type: ignore[list-item]
+    assert late.queue_wait.p99 == pytest.approx(1.0, rel=0.1)  # the whole run: still up
+    assert late.queue_wait_10s.count == 200  # since the mark at 0 s (the window's start)
+    assert late.queue_wait_10s.p99 == pytest.approx(0.01, rel=0.1)

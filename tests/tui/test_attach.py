@@ -37,6 +37,7 @@ from sluice.engine.engine import Engine
 from sluice.tui.app import SluiceApp
 from sluice.tui.link import RemoteLink
 from sluice.tui.merge import split_key
+from sluice.tui.readout import Readout
 from sluice.tui.slider import Slider
 from sluice.tui.table import SessionTable
 from tests.control.helpers import TOKEN
@@ -230,6 +231,12 @@ async def test_with_every_node_down_the_header_says_unknown_and_the_knobs_stay()
             text = screen_text(app)
             assert "RSS 0B" not in text and "0B/0B" not in text
             assert app.query_one("#knob-maxsize", Slider).value == 41  # as last seen
+            # The last minute's figures: not current, so not shown as zeros either.
+            def shown(key: str) -> str:
+                return app.query_one(f"#spark-value-{key}", Readout).plain.strip()
+
+            await _until(pilot, lambda: shown("rate") == "-")
+            assert shown("rss") == "-"
             assert "maxsize*" not in text.replace(" ", "")
             await pilot.press("q")
         assert app.return_code == 0
