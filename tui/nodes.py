@@ -22,7 +22,7 @@ from sluice.engine.control.client import CONNECTED, CONNECTING
 from sluice.engine.snapshot import ProcessSnapshot
 from sluice.tui import fmt
 from sluice.tui.link import NOT_SERVED, NodeView
-from sluice.tui.readout import Fitted, Readout
+from sluice.tui.readout import Fitted, Part, Readout
 
 __all__ = ["MAX_LINES", "NodesBar", "node_line", "registry_line"]
 
@@ -51,30 +51,33 @@ def node_line(node: NodeView, now: float, *, target: bool) -> Fitted:
         state = _part(f"disconnected {since} ", "bold red")
     name = fmt.plain(node.label, "bold", limit=40)
     name.end = ""
-    parts: list[tuple[int, Text]] = [(0, mark), (0, name), (1, _part(" ")), (1, state)]
+    # Figures are named parts: one left out on a narrow screen ends the line with `…`.
+    parts: list[tuple[int, Text] | Part] = [(0, mark), (0, name), (1, _part(" ")), (1, state)]
     if target:
         parts.append((0, _part("◆ knobs ", "reverse")))
     snap = node.snapshot
     if status.state != CONNECTED:
-        why = fmt.plain(
-            status.error or "", "yellow" if status.state == NOT_SERVED else "red", limit=120
-        )
+        style = "yellow" if status.state == NOT_SERVED else "red"
+        why = fmt.plain(status.error or "", style, limit=120)
         why.end = ""
-        parts.append((2, why))
+        short = fmt.plain(status.error or "", style, limit=30)  # the gist, when 120 is too long
+        short.end = ""
+        parts.append(Part(2, why, short=short))
         if status.url and status.url != node.label:
-            parts.append((5, _part(f"  {fmt.clean(status.url, limit=60)}", "dim")))
+            parts.append(Part(5, _part(f"  {fmt.clean(status.url, limit=60)}", "dim")))
     elif snap is not None:
         totals, proc = snap.totals, snap.process
         states = totals.states
+        rates = f" in {fmt.rate(totals.rate_in)}/s out {fmt.rate(totals.rate_out)}/s"
         parts += [
-            (2, _part(f"{fmt.count(totals.sessions)} sess ")),
-            (3, _part(f"{states.get('streaming', 0)} streaming ")),
-            (4, _part(f"{states.get('queued', 0)} queued ")),
-            (2, _part(f" in {fmt.rate(totals.rate_in)}/s out {fmt.rate(totals.rate_out)}/s")),
-            (3, _memory(proc)),
-            (3, _part(f"  CPU {proc.cpu_percent:.0f}%")),
-            (4, _part(f"  lag {fmt.seconds(proc.loop_lag)}")),
-            (5, _part(f"  {fmt.clean(status.url, limit=60)}", "dim")),
+            Part(2, _part(f"{fmt.count(totals.sessions)} sess ")),
+            Part(3, _part(f"{states.get('streaming', 0)} streaming ")),
+            Part(4, _part(f"{states.get('queued', 0)} queued ")),
+            Part(2, _part(rates)),
+            Part(3, _memory(proc)),
+            Part(3, _part(f"  CPU {proc.cpu_percent:.0f}%")),
+            Part(4, _part(f"  lag {fmt.seconds(proc.loop_lag)}")),
+            Part(5, _part(f"  {fmt.clean(status.url, limit=60)}", "dim")),
         ]
     return Fitted(parts)
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from rich.console import Console
 
 from sluice.engine.config import Config
-from sluice.engine.control.client import CONNECTED, NodeStatus
+from sluice.engine.control.client import CONNECTED, DISCONNECTED, NodeStatus
 from sluice.engine.engine import Engine
 from sluice.tui.link import NodeView
 from sluice.tui.nodes import node_line
@@ -41,3 +41,16 @@ def test_without_a_cgroup_limit_the_machine_is_the_limit() -> None:
     shown, styles = _line(640 * MB, None, 64_000 * MB)
     assert "RSS 640M 1%" in shown
     assert styles == []  # no colour
+
+
+def test_a_narrow_screen_leaves_figures_out_with_a_sign_and_keeps_why_a_node_is_down() -> None:
+    base = Engine(Config()).snapshot(sessions=False)
+    up = NodeView("k", NodeStatus("http://127.0.0.1:8321", CONNECTED, 0.0, "web-1"), base)
+    line = node_line(up, 7.9, target=False).fit(80).plain
+    assert line.endswith(" …") and len(line) <= 80 and "sess" in line
+    error = "ClientConnectorError: Cannot connect to host 127.0.0.1:8321 ssl:default " * 2
+    down = NodeView(
+        "k", NodeStatus("http://127.0.0.1:8321", DISCONNECTED, 0.0, "web-1", error), None
+    )
+    line = node_line(down, 12.9, target=False).fit(80).plain
+    assert "disconnected" in line and "ClientConnectorError: Cannot" in line and len(line) <= 80
