@@ -36,6 +36,11 @@ OFF_BY_A = "a"  # `a` on its slider
 OFF_BY_HAND = "hand"  # a slider move (or a typed value) took it over
 
 
+# An auto knob no session has given a signal for (a claude limit on a demo-only run): it
+# cannot move, and "waiting for a window" would promise that it is about to.
+NO_SIGNAL_YET = "no signal yet: it moves once sessions it drives run"
+
+
 class AutoReason(Readout):
     """One line per auto knob at the foot of the knobs panel, naming the knob: the reason of
     its last move (`claude lim  auto: -10%: 429 at 18:04:12`), `auto (led by web-2)` on a
@@ -65,7 +70,9 @@ class AutoReason(Readout):
         if on and track is not None and track.led_by:
             text.append(fmt.clean(f"auto (led by {track.led_by})"))
         elif on:
-            detail = reason or "waiting for a full window of signals"
+            heard = track is not None and any(p[2] is not None for p in track.points)
+            waiting = "waiting for a full window of signals" if heard else NO_SIGNAL_YET
+            detail = reason or waiting
             if track is not None and track.retry_after:
                 detail += f" (retry-after {track.retry_after:.1f}s)"
             text.append("auto: " + fmt.clean(detail))

@@ -182,4 +182,33 @@ async def test_reason_lines_sit_under_the_sliders_name_their_knob_and_end_with_a
         await pilot.pause()
         reason = app.query_one("#reason-limit-claude", AutoReason)
         shown = "".join(s.text for s in reason.render_line(0)).rstrip()
-        assert shown.endswith("…") and shown.startswith("claude lim  auto: waiting")
+        assert shown.endswith("…") and shown.startswith("claude lim  auto: no signal yet")
+
+
+async def test_an_auto_knob_without_any_signal_does_not_promise_to_move() -> None:
+    """claude lim on a demo-only run: no 429 or answer will ever come to move it."""
+    from sluice.tui.autotune import NO_SIGNAL_YET
+
+    silent = AutoKnobSnapshot(
+        knob="limits.claude", switch="autotune.claude", on=True, reason=None, moved_at=None,
+        signal="429s", baseline=None, retry_after=None, points=((1.0, 4.0, None),),
+    )  # fmt: skip
+    heard = AutoKnobSnapshot(
+        knob="limits.claude", switch="autotune.claude", on=True, reason=None, moved_at=None,
+        signal="429s", baseline=None, retry_after=None, points=((1.0, 4.0, 0.0),),
+    )  # fmt: skip
+
+    class Reasons(App[None]):
+        def compose(self) -> ComposeResult:
+            yield AutoReason("claude lim", id="reason")
+
+    app = Reasons()
+    async with app.run_test(size=(100, 3)) as pilot:
+        reason = app.query_one("#reason", AutoReason)
+        for track in (None, silent):
+            reason.show(True, track)
+            await pilot.pause()
+            assert f"auto: {NO_SIGNAL_YET}" in reason.render().plain  # type: ignore[union-attr]
+        reason.show(True, heard)
+        await pilot.pause()
+        assert "waiting for a full window of signals" in reason.render().plain  # type: ignore[union-attr]
