@@ -512,8 +512,18 @@ class KnobsPanel(Vertical):
 
     @property
     def unsaved(self) -> list[str]:
-        """Labels of the knobs whose value differs from the saved one."""
-        return [row.knob.label for row in self.rows.values() if row.unsaved]
+        """Labels of the knobs whose value differs from the saved one; where only the auto
+        switch does, said so (`claude lim (auto on)`)."""
+        out = []
+        for row in self.rows.values():
+            if not row.unsaved:
+                continue
+            only_switch = row.switch is not None and row.auto != row.saved_auto
+            if only_switch and (row.auto or row.slider.value == row.saved):
+                out.append(f"{row.knob.label} (auto {'on' if row.auto else 'off'})")
+            else:
+                out.append(row.knob.label)
+        return out
 
     def _show_title(self) -> None:
         title = TITLE_UNSAVED if self.unsaved else TITLE

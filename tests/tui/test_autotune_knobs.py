@@ -75,6 +75,18 @@ async def test_a_hand_move_makes_the_knob_manual_and_a_gives_it_back(fast_config
         assert not plot.display
 
 
+async def test_an_auto_switch_turned_on_is_the_unsaved_change_said_as_such(
+    fast_config: Config,
+) -> None:
+    app = SluiceApp(config=fast_config)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.query_one("#knob-limit-claude", Slider).focus()
+        await pilot.press("a")
+        await pilot.pause()
+        panel = app.query_one("#knobs", KnobsPanel)
+        assert panel.unsaved == ["claude lim (auto on)"]  # the value is as saved: the switch
+
+
 async def test_a_on_a_knob_without_auto_says_so(fast_config: Config) -> None:
     app = SluiceApp(config=fast_config)
     notes: list[str] = []
