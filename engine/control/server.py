@@ -405,9 +405,10 @@ class ControlServer:
             raise _Refused(422, f"the body is not UTF-8 JSON text ({where})") from None
         try:
             return json.loads(
-                text,
+                text.removeprefix("\ufeff"),  # a BOM before JSON may be ignored (RFC 8259)
                 parse_constant=_refuse_constant,
                 parse_float=_float,
+                parse_int=_int,
                 object_pairs_hook=_checked_object,
             )
         except _BadMember as exc:
@@ -517,6 +518,14 @@ def _float(text: str) -> float:
     marked = _OutOfRange(value)
     marked.text = text[:40]
     return marked
+
+
+def _int(text: str) -> int:
+    """A JSON integer; one of more than 1,000 digits is refused before Python is asked to
+    read it (past 4,300 digits it refuses with a message about its own settings)."""
+    if len(text.lstrip("-")) > 1000:
+        raise _BadMember(f"an integer of {len(text.lstrip('-'))} digits: no knob takes one")
+    return int(text)
 
 
 def _checked_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

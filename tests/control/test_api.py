@@ -213,8 +213,9 @@ async def test_a_body_that_is_not_json_gets_422(served: Served, raw: bytes) -> N
         (b'{"queue.maxsize": 32, "queue.maxsize": 40}', "queue.maxsize is given twice"),
         (b'{"queue.maxsize": 1e400}', "queue.maxsize = 1e400: beyond the range of a number"),
         (b'{"queue.maxsize": 1}\xff', "not UTF-8 JSON text (bad byte at 20)"),
+        (b'{"queue.maxsize": ' + b"9" * 5000 + b"}", "an integer of 5000 digits: no knob"),
     ],
-    ids=["deep-arrays", "deep-objects", "duplicate-key", "beyond-float", "not-utf8"],
+    ids=["deep-arrays", "deep-objects", "duplicate-key", "beyond-float", "not-utf8", "digits"],
 )
 async def test_hostile_json_gets_a_one_line_422_not_a_500(
     served: Served, raw: bytes, said: str
@@ -226,6 +227,13 @@ async def test_hostile_json_gets_a_one_line_422_not_a_500(
     message = _error_of(response)
     assert said in message and "\n" not in message
     assert dict(engine.knobs) == before
+
+
+async def test_a_byte_order_mark_before_the_json_is_ignored(served: Served) -> None:
+    engine, _, client = served
+    response = await client.patch("/v1/knobs", content=b'\xef\xbb\xbf{"queue.maxsize": 31}')
+    assert response.status_code == 200, response.text
+    assert engine.knob("queue.maxsize") == 31
 
 
 async def test_a_body_over_64_kib_gets_413(served: Served) -> None:
