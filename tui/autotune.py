@@ -34,6 +34,7 @@ def spark_text(values: Sequence[float | None], width: int) -> str:
 # What turned an auto knob's switch off, as the reason line says it (`KnobsPanel`).
 OFF_BY_A = "a"  # `a` on its slider
 OFF_BY_HAND = "hand"  # a slider move (or a typed value) took it over
+OFF_ELSEWHERE = "elsewhere"  # seen off in a snapshot: the API, another viewer, a node
 
 
 # An auto knob no session has given a signal for (a claude limit on a demo-only run): it
@@ -82,6 +83,8 @@ class AutoReason(Readout):
                 text.append(" (auto off with a)")
             elif off_by == OFF_BY_HAND:
                 text.append(" (set by hand)")
+            elif off_by == OFF_ELSEWHERE:
+                text.append(" (auto off elsewhere: the API or another viewer)")
             else:
                 text.append(" (auto off)")
             if reason:

@@ -36,7 +36,7 @@ from sluice.engine.autotune.switches import DRIVES, SWITCH_OF
 from sluice.engine.engine import Engine
 from sluice.engine.settings import SETTINGS, Setting, live_settings
 from sluice.engine.snapshot import AutoKnobSnapshot, EngineSnapshot
-from sluice.tui.autotune import OFF_BY_A, OFF_BY_HAND, AutoReason, PlotLine
+from sluice.tui.autotune import OFF_BY_A, OFF_BY_HAND, OFF_ELSEWHERE, AutoReason, PlotLine
 from sluice.tui.fmt import clean, knob_value
 from sluice.tui.readout import Readout
 from sluice.tui.slider import Slider
@@ -464,6 +464,8 @@ class KnobsPanel(Vertical):
         for switch, now in on.items():
             if now:
                 self._off_by.pop(switch, None)  # a later off names its own cause
+            elif self._on.get(switch) and switch not in self._off_by:
+                self._off_by[switch] = OFF_ELSEWHERE  # not by this app: said, not just gone
         self._on = on
         for row in self.rows.values():
             if row.switch is not None and not (row.slider.dragging or row.slider.pending):

@@ -224,3 +224,14 @@ async def test_an_auto_knob_without_any_signal_does_not_promise_to_move() -> Non
         reason.show(True, heard)
         await pilot.pause()
         assert "waiting for a full window of signals" in reason.render().plain  # type: ignore[union-attr]
+
+
+async def test_auto_switched_off_elsewhere_is_said_not_just_gone(fast_config: Config) -> None:
+    """A PATCH from a shell (here: the engine's own call, as the API makes it)."""
+    app = SluiceApp(config=fast_config.with_values({"autotune.claude": True}))
+    async with app.run_test(size=(160, 48)) as pilot:
+        reason = app.query_one("#reason-limit-claude", AutoReason)
+        await wait_until(lambda: reason.display and "auto" in reason.plain, pause=pilot.pause)
+        app.engine.set_knobs({"autotune.claude": False})
+        await wait_until(lambda: "manual" in reason.plain, pause=pilot.pause)
+        assert reason.display and "auto off elsewhere" in reason.plain
