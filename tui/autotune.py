@@ -136,7 +136,8 @@ class PlotLine(Widget):
             figure = fmt.knob_value(track.points[-1][1], True)
         else:
             values = [p[2] for p in track.points]
-            out.append(f"{'↳ ' + track.signal[: LABEL_WIDTH - 3]:<{LABEL_WIDTH}}")
+            # A space first: beside the value line (two-column knobs) its figure would touch.
+            out.append(f"{' ↳ ' + track.signal[: LABEL_WIDTH - 4]:<{LABEL_WIDTH}}")
             out.append(spark_text(values, width), style="yellow")
             figure = _signal_figure(track)
         out.append(f" {figure:>{VALUE_WIDTH - 1}}")

@@ -101,6 +101,7 @@ def snapshot(t: int, sessions: int = 12) -> EngineSnapshot:
         consumer_call=pct(0.05),
         ttft=pct(0.3),
         slot_wait=pct(1.0),
+        queue_wait_10s=pct(0.4 + wave),  # the frozen run's waits do not change over time
     )
     process = ProcessSnapshot(
         rss=(60 + t // 6) * MB,
