@@ -17,7 +17,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["render_stream", "serve"]
+__all__ = ["answer_pieces", "render_stream", "serve"]
 
 TEXT = " token"  # the text of every delta
 
@@ -26,9 +26,11 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-@functools.cache
-def render_stream(deltas: int, model: str = "bench-model") -> bytes:
-    """The whole SSE body of one answer made of `deltas` text deltas, as the API sends it."""
+def answer_pieces(model: str, deltas: int, text: str = TEXT) -> tuple[bytes, bytes, bytes]:
+    """One answer's SSE events as the API sends them, in three pieces: what comes before the
+    text deltas (message_start, content_block_start), one text delta, what comes after
+    them (the block's stop, message_delta with `deltas` output tokens, message_stop). The
+    benchmarks' Anthropic-format servers send them whole or paced."""
     message: dict[str, Any] = {
         "id": "msg_bench",
         "type": "message",
@@ -39,28 +41,35 @@ def render_stream(deltas: int, model: str = "bench-model") -> bytes:
         "stop_sequence": None,
         "usage": {"input_tokens": 1, "output_tokens": 1},
     }
-    delta = _event(
-        "content_block_delta",
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": TEXT}},
-    )
     block = {
         "type": "content_block_start",
         "index": 0,
         "content_block": {"type": "text", "text": ""},
     }
+    head = _event("message_start", {"type": "message_start", "message": message}) + _event(
+        "content_block_start", block
+    )
+    delta = _event(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+    )
     end = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
     end["usage"] = {"output_tokens": deltas}
-    return b"".join(
+    tail = b"".join(
         (
-            _event("message_start", {"type": "message_start", "message": message}),
-            _event("content_block_start", block),
-            _event("ping", {"type": "ping"}),
-            delta * deltas,
             _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
             _event("message_delta", end),
             _event("message_stop", {"type": "message_stop"}),
         )
     )
+    return head, delta, tail
+
+
+@functools.cache
+def render_stream(deltas: int, model: str = "bench-model") -> bytes:
+    """The whole SSE body of one answer made of `deltas` text deltas, as the API sends it."""
+    head, delta, tail = answer_pieces(model, deltas)
+    return b"".join((head, _event("ping", {"type": "ping"}), delta * deltas, tail))
 
 
 class _Handler(BaseHTTPRequestHandler):

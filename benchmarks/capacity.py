@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sluice.bench.anthropic_sse import _event as sse_event
+from sluice.bench.anthropic_sse import answer_pieces
 from sluice.bench.threaded_server import ThreadedServer
 
 __all__ = ["LoopbackHTTP", "QueueingOllama", "ThrottlingAnthropic", "answer_length"]
@@ -131,42 +131,12 @@ class ThrottlingAnthropic(LoopbackHTTP):
     async def _stream(
         self, model: str, deltas: int, send: Callable[[bytes], Awaitable[None]]
     ) -> None:
-        message: dict[str, Any] = {
-            "id": "msg_bench",
-            "type": "message",
-            "role": "assistant",
-            "content": [],
-            "model": model,
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": 1, "output_tokens": 1},
-        }
-        await send(sse_event("message_start", {"type": "message_start", "message": message}))
-        block = {
-            "type": "content_block_start",
-            "index": 0,
-            "content_block": {"type": "text", "text": ""},
-        }
-        await send(sse_event("content_block_start", block))
-        delta = sse_event(
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": " tok"},
-            },
-        )
+        head, delta, tail = answer_pieces(model, deltas, " tok")
+        await send(head)
         for _ in range(deltas):
             await asyncio.sleep(self.pace)
             await send(delta)
-        await send(sse_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
-        end = {
-            "type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"output_tokens": deltas},
-        }
-        await send(sse_event("message_delta", end))
-        await send(sse_event("message_stop", {"type": "message_stop"}))
+        await send(tail)
 
 
 class QueueingOllama(LoopbackHTTP):

@@ -8,49 +8,12 @@ deltas, one every `pace` seconds; `gate` holds answers until the benchmark opens
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any
 
 from aiohttp import web
 
+from sluice.bench.anthropic_sse import answer_pieces
+
 __all__ = ["Upstream"]
-
-
-def _event(kind: str, data: dict[str, Any]) -> bytes:
-    return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
-
-
-def _pieces(model: str, deltas: int) -> tuple[bytes, bytes, bytes]:
-    """An answer's SSE events: before the text deltas, one delta, after them."""
-    message: dict[str, Any] = {
-        "id": "msg_bench",
-        "type": "message",
-        "role": "assistant",
-        "content": [],
-        "model": model,
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": {"input_tokens": 1, "output_tokens": 1},
-    }
-    block: dict[str, Any] = {"type": "content_block_start", "index": 0}
-    block["content_block"] = {"type": "text", "text": ""}
-    head = _event("message_start", {"type": "message_start", "message": message}) + _event(
-        "content_block_start", block
-    )
-    text = {"type": "text_delta", "text": " tok"}
-    delta = _event(
-        "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": text}
-    )
-    end = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
-    end["usage"] = {"output_tokens": deltas}
-    tail = b"".join(
-        (
-            _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            _event("message_delta", end),
-            _event("message_stop", {"type": "message_stop"}),
-        )
-    )
-    return head, delta, tail
 
 
 class Upstream:
@@ -98,7 +61,7 @@ class Upstream:
         self.streams += 1
         self.peak = max(self.peak, self.now)
         try:
-            head, delta, tail = _pieces(str(body.get("model", "bench")), self.deltas)
+            head, delta, tail = answer_pieces(str(body.get("model", "bench")), self.deltas, " tok")
             await response.write(head)
             for _ in range(self.deltas):
                 await asyncio.sleep(self.pace)
