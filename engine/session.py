@@ -316,14 +316,10 @@ class Session:
         session_id = self.id
         record_itl = self.itl.record
         last = 0.0
+        chunk: object = None
         try:
             async for chunk in stream:
                 now = clock()
-                if chunk.__class__ is not Chunk and not isinstance(chunk, Chunk):
-                    raise TypeError(
-                        f"the backend yielded a {type(chunk).__name__}, not a "
-                        "sluice.engine.Chunk (wrap text as Chunk(text, index))"
-                    )
                 if self.first_chunk_at is None:
                     if chunk.text:  # ttft counts the first non-empty chunk; empty ones pass
                         self.first_chunk_at = now
@@ -341,8 +337,16 @@ class Session:
                 self.tokens_in += 1
                 await buffer.put(chunk)
         except Exception as exc:
+            error: Exception = exc
+            if chunk is not None and not isinstance(chunk, Chunk):
+                # Said here, not checked per chunk: a user's backend that yields text
+                # fails on its first one with an AttributeError that would not say why.
+                error = TypeError(
+                    f"the backend yielded a {type(chunk).__name__}, not a "
+                    "sluice.engine.Chunk (wrap text as Chunk(text, index))"
+                )
             self.stream_ended_at = clock()
-            buffer.fail(_UpstreamFailed(exc))
+            buffer.fail(_UpstreamFailed(error))
             return
         self.stream_ended_at = clock()
         if buffer.depth and self.state == "streaming":
